@@ -1,0 +1,75 @@
+// Package config reads a service's settings from its environment. Each
+// service's run function makes one Env from the getenv it is given and reads
+// every setting through it, so nothing else touches the environment and a bad
+// value is reported with its variable's name.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Env reads settings through getenv and collects every bad value.
+type Env struct {
+	getenv func(string) string
+	errs   []error
+}
+
+// New returns an Env over getenv (os.Getenv in production).
+func New(getenv func(string) string) *Env { return &Env{getenv: getenv} }
+
+// String returns the variable key, or def when it is unset or empty.
+func (e *Env) String(key, def string) string {
+	if v := e.getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// Int returns the variable key as an int of at least min, or def.
+func (e *Env) Int(key string, def, min int) int {
+	v := e.getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a whole number of at least %d", key, v, min))
+		return def
+	}
+	return n
+}
+
+// Duration returns the variable key as a positive Go duration ("5s"), or def.
+func (e *Env) Duration(key string, def time.Duration) time.Duration {
+	v := e.getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a positive duration such as 5s or 250ms", key, v))
+		return def
+	}
+	return d
+}
+
+// OneOf returns the variable key, which must be one of allowed, or def.
+func (e *Env) OneOf(key, def string, allowed ...string) string {
+	v := e.getenv(key)
+	if v == "" {
+		return def
+	}
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	e.errs = append(e.errs, fmt.Errorf("%s=%q: want one of %v", key, v, allowed))
+	return def
+}
+
+// Err returns every bad value met so far, or nil.
+func (e *Env) Err() error { return errors.Join(e.errs...) }

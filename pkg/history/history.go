@@ -1,0 +1,249 @@
+// Package history is history_writer: a durable JetStream consumer that keeps
+// the global log of every event of every domain in its own SQLite file. Each
+// fetched batch is inserted in one transaction with INSERT OR IGNORE by event
+// id and acknowledged only after it commits, so every event lands exactly once
+// across restarts and redeliveries. It reads the stream at its own pace and
+// never slows the write path.
+package history
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
+
+	"coffer/pkg/bus"
+	"coffer/pkg/event"
+)
+
+// Consumer is the durable consumer name on the EVENTS stream.
+const Consumer = "history_writer"
+
+const schema = `
+CREATE TABLE IF NOT EXISTS events (
+	seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+	event_id    TEXT    NOT NULL UNIQUE,
+	domain      TEXT    NOT NULL,
+	stream_id   TEXT    NOT NULL,
+	version     INTEGER NOT NULL,
+	type        TEXT    NOT NULL,
+	schema      INTEGER NOT NULL,
+	data        BLOB    NOT NULL,
+	command_id  TEXT    NOT NULL,
+	request_id  TEXT    NOT NULL DEFAULT '',
+	at          INTEGER NOT NULL,
+	stream_seq  INTEGER NOT NULL,
+	recorded_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_stream ON events (domain, stream_id, version);
+PRAGMA user_version = 1;
+`
+
+// Log is the history writer's SQLite file.
+type Log struct {
+	db *sql.DB
+}
+
+// Open opens (creating if needed) the history log at path.
+func Open(ctx context.Context, path string) (*Log, error) {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", "5000")
+	q.Set("_synchronous", "FULL")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: create schema: %w", path, err)
+	}
+	return &Log{db: db}, nil
+}
+
+// Close closes the log.
+func (l *Log) Close() error { return l.db.Close() }
+
+// Ping checks that the file can be read.
+func (l *Log) Ping(ctx context.Context) error { return l.db.PingContext(ctx) }
+
+// Entry is one received event and where it sat in the stream.
+type Entry struct {
+	Event     event.Envelope
+	StreamSeq uint64
+}
+
+// Insert stores entries in one transaction, ignoring events already stored,
+// and returns how many were new.
+func (l *Log) Insert(ctx context.Context, entries []Entry, now time.Time) (int, error) {
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("insert: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO events
+		(event_id, domain, stream_id, version, type, schema, data, command_id, request_id, at, stream_seq, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return 0, fmt.Errorf("insert: %w", err)
+	}
+	added := 0
+	for _, en := range entries {
+		e := en.Event
+		res, err := stmt.ExecContext(ctx, e.ID, e.Domain, e.StreamID, e.Version, e.Type, e.Schema, []byte(e.Data),
+			e.CommandID, e.RequestID, e.Time.UnixNano(), en.StreamSeq, now.UnixNano())
+		if err != nil {
+			return 0, fmt.Errorf("insert event %s: %w", e.ID, err)
+		}
+		n, _ := res.RowsAffected()
+		added += int(n)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("insert: commit: %w", err)
+	}
+	return added, nil
+}
+
+// Count returns how many events the log holds.
+func (l *Log) Count(ctx context.Context) (int64, error) {
+	var n int64
+	err := l.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events`).Scan(&n)
+	return n, err
+}
+
+// Recorder moves events from the EVENTS stream into a Log.
+type Recorder struct {
+	js    jetstream.JetStream
+	log   *Log
+	l     *slog.Logger
+	now   func() time.Time
+	batch int
+}
+
+// NewRecorder returns a Recorder that fetches up to batch events at a time.
+func NewRecorder(nc *nats.Conn, log *Log, l *slog.Logger, now func() time.Time, batch int) (*Recorder, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if batch <= 0 {
+		batch = 256
+	}
+	return &Recorder{js: js, log: log, l: l, now: now, batch: batch}, nil
+}
+
+// Run records events until ctx ends. It (re)creates the stream and its
+// durable consumer whenever they are missing, and retries every failure.
+func (r *Recorder) Run(ctx context.Context) error {
+	var cons jetstream.Consumer
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		if cons == nil {
+			c, err := r.ensure(ctx)
+			if err != nil {
+				wait = retryWait(wait)
+				r.l.Warn("cannot reach the events stream yet", "retry_in", wait, "err", err)
+				continue
+			}
+			cons = c
+		}
+		if err := r.once(ctx, cons); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+				errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders) {
+				cons = nil
+			}
+			wait = retryWait(wait)
+			r.l.Warn("history batch failed", "retry_in", wait, "err", err)
+			continue
+		}
+		wait = 0
+	}
+}
+
+func retryWait(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return 100 * time.Millisecond
+	case d >= 5*time.Second:
+		return 5 * time.Second
+	}
+	return 2 * d
+}
+
+func (r *Recorder) ensure(ctx context.Context) (jetstream.Consumer, error) {
+	if _, err := r.js.CreateOrUpdateStream(ctx, bus.EventsStreamConfig()); err != nil {
+		return nil, fmt.Errorf("ensure stream: %w", err)
+	}
+	return r.js.CreateOrUpdateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{
+		Durable:       Consumer,
+		Description:   "history_writer: the global event log",
+		FilterSubject: bus.EventSubjects,
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 4 * r.batch,
+	})
+}
+
+// once fetches one batch, stores it and acknowledges it.
+func (r *Recorder) once(ctx context.Context, cons jetstream.Consumer) error {
+	fctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	msgs, err := cons.Fetch(r.batch, jetstream.FetchContext(fctx))
+	if err != nil {
+		return err
+	}
+	var entries []Entry
+	var last jetstream.Msg
+	for m := range msgs.Messages() {
+		last = m
+		var e event.Envelope
+		meta, err := m.Metadata()
+		if err == nil {
+			err = json.Unmarshal(m.Data(), &e)
+		}
+		if err == nil {
+			err = e.Validate()
+		}
+		if err != nil {
+			// A message that is not an event can never be stored: say so
+			// loudly, and do not let it block the stream.
+			r.l.Error("dropping a message that is not a valid event", "subject", m.Subject(), "err", err)
+			continue
+		}
+		entries = append(entries, Entry{Event: e, StreamSeq: meta.Sequence.Stream})
+	}
+	if err := msgs.Error(); err != nil && last == nil &&
+		!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if last == nil {
+		return nil
+	}
+	added, err := r.log.Insert(context.WithoutCancel(ctx), entries, r.now())
+	if err != nil {
+		return err // not acked: JetStream redelivers after AckWait
+	}
+	if err := last.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	r.l.Debug("history batch recorded", "received", len(entries), "new", added)
+	return nil
+}

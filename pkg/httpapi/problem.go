@@ -1,0 +1,84 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"coffer/pkg/bus"
+)
+
+// problemInfo is the one table from error code to HTTP status and title.
+var problemInfo = map[bus.Code]struct {
+	status int
+	title  string
+}{
+	bus.CodeInvalidAmount:         {http.StatusBadRequest, "Invalid amount"},
+	bus.CodeInvalidWalletID:       {http.StatusBadRequest, "Invalid wallet id"},
+	bus.CodeInvalidBody:           {http.StatusBadRequest, "Invalid request body"},
+	bus.CodeInvalidIdempotencyKey: {http.StatusBadRequest, "Invalid Idempotency-Key"},
+	bus.CodeInvalidQuery:          {http.StatusBadRequest, "Invalid query parameter"},
+	bus.CodeNotFound:              {http.StatusNotFound, "Not found"},
+	bus.CodeMethodNotAllowed:      {http.StatusMethodNotAllowed, "Method not allowed"},
+	bus.CodeInsufficientFunds:     {http.StatusConflict, "Insufficient funds"},
+	bus.CodeBalanceOverflow:       {http.StatusConflict, "Balance would overflow"},
+	bus.CodeBodyTooLarge:          {http.StatusRequestEntityTooLarge, "Request body too large"},
+	bus.CodeIdempotencyKeyReused:  {http.StatusUnprocessableEntity, "Idempotency-Key reused"},
+	bus.CodeInternal:              {http.StatusInternalServerError, "Internal error"},
+	bus.CodeWriterUnavailable:     {http.StatusServiceUnavailable, "Wallet writer unavailable"},
+	bus.CodeOverloaded:            {http.StatusServiceUnavailable, "Overloaded"},
+	bus.CodeStorageUnavailable:    {http.StatusServiceUnavailable, "Storage unavailable"},
+	bus.CodeReadModelUnavailable:  {http.StatusServiceUnavailable, "Read model unavailable"},
+	bus.CodeWriterTimeout:         {http.StatusGatewayTimeout, "Wallet writer timeout"},
+}
+
+// StatusOf returns the HTTP status of an error code; unknown codes are 500.
+func StatusOf(c bus.Code) int {
+	if p, ok := problemInfo[c]; ok {
+		return p.status
+	}
+	return http.StatusInternalServerError
+}
+
+// Problem is an RFC 9457 problem details body, with Coffer's stable code and,
+// for refusals that depend on the wallet, its balance and version.
+type Problem struct {
+	Type     string   `json:"type"`
+	Title    string   `json:"title"`
+	Status   int      `json:"status"`
+	Detail   string   `json:"detail"`
+	Code     bus.Code `json:"code"`
+	Instance string   `json:"instance,omitempty"`
+	Balance  *int64   `json:"balance,omitempty"`
+	Version  *int64   `json:"version,omitempty"`
+}
+
+// writeProblem answers with e as application/problem+json.
+func writeProblem(w http.ResponseWriter, r *http.Request, e *bus.Error) {
+	info, ok := problemInfo[e.Code]
+	if !ok {
+		info = problemInfo[bus.CodeInternal]
+	}
+	p := Problem{
+		Type:     "/problems/" + string(e.Code),
+		Title:    info.title,
+		Status:   info.status,
+		Detail:   e.Detail,
+		Code:     e.Code,
+		Instance: r.URL.Path,
+		Balance:  e.Balance,
+		Version:  e.Version,
+	}
+	switch info.status {
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+	}
+	body, _ := json.Marshal(p)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(info.status)
+	w.Write(append(body, '\n')) //nolint:errcheck // the client left
+}
+
+func problem(code bus.Code, detail string) *bus.Error {
+	return &bus.Error{Code: code, Detail: detail}
+}

@@ -1,0 +1,437 @@
+// Package httpapi is wallet_server's HTTP API. Reads come only from the Redis
+// read model; writes go only to wallet_writer over NATS, with a deadline.
+// Every error is an RFC 9457 problem+json body with a stable code.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/segmentio/ksuid"
+
+	"coffer/pkg/bus"
+	"coffer/pkg/readmodel"
+	"coffer/pkg/wallet"
+)
+
+// MaxBodyBytes is the largest request body accepted.
+const MaxBodyBytes = 64 << 10
+
+// Pagination of GET /wallet/{id}/transactions.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 1000
+)
+
+// Reader is what the API needs from the read model.
+type Reader interface {
+	Balance(ctx context.Context, walletID string) (readmodel.View, error)
+	Transactions(ctx context.Context, walletID string, before int64, limit int, withRejected bool) (readmodel.Page, error)
+	Ping(ctx context.Context) error
+}
+
+// Sender is what the API needs from the command bus.
+type Sender interface {
+	Send(ctx context.Context, walletID string, a wallet.Action, cmd bus.Command) (bus.Reply, bool, error)
+	PingWriter(ctx context.Context) error
+}
+
+type server struct {
+	log   *slog.Logger
+	reads Reader
+	cmds  Sender
+	now   func() time.Time
+}
+
+// NewServer returns the API with all its routes.
+func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time) http.Handler {
+	s := &server{log: log, reads: reads, cmds: cmds, now: now}
+	r := mux.NewRouter()
+	r.HandleFunc("/wallet", s.createWallet).Methods(http.MethodPost)
+	r.HandleFunc("/wallet/{id}/balance", s.balance).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/wallet/{id}/transactions", s.transactions).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/wallet/{id}/credit", s.command(wallet.Credit)).Methods(http.MethodPost)
+	r.HandleFunc("/wallet/{id}/debit", s.command(wallet.Debit)).Methods(http.MethodPost)
+	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet, http.MethodHead)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		writeProblem(w, req, problem(bus.CodeNotFound, fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path)))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		allowed := allowedMethods(r, req)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeProblem(w, req, problem(bus.CodeMethodNotAllowed,
+			fmt.Sprintf("%s does not accept %s; use %s", req.URL.Path, req.Method, strings.Join(allowed, " or "))))
+	})
+	return s.withRequestID(s.recoverPanics(r))
+}
+
+func allowedMethods(r *mux.Router, req *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+		probe := req.Clone(req.Context())
+		probe.Method = m
+		var match mux.RouteMatch
+		if r.Match(probe, &match) && match.MatchErr == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+type ctxKey struct{}
+
+// RequestIDHeader is the header carrying a request's id.
+const RequestIDHeader = "X-Request-Id"
+
+func (s *server) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(RequestIDHeader)
+		if id == "" || len(id) > 128 || !printable(id) {
+			id = ksuid.New().String()
+		}
+		w.Header().Set(RequestIDHeader, id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+	})
+}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+func (s *server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panicked", "path", r.URL.Path, "request_id", requestID(r.Context()), "panic", fmt.Sprint(v))
+				writeProblem(w, r, problem(bus.CodeInternal, "an internal error occurred; it has been logged"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "encoding failed", http.StatusInternalServerError)
+		return
+	}
+	writeRawJSON(w, status, body)
+}
+
+func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n')) //nolint:errcheck // the client left
+}
+
+// walletID returns the {id} of the route if it is a KSUID.
+func walletID(r *http.Request) (string, *bus.Error) {
+	id := mux.Vars(r)["id"]
+	if _, err := ksuid.Parse(id); err != nil {
+		return "", problem(bus.CodeInvalidWalletID, fmt.Sprintf("wallet id %q is not a KSUID (27 base62 characters, e.g. from POST /wallet)", id))
+	}
+	return id, nil
+}
+
+func (s *server) createWallet(w http.ResponseWriter, r *http.Request) {
+	id := ksuid.New().String()
+	w.Header().Set("Location", "/wallet/"+id+"/balance")
+	writeJSON(w, http.StatusCreated, map[string]string{"wallet_id": id})
+}
+
+type balanceResponse struct {
+	WalletID  string     `json:"wallet_id"`
+	Balance   int64      `json:"balance"`
+	Version   int64      `json:"version"`
+	Timestamp time.Time  `json:"timestamp"`
+	UpdatedAt *time.Time `json:"updated_at"`
+}
+
+func (s *server) balance(w http.ResponseWriter, r *http.Request) {
+	id, perr := walletID(r)
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
+	v, err := s.reads.Balance(r.Context(), id)
+	if err != nil {
+		s.readFailed(w, r, err)
+		return
+	}
+	resp := balanceResponse{WalletID: id, Balance: v.Balance, Version: v.Version, Timestamp: s.now().UTC()}
+	if !v.UpdatedAt.IsZero() {
+		resp.UpdatedAt = &v.UpdatedAt
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+type transactionsResponse struct {
+	WalletID     string               `json:"wallet_id"`
+	Timestamp    time.Time            `json:"timestamp"`
+	Transactions []wallet.Transaction `json:"transactions"`
+	Next         *string              `json:"next"`
+}
+
+func (s *server) transactions(w http.ResponseWriter, r *http.Request) {
+	id, perr := walletID(r)
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
+	q := r.URL.Query()
+	limit := DefaultLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxLimit {
+			writeProblem(w, r, problem(bus.CodeInvalidQuery, fmt.Sprintf("limit must be a whole number from 1 to %d, not %q", MaxLimit, v)))
+			return
+		}
+		limit = n
+	}
+	var before int64
+	if v := q.Get("cursor"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			writeProblem(w, r, problem(bus.CodeInvalidQuery, fmt.Sprintf("cursor %q is not one this API returned in \"next\"", v)))
+			return
+		}
+		before = n
+	}
+	withRejected := false
+	if v := q.Get("include"); v != "" {
+		if v != "rejected" {
+			writeProblem(w, r, problem(bus.CodeInvalidQuery, fmt.Sprintf("include may only be \"rejected\", not %q", v)))
+			return
+		}
+		withRejected = true
+	}
+	page, err := s.reads.Transactions(r.Context(), id, before, limit, withRejected)
+	if err != nil {
+		s.readFailed(w, r, err)
+		return
+	}
+	resp := transactionsResponse{WalletID: id, Timestamp: s.now().UTC(), Transactions: page.Transactions}
+	if page.Next > 0 {
+		next := strconv.FormatInt(page.Next, 10)
+		resp.Next = &next
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *server) readFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return
+	}
+	s.log.Warn("read model unavailable", "path", r.URL.Path, "request_id", requestID(r.Context()), "err", err)
+	writeProblem(w, r, problem(bus.CodeReadModelUnavailable, "the read model (Redis) cannot be reached; retry shortly"))
+}
+
+// ReplayedHeader marks a response that repeats the stored outcome of an
+// earlier request with the same Idempotency-Key.
+const ReplayedHeader = "Idempotent-Replayed"
+
+func (s *server) command(a wallet.Action) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, perr := walletID(r)
+		if perr != nil {
+			writeProblem(w, r, perr)
+			return
+		}
+		key, perr := idempotencyKey(r)
+		if perr != nil {
+			writeProblem(w, r, perr)
+			return
+		}
+		amount, perr := decodeAmount(w, r)
+		if perr != nil {
+			writeProblem(w, r, perr)
+			return
+		}
+		cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Amount: amount, RequestID: requestID(r.Context())}
+		reply, replayed, err := s.cmds.Send(r.Context(), id, a, cmd)
+		if err != nil {
+			var be *bus.Error
+			if !errors.As(err, &be) {
+				if r.Context().Err() != nil {
+					return // the client left
+				}
+				s.log.Error("command failed", "wallet", id, "action", a, "request_id", cmd.RequestID, "err", err)
+				be = problem(bus.CodeInternal, "the command could not be completed; retry with the same Idempotency-Key to learn its outcome")
+			}
+			writeProblem(w, r, be)
+			return
+		}
+		if replayed {
+			w.Header().Set(ReplayedHeader, "true")
+		}
+		if reply.Error != nil {
+			writeProblem(w, r, reply.Error)
+			return
+		}
+		writeRawJSON(w, http.StatusOK, reply.Result)
+	}
+}
+
+// idempotencyKey returns the Idempotency-Key header: absent, or 1 to 255
+// printable ASCII characters.
+func idempotencyKey(r *http.Request) (string, *bus.Error) {
+	vals := r.Header.Values("Idempotency-Key")
+	if len(vals) == 0 {
+		return "", nil
+	}
+	k := vals[0]
+	if len(vals) > 1 || k == "" || len(k) > 255 || !printable(k) {
+		return "", problem(bus.CodeInvalidIdempotencyKey, "Idempotency-Key must be one header of 1 to 255 printable ASCII characters")
+	}
+	return k, nil
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+const amountHelp = `expected a JSON body like {"amount": 500}: a whole number of minor units (cents) from 1 to 10^15`
+
+// decodeAmount reads a body {"amount": N} whatever the Content-Type (curl -d
+// sends a form type), rejecting anything else in it.
+func decodeAmount(w http.ResponseWriter, r *http.Request) (int64, *bus.Error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return 0, problem(bus.CodeBodyTooLarge, fmt.Sprintf("the request body is larger than %d bytes", MaxBodyBytes))
+		}
+		return 0, problem(bus.CodeInvalidBody, "the request body could not be read")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return 0, problem(bus.CodeInvalidBody, "the request body is empty; "+amountHelp)
+	}
+	var req struct {
+		Amount json.RawMessage `json:"amount"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return 0, problem(bus.CodeInvalidBody, "the request body must be a JSON object; "+amountHelp)
+		}
+		if strings.HasPrefix(err.Error(), "json: unknown field ") {
+			return 0, problem(bus.CodeInvalidBody, "the request body has an "+strings.TrimPrefix(err.Error(), "json: ")+"; "+amountHelp)
+		}
+		return 0, problem(bus.CodeInvalidBody, "the request body is not valid JSON; "+amountHelp)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return 0, problem(bus.CodeInvalidBody, "the request body has data after the JSON object; "+amountHelp)
+	}
+	amount, err := parseAmount(req.Amount)
+	if err != nil {
+		return 0, problem(bus.CodeInvalidAmount, err.Error()+"; "+amountHelp)
+	}
+	return amount, nil
+}
+
+var maxAmount = new(big.Rat).SetInt64(wallet.MaxAmount)
+
+// parseAmount accepts a JSON number whose exact value is a whole number from
+// 1 to wallet.MaxAmount: 5, 5.0 and 5e2 are fine; 2.5, "5" and 1e16 are not.
+func parseAmount(raw json.RawMessage) (int64, error) {
+	s := string(bytes.TrimSpace(raw))
+	switch {
+	case s == "" || s == "null":
+		return 0, errors.New("amount is missing")
+	case s[0] == '"':
+		return 0, fmt.Errorf("amount must be a JSON number, not the string %s", truncate(s))
+	case s[0] != '-' && (s[0] < '0' || s[0] > '9'):
+		return 0, fmt.Errorf("amount must be a JSON number, not %s", truncate(s))
+	}
+	mantissa, exp := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(s[i+1:])
+		// Bound the exponent before doing exact arithmetic with it.
+		if err != nil || e > 30 || e < -30 {
+			return 0, fmt.Errorf("amount %s is out of range", truncate(s))
+		}
+		mantissa, exp = s[:i], e
+	}
+	v, ok := new(big.Rat).SetString(mantissa)
+	if !ok {
+		return 0, fmt.Errorf("amount %s is not a number", truncate(s))
+	}
+	scale := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(abs(exp))), nil))
+	if exp >= 0 {
+		v.Mul(v, scale)
+	} else {
+		v.Quo(v, scale)
+	}
+	switch {
+	case v.Sign() <= 0:
+		return 0, fmt.Errorf("amount must be positive, not %s", truncate(s))
+	case !v.IsInt():
+		return 0, fmt.Errorf("amount must be a whole number of minor units, not %s", truncate(s))
+	case v.Cmp(maxAmount) > 0:
+		return 0, fmt.Errorf("amount %s is larger than 10^15", truncate(s))
+	}
+	return v.Num().Int64(), nil
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+func truncate(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 only when Redis answers and a wallet writer answers over
+// NATS (which also proves NATS is up).
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	checks := map[string]string{"redis": "ok", "writer": "ok"}
+	ready := true
+	if err := s.reads.Ping(ctx); err != nil {
+		checks["redis"], ready = err.Error(), false
+	}
+	if err := s.cmds.PingWriter(ctx); err != nil {
+		checks["writer"], ready = err.Error(), false
+	}
+	status, word := http.StatusOK, "ready"
+	if !ready {
+		status, word = http.StatusServiceUnavailable, "unavailable"
+	}
+	writeJSON(w, status, map[string]any{"status": word, "checks": checks})
+}

@@ -1,0 +1,71 @@
+// Package natstest starts a real nats-server with JetStream inside the test
+// process, on a random loopback port, storing in the test's temp dir. Import
+// it only from _test.go files.
+package natstest
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Server is a running test nats-server.
+type Server struct {
+	*server.Server
+	opts *server.Options
+}
+
+// Start runs a nats-server with JetStream for the rest of tb. Port 0 picks a
+// free port; a given port lets a test restart a server where clients expect it.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return StartAt(tb, -1, tb.TempDir())
+}
+
+// StartAt runs a nats-server on port (-1 for a random one) with its JetStream
+// store in dir.
+func StartAt(tb testing.TB, port int, dir string) *Server {
+	tb.Helper()
+	opts := &server.Options{
+		Host:      "127.0.0.1",
+		Port:      port,
+		JetStream: true,
+		StoreDir:  dir,
+		NoLog:     true,
+		NoSigs:    true,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		tb.Fatalf("natstest: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("natstest: nats-server not ready within 10s")
+	}
+	ts := &Server{Server: s, opts: opts}
+	tb.Cleanup(ts.Stop)
+	return ts
+}
+
+// Stop shuts the server down and waits until it is gone.
+func (s *Server) Stop() {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// Port is the port the server listens on.
+func (s *Server) Port() int { return s.Addr().(*net.TCPAddr).Port }
+
+// Connect returns a client connection closed at the end of tb.
+func (s *Server) Connect(tb testing.TB) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		tb.Fatalf("natstest: connect: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}

@@ -1,0 +1,248 @@
+// Package readmodel is the Redis projection of every wallet: what the writer
+// pushes after each commit and what wallet_server reads.
+//
+// Keys, per wallet:
+//
+//	wallet.<id>           the state as JSON: {"wallet_id","balance","version","updated_at"}
+//	wallet.<id>.tx        sorted set of applied transactions, score = version
+//	wallet.<id>.rejected  sorted set of rejected debits, score = version
+//
+// The state key never holds the history, so reading a balance costs one GET
+// however long the wallet's history is. Every push goes through one Lua script
+// that sets the state only when its version is higher than the stored one, so
+// a late or repeated push can never move a wallet backwards.
+package readmodel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"coffer/pkg/wallet"
+)
+
+// View is a wallet's state as stored in Redis.
+type View struct {
+	WalletID  string    `json:"wallet_id"`
+	Balance   int64     `json:"balance"`
+	Version   int64     `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Change is what one push tells Redis about one wallet: its state after the
+// newest event, and the transactions recorded since the last push.
+type Change struct {
+	View         View
+	Transactions []wallet.Transaction
+}
+
+// StateKey is the Redis key of a wallet's state.
+func StateKey(walletID string) string { return "wallet." + walletID }
+
+// TransactionsKey is the Redis key of a wallet's applied transactions.
+func TransactionsKey(walletID string) string { return "wallet." + walletID + ".tx" }
+
+// RejectedKey is the Redis key of a wallet's rejected debits.
+func RejectedKey(walletID string) string { return "wallet." + walletID + ".rejected" }
+
+// push sets the state if newer and (re)places each transaction at its version.
+// Replacing by score keeps a repeated push from ever storing a second copy.
+var push = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+local curv = -1
+if cur then curv = tonumber(cjson.decode(cur).version) or -1 end
+for i = 3, #ARGV, 3 do
+  local key = KEYS[2]
+  if ARGV[i] == 'r' then key = KEYS[3] end
+  redis.call('ZREMRANGEBYSCORE', key, ARGV[i+1], ARGV[i+1])
+  redis.call('ZADD', key, ARGV[i+1], ARGV[i+2])
+end
+if tonumber(ARGV[1]) > curv then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// Projection reads and writes the read model.
+type Projection struct {
+	rdb redis.UniversalClient
+}
+
+// New returns a Projection over rdb.
+func New(rdb redis.UniversalClient) *Projection { return &Projection{rdb: rdb} }
+
+// Ping checks that Redis answers.
+func (p *Projection) Ping(ctx context.Context) error { return p.rdb.Ping(ctx).Err() }
+
+// Push applies changes in one pipeline.
+func (p *Projection) Push(ctx context.Context, changes []Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	err := p.pushOnce(ctx, changes)
+	if err != nil && redis.HasErrorPrefix(errors.Unwrap(err), "NOSCRIPT") {
+		// A restarted Redis has lost its script cache: load and go again.
+		if err := push.Load(ctx, p.rdb).Err(); err != nil {
+			return fmt.Errorf("push: load script: %w", err)
+		}
+		err = p.pushOnce(ctx, changes)
+	}
+	return err
+}
+
+func (p *Projection) pushOnce(ctx context.Context, changes []Change) error {
+	pipe := p.rdb.Pipeline()
+	for _, c := range changes {
+		state, err := json.Marshal(c.View)
+		if err != nil {
+			return fmt.Errorf("push wallet %s: %w", c.View.WalletID, err)
+		}
+		args := make([]any, 0, 2+3*len(c.Transactions))
+		args = append(args, c.View.Version, state)
+		for _, t := range c.Transactions {
+			member, err := json.Marshal(t)
+			if err != nil {
+				return fmt.Errorf("push wallet %s: %w", c.View.WalletID, err)
+			}
+			kind := "t"
+			if t.Type == wallet.DebitRejected {
+				kind = "r"
+			}
+			args = append(args, kind, t.Version, member)
+		}
+		id := c.View.WalletID
+		push.EvalSha(ctx, pipe, []string{StateKey(id), TransactionsKey(id), RejectedKey(id)}, args...)
+	}
+	cmds, err := pipe.Exec(ctx)
+	for _, c := range cmds {
+		if cerr := c.Err(); cerr != nil {
+			return fmt.Errorf("push %d wallets: %w", len(changes), cerr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("push %d wallets: %w", len(changes), err)
+	}
+	return nil
+}
+
+// Balance returns the stored state of walletID. A wallet Redis does not know
+// is a wallet nobody has used: balance 0, version 0, zero UpdatedAt.
+func (p *Projection) Balance(ctx context.Context, walletID string) (View, error) {
+	b, err := p.rdb.Get(ctx, StateKey(walletID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return View{WalletID: walletID}, nil
+	}
+	if err != nil {
+		return View{}, fmt.Errorf("balance of wallet %s: %w", walletID, err)
+	}
+	var v View
+	if err := json.Unmarshal(b, &v); err != nil {
+		return View{}, fmt.Errorf("balance of wallet %s: stored state %q: %w", walletID, b, err)
+	}
+	return v, nil
+}
+
+// Versions returns the stored version of each wallet, 0 for unknown wallets,
+// in one pipeline.
+func (p *Projection) Versions(ctx context.Context, walletIDs []string) ([]int64, error) {
+	pipe := p.rdb.Pipeline()
+	gets := make([]*redis.StringCmd, len(walletIDs))
+	for i, id := range walletIDs {
+		gets[i] = pipe.Get(ctx, StateKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("versions of %d wallets: %w", len(walletIDs), err)
+	}
+	out := make([]int64, len(walletIDs))
+	for i, g := range gets {
+		b, err := g.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("version of wallet %s: %w", walletIDs[i], err)
+		}
+		var v View
+		if err := json.Unmarshal(b, &v); err != nil {
+			// A state that cannot be read is as good as none: re-push it.
+			continue
+		}
+		out[i] = v.Version
+	}
+	return out, nil
+}
+
+// Page is one page of a wallet's transactions, newest first. Next is the
+// cursor for the following page, 0 when there is none.
+type Page struct {
+	Transactions []wallet.Transaction
+	Next         int64
+}
+
+// Transactions returns up to limit transactions with version < before (0
+// means from the newest), newest first, with rejected debits when asked.
+func (p *Projection) Transactions(ctx context.Context, walletID string, before int64, limit int, withRejected bool) (Page, error) {
+	max := "+inf"
+	if before > 0 {
+		max = "(" + strconv.FormatInt(before, 10)
+	}
+	rng := &redis.ZRangeBy{Min: "-inf", Max: max, Count: int64(limit) + 1}
+	pipe := p.rdb.Pipeline()
+	tx := pipe.ZRevRangeByScore(ctx, TransactionsKey(walletID), rng)
+	var rej *redis.StringSliceCmd
+	if withRejected {
+		rej = pipe.ZRevRangeByScore(ctx, RejectedKey(walletID), rng)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return Page{}, fmt.Errorf("transactions of wallet %s: %w", walletID, err)
+	}
+	all, err := decode(tx.Val())
+	if err != nil {
+		return Page{}, fmt.Errorf("transactions of wallet %s: %w", walletID, err)
+	}
+	if rej != nil {
+		r, err := decode(rej.Val())
+		if err != nil {
+			return Page{}, fmt.Errorf("rejected debits of wallet %s: %w", walletID, err)
+		}
+		all = mergeNewestFirst(all, r)
+	}
+	page := Page{Transactions: all}
+	if len(all) > limit {
+		page.Transactions = all[:limit]
+		page.Next = all[limit-1].Version
+	}
+	if page.Transactions == nil {
+		page.Transactions = []wallet.Transaction{}
+	}
+	return page, nil
+}
+
+func decode(members []string) ([]wallet.Transaction, error) {
+	out := make([]wallet.Transaction, len(members))
+	for i, m := range members {
+		if err := json.Unmarshal([]byte(m), &out[i]); err != nil {
+			return nil, fmt.Errorf("stored transaction %q: %w", m, err)
+		}
+	}
+	return out, nil
+}
+
+func mergeNewestFirst(a, b []wallet.Transaction) []wallet.Transaction {
+	out := make([]wallet.Transaction, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0].Version > b[0].Version {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	out = append(out, a...)
+	return append(out, b...)
+}

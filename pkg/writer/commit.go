@@ -1,0 +1,230 @@
+package writer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/segmentio/ksuid"
+
+	"coffer/pkg/bus"
+	"coffer/pkg/event"
+	"coffer/pkg/eventstore"
+	"coffer/pkg/readmodel"
+	"coffer/pkg/wallet"
+)
+
+// commitLoop is the single committer: it takes whatever commands are queued
+// (up to MaxBatch) and commits them together, so one fsync serves them all.
+// It returns once the queue is closed and drained.
+func (w *Writer) commitLoop() {
+	batch := make([]*pending, 0, w.cfg.MaxBatch)
+	for p := range w.queue {
+		batch = append(batch[:0], p)
+	fill:
+		for len(batch) < w.cfg.MaxBatch {
+			select {
+			case q, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, q)
+			default:
+				break fill
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+// answer is what one command of a batch will be told.
+type answer struct {
+	data     []byte
+	replayed bool
+	stored   bool // data is a durable outcome (so duplicates may replay it)
+	rec      int  // index of the record this command adds, or -1
+	sameAs   int  // index of an earlier command of the batch with the same key, or -1
+}
+
+func errorAnswer(code bus.Code, detail string, st *wallet.State) answer {
+	e := &bus.Error{Code: code, Detail: detail}
+	if st != nil {
+		e.Balance, e.Version = &st.Balance, &st.Version
+	}
+	data, _ := json.Marshal(bus.Reply{Error: e})
+	return answer{data: data, rec: -1, sameAs: -1}
+}
+
+// commit decides, stores, projects and answers one batch. Storage is the
+// point of no return: nothing is answered or projected before the batch's
+// transaction commits, and if it fails the in-memory states go back to what
+// the log holds.
+func (w *Writer) commit(batch []*pending) {
+	ctx := context.Background()
+	now := w.now().UTC()
+	answers := make([]answer, len(batch))
+	recs := make([]eventstore.Record, 0, len(batch))
+	evs := make([]wallet.Event, 0, len(batch))
+	first := make(map[string]int, len(batch))
+	before := make(map[string]wallet.State)
+
+	for i, p := range batch {
+		key, fp := p.key(), p.fingerprint()
+		if j, ok := first[p.walletID+"\x00"+key]; ok {
+			if batch[j].fingerprint() != fp {
+				answers[i] = reusedAnswer(key)
+			} else {
+				answers[i] = answer{rec: -1, sameAs: j}
+			}
+			continue
+		}
+		first[p.walletID+"\x00"+key] = i
+
+		o, found, err := w.store.Idempotency(ctx, p.walletID, key)
+		if err != nil {
+			w.log.Error("idempotency lookup failed", "wallet", p.walletID, "err", err)
+			answers[i] = errorAnswer(bus.CodeStorageUnavailable, "the wallet log cannot be read; retry", nil)
+			continue
+		}
+		if found {
+			if o.Fingerprint != fp {
+				answers[i] = reusedAnswer(key)
+			} else {
+				answers[i] = answer{data: o.Reply, replayed: true, stored: true, rec: -1, sameAs: -1}
+			}
+			continue
+		}
+
+		st := w.states[p.walletID]
+		ev, err := wallet.Decide(st, wallet.Command{Action: p.action, Amount: p.cmd.Amount})
+		switch {
+		case errors.Is(err, wallet.ErrBalanceOverflow):
+			answers[i] = errorAnswer(bus.CodeBalanceOverflow, fmt.Sprintf("crediting %d would overflow the balance of %d", p.cmd.Amount, st.Balance), &st)
+			continue
+		case errors.Is(err, wallet.ErrInvalidAmount):
+			answers[i] = errorAnswer(bus.CodeInvalidAmount, err.Error(), nil)
+			continue
+		case err != nil:
+			answers[i] = errorAnswer(bus.CodeInvalidBody, err.Error(), nil)
+			continue
+		}
+		data, err := wallet.EncodeEvent(ev)
+		if err != nil {
+			w.log.Error("cannot encode event", "wallet", p.walletID, "err", err)
+			answers[i] = errorAnswer(bus.CodeInternal, "the wallet writer cannot record this event", nil)
+			continue
+		}
+		if _, ok := before[p.walletID]; !ok {
+			before[p.walletID] = st
+		}
+		next := wallet.Evolve(st, ev)
+		w.states[p.walletID] = next
+		env := event.Envelope{
+			ID:        ksuid.New().String(),
+			Domain:    eventstore.Domain,
+			StreamID:  p.walletID,
+			Version:   ev.Version,
+			Type:      string(ev.Type),
+			Schema:    wallet.SchemaVersion,
+			Data:      data,
+			Time:      now,
+			CommandID: p.cmd.CommandID,
+			RequestID: p.cmd.RequestID,
+		}
+		reply := outcomeReply(p.walletID, ev, next, env)
+		recs = append(recs, eventstore.Record{Event: env, State: next, IdemKey: key, Fingerprint: fp, Reply: reply})
+		evs = append(evs, ev)
+		answers[i] = answer{data: reply, stored: true, rec: len(recs) - 1, sameAs: -1}
+	}
+
+	if len(recs) > 0 {
+		if err := w.store.Append(ctx, recs); err != nil {
+			for id, st := range before {
+				w.states[id] = st
+			}
+			w.log.Error("batch not committed", "commands", len(recs), "err", err)
+			for i := range answers {
+				if answers[i].rec >= 0 {
+					answers[i] = errorAnswer(bus.CodeStorageUnavailable, "the wallet log cannot be written; nothing was applied; retry", nil)
+				}
+			}
+		} else {
+			w.pushCommitted(recs, evs)
+			w.pokeOutbox()
+			w.log.Debug("batch committed", "commands", len(batch), "events", len(recs))
+		}
+	}
+
+	for i, p := range batch {
+		a := answers[i]
+		if a.sameAs >= 0 {
+			orig := answers[a.sameAs]
+			a.data, a.replayed = orig.data, orig.stored
+		}
+		msg := &nats.Msg{Subject: p.reply, Data: a.data}
+		if a.replayed {
+			msg.Header = nats.Header{bus.ReplayedHeader: []string{"true"}}
+		}
+		if err := w.nc.PublishMsg(msg); err != nil {
+			w.log.Warn("cannot answer command", "wallet", p.walletID, "command_id", p.cmd.CommandID, "err", err)
+		}
+	}
+}
+
+func reusedAnswer(key string) answer {
+	return errorAnswer(bus.CodeIdempotencyKeyReused,
+		"this Idempotency-Key was already used for a different request on this wallet; use a new key for a new request", nil)
+}
+
+// outcomeReply is the stored and returned answer to a decided command.
+func outcomeReply(walletID string, ev wallet.Event, st wallet.State, env event.Envelope) []byte {
+	if ev.Type == wallet.DebitRejected {
+		detail := fmt.Sprintf("the balance of %d does not cover a debit of %d", st.Balance, ev.Amount)
+		data, _ := json.Marshal(bus.Reply{Error: &bus.Error{Code: bus.CodeInsufficientFunds, Detail: detail, Balance: &st.Balance, Version: &st.Version}})
+		return data
+	}
+	res, _ := json.Marshal(bus.Result{
+		WalletID:    walletID,
+		Balance:     st.Balance,
+		Version:     st.Version,
+		Timestamp:   env.Time,
+		Transaction: wallet.NewTransaction(env.ID, ev, env.Time),
+	})
+	data, _ := json.Marshal(bus.Reply{Result: res})
+	return data
+}
+
+// pushCommitted projects a committed batch to Redis before anyone is
+// answered, so a client that reads after its write sees it. If Redis is
+// unreachable, or still behind from an earlier failure, the wallets are left
+// to the projector, which catches up from the log.
+func (w *Writer) pushCommitted(recs []eventstore.Record, evs []wallet.Event) {
+	changes := make([]readmodel.Change, 0, len(recs))
+	index := make(map[string]int, len(recs))
+	for i, r := range recs {
+		id := r.Event.StreamID
+		j, ok := index[id]
+		if !ok {
+			j = len(changes)
+			index[id] = j
+			changes = append(changes, readmodel.Change{})
+		}
+		c := &changes[j]
+		c.View = readmodel.View{WalletID: id, Balance: r.State.Balance, Version: r.State.Version, UpdatedAt: r.Event.Time}
+		c.Transactions = append(c.Transactions, wallet.NewTransaction(r.Event.ID, evs[i], r.Event.Time))
+	}
+	if w.dirty.empty() {
+		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.RedisTimeout)
+		err := w.proj.Push(ctx, changes)
+		cancel()
+		if err == nil {
+			return
+		}
+		w.log.Warn("redis push failed; the projector will catch up from the log", "wallets", len(changes), "err", err)
+	}
+	for _, c := range changes {
+		w.dirty.add(c.View.WalletID, c.View.Version)
+	}
+}

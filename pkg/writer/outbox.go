@@ -1,0 +1,147 @@
+package writer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"coffer/pkg/bus"
+)
+
+// outboxBatch is how many events one pass sends before it waits for acks.
+const outboxBatch = 256
+
+// publishOutbox sends committed events to the EVENTS stream in log order,
+// each with Nats-Msg-Id = event id, and advances the watermark in SQLite only
+// past events JetStream acknowledged. After a crash it resumes from the
+// watermark; anything sent twice is dropped by JetStream's duplicate window
+// or by the history writer's idempotent insert. When ctx ends it makes one
+// last bounded pass, so a clean stop leaves nothing unpublished.
+func (w *Writer) publishOutbox(ctx context.Context) {
+	o := &outbox{w: w}
+	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	for ctx.Err() == nil {
+		wait := time.Second // a commit pokes us sooner
+		if err := o.drain(ctx); err != nil {
+			wait = backoff.next()
+			if ctx.Err() == nil {
+				w.log.Warn("outbox cannot publish yet", "watermark", o.wm, "retry_in", wait, "err", err)
+			}
+		} else {
+			backoff.reset()
+		}
+		select {
+		case <-ctx.Done():
+		case <-w.published:
+		case <-time.After(wait):
+		}
+	}
+	final, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := o.drain(final); err != nil {
+		w.log.Warn("outbox not drained at stop; the next start publishes the rest", "watermark", o.wm, "err", err)
+	}
+}
+
+// outbox is the publisher's memory between passes.
+type outbox struct {
+	w           *Writer
+	wm          int64 // seq of the last event JetStream acknowledged
+	haveWM      bool
+	streamReady bool
+}
+
+// drain publishes everything after the watermark.
+func (o *outbox) drain(ctx context.Context) error {
+	if !o.haveWM {
+		v, err := o.w.store.OutboxWatermark(ctx)
+		if err != nil {
+			return err
+		}
+		o.wm, o.haveWM = v, true
+	}
+	if !o.streamReady {
+		if _, err := o.w.js.CreateOrUpdateStream(ctx, bus.EventsStreamConfig()); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", bus.EventsStream, err)
+		}
+		o.streamReady = true
+	}
+	for {
+		next, n, err := o.w.publishFrom(ctx, o.wm)
+		if next > o.wm {
+			if serr := o.w.store.SetOutboxWatermark(context.WithoutCancel(ctx), next); serr != nil {
+				return serr
+			}
+			o.wm = next
+		}
+		if err != nil {
+			o.streamReady = false // it may have gone with JetStream's store
+			return err
+		}
+		if n < outboxBatch {
+			return nil
+		}
+	}
+}
+
+// publishFrom sends up to outboxBatch events after wm and returns the seq of
+// the last one JetStream acknowledged in an unbroken run (wm if none), and how
+// many events it read.
+func (w *Writer) publishFrom(ctx context.Context, wm int64) (int64, int, error) {
+	evs, err := w.store.EventsAfter(ctx, wm, outboxBatch)
+	if err != nil || len(evs) == 0 {
+		return wm, 0, err
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(evs))
+	var sendErr error
+	for _, e := range evs {
+		data, err := json.Marshal(e)
+		if err != nil {
+			return wm, len(evs), fmt.Errorf("encode event %s: %w", e.ID, err)
+		}
+		msg := nats.NewMsg(bus.EventSubject(e.Domain, e.StreamID, e.Type))
+		msg.Data = data
+		f, err := w.js.PublishMsgAsync(msg, jetstream.WithMsgID(e.ID), jetstream.WithExpectStream(bus.EventsStream))
+		if err != nil {
+			sendErr = fmt.Errorf("publish event %s: %w", e.ID, err)
+			break
+		}
+		futures = append(futures, f)
+	}
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	last := wm
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			last = evs[i].Seq
+		case err := <-f.Err():
+			return last, len(evs), fmt.Errorf("publish event %s: %w", evs[i].ID, err)
+		case <-timeout.C:
+			return last, len(evs), fmt.Errorf("publish event %s: no ack within 5s", evs[i].ID)
+		case <-ctx.Done():
+			return last, len(evs), ctx.Err()
+		}
+	}
+	return last, len(evs), sendErr
+}
+
+// backoff doubles a delay from min up to max.
+type backoff struct{ min, max, cur time.Duration }
+
+func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max} }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else if b.cur *= 2; b.cur > b.max {
+		b.cur = b.max
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }

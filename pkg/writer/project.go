@@ -1,0 +1,180 @@
+package writer
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"coffer/pkg/eventstore"
+	"coffer/pkg/readmodel"
+	"coffer/pkg/wallet"
+)
+
+// dirtySet holds the wallets whose newest committed version Redis may lack.
+type dirtySet struct {
+	mu   sync.Mutex
+	m    map[string]int64
+	poke chan struct{}
+}
+
+func newDirtySet() *dirtySet {
+	return &dirtySet{m: make(map[string]int64), poke: make(chan struct{}, 1)}
+}
+
+func (d *dirtySet) add(walletID string, version int64) {
+	d.mu.Lock()
+	if version > d.m[walletID] {
+		d.m[walletID] = version
+	}
+	d.mu.Unlock()
+	select {
+	case d.poke <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dirtySet) empty() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.m) == 0
+}
+
+func (d *dirtySet) snapshot() map[string]int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]int64, len(d.m))
+	for k, v := range d.m {
+		out[k] = v
+	}
+	return out
+}
+
+// done forgets walletID if Redis now has version or newer of it.
+func (d *dirtySet) done(walletID string, version int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m[walletID] <= version {
+		delete(d.m, walletID)
+	}
+}
+
+func (d *dirtySet) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.m)
+}
+
+// project keeps Redis equal to the log. At start it compares every wallet's
+// head with Redis; after that it re-pushes, from the log, every wallet a push
+// failed for. It retries until ctx ends.
+func (w *Writer) project(ctx context.Context) {
+	reconciled := false
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if !reconciled {
+			if n, err := w.reconcile(ctx); err != nil {
+				w.log.Warn("cannot compare redis with the log yet", "err", err)
+			} else {
+				reconciled = true
+				w.log.Info("redis compared with the log", "wallets_behind", n)
+			}
+		}
+		if !w.dirty.empty() {
+			if err := w.catchUp(ctx); err != nil {
+				w.log.Warn("redis catch-up incomplete", "wallets_behind", w.dirty.len(), "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-w.dirty.poke:
+		}
+	}
+}
+
+// reconcile marks dirty every wallet whose version in Redis is older than the
+// log's, and returns how many it marked.
+func (w *Writer) reconcile(ctx context.Context) (int, error) {
+	const chunk = 1000
+	var heads []eventstore.Head
+	behind := 0
+	flush := func() error {
+		ids := make([]string, len(heads))
+		for i, h := range heads {
+			ids[i] = h.WalletID
+		}
+		versions, err := w.proj.Versions(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for i, h := range heads {
+			if versions[i] < h.State.Version {
+				w.dirty.add(h.WalletID, h.State.Version)
+				behind++
+			}
+		}
+		heads = heads[:0]
+		return nil
+	}
+	err := w.store.Heads(ctx, func(h eventstore.Head) error {
+		heads = append(heads, h)
+		if len(heads) == chunk {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil && len(heads) > 0 {
+		err = flush()
+	}
+	return behind, err
+}
+
+// catchUp pushes every dirty wallet's missing events from the log.
+func (w *Writer) catchUp(ctx context.Context) error {
+	for id, want := range w.dirty.snapshot() {
+		if err := w.repush(ctx, id); err != nil {
+			return err
+		}
+		w.dirty.done(id, want)
+	}
+	return nil
+}
+
+// repush brings one wallet in Redis up to the log, oldest events first, so
+// the state key moves forward only with its transactions in place.
+func (w *Writer) repush(ctx context.Context, walletID string) error {
+	const chunk = 500
+	versions, err := w.proj.Versions(ctx, []string{walletID})
+	if err != nil {
+		return err
+	}
+	after := versions[0]
+	for {
+		envs, err := w.store.WalletEvents(ctx, walletID, after, chunk)
+		if err != nil {
+			return err
+		}
+		if len(envs) == 0 {
+			return nil
+		}
+		c := readmodel.Change{Transactions: make([]wallet.Transaction, 0, len(envs))}
+		for _, env := range envs {
+			ev, err := wallet.DecodeEvent(wallet.EventType(env.Type), env.Schema, env.Version, env.Data)
+			if err != nil {
+				return fmt.Errorf("wallet %s: %w", walletID, err)
+			}
+			c.Transactions = append(c.Transactions, wallet.NewTransaction(env.ID, ev, env.Time))
+			c.View = readmodel.View{WalletID: walletID, Balance: ev.BalanceAfter, Version: ev.Version, UpdatedAt: env.Time}
+		}
+		pctx, cancel := context.WithTimeout(ctx, w.cfg.RedisTimeout)
+		err = w.proj.Push(pctx, []readmodel.Change{c})
+		cancel()
+		if err != nil {
+			return err
+		}
+		after = envs[len(envs)-1].Version
+	}
+}

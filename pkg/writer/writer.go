@@ -1,0 +1,282 @@
+// Package writer is wallet_writer: the one place commands become events. It
+// serves cmd.wallet.*.* as a nats.go/micro service, and a single committer
+// decides commands in batches against in-memory state, writes each batch to
+// the event store in one transaction, pushes the new states to Redis and only
+// then answers. An outbox publisher carries committed events to JetStream, and
+// a projector heals Redis whenever it missed a push.
+package writer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/segmentio/ksuid"
+
+	"coffer/pkg/bus"
+	"coffer/pkg/eventstore"
+	"coffer/pkg/readmodel"
+	"coffer/pkg/wallet"
+)
+
+// Config tunes a Writer. Zero fields take the documented defaults.
+type Config struct {
+	// Partition names the set of wallets this writer owns; one writer at a
+	// time holds it. Default "0": all wallets.
+	Partition string
+	// MaxBatch is the most commands one transaction holds. Default 512.
+	MaxBatch int
+	// QueueSize bounds the commands waiting for the committer; past it a
+	// command is refused as overloaded. Default 8192.
+	QueueSize int
+	// LeaseTTL is how long a partition stays taken after its writer
+	// stopped renewing. Default 10s.
+	LeaseTTL time.Duration
+	// RedisTimeout bounds one push to Redis. Default 2s.
+	RedisTimeout time.Duration
+	// Version is reported by the micro service. Default "0.1.0".
+	Version string
+}
+
+func (c *Config) defaults() {
+	if c.Partition == "" {
+		c.Partition = "0"
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 512
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 8192
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 10 * time.Second
+	}
+	if c.RedisTimeout <= 0 {
+		c.RedisTimeout = 2 * time.Second
+	}
+	if c.Version == "" {
+		c.Version = "0.1.0"
+	}
+}
+
+// Writer is one wallet_writer. Build it with New and start it with Run.
+type Writer struct {
+	cfg   Config
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store *eventstore.Store
+	proj  *readmodel.Projection
+	log   *slog.Logger
+	now   func() time.Time
+
+	queue chan *pending
+	// mu guards closed, so that no command is queued after the committer's
+	// last look at the queue.
+	mu     sync.RWMutex
+	closed bool
+
+	published chan struct{} // pokes the outbox after a commit
+	dirty     *dirtySet     // wallets Redis is behind on
+
+	// states is the latest state of every wallet, owned by the committer
+	// goroutine.
+	states map[string]wallet.State
+}
+
+// New returns a Writer over its dependencies. now is the clock events are
+// stamped with.
+func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Projection, log *slog.Logger, now func() time.Time) (*Writer, error) {
+	cfg.defaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Writer{
+		cfg:       cfg,
+		nc:        nc,
+		js:        js,
+		store:     store,
+		proj:      proj,
+		log:       log,
+		now:       now,
+		queue:     make(chan *pending, cfg.QueueSize),
+		published: make(chan struct{}, 1),
+		dirty:     newDirtySet(),
+		states:    make(map[string]wallet.State),
+	}, nil
+}
+
+// Run serves commands until ctx ends, then stops taking commands, finishes
+// the batch in hand and returns. It returns early with ErrLeaseLost if
+// another writer takes the partition.
+func (w *Writer) Run(ctx context.Context) error {
+	owner := ksuid.New().String()
+	lease, err := acquireLease(ctx, w.js, w.cfg.Partition, owner, w.cfg.LeaseTTL, w.log)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+
+	loaded := 0
+	if err := w.store.Heads(ctx, func(h eventstore.Head) error {
+		w.states[h.WalletID] = h.State
+		loaded++
+		return nil
+	}); err != nil {
+		return fmt.Errorf("load wallet states: %w", err)
+	}
+	w.log.Info("wallet states loaded", "wallets", loaded)
+
+	// Background work lives until bgCtx ends, after the committer is done.
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var bg sync.WaitGroup
+	lost := make(chan error, 1)
+	bg.Go(func() {
+		if err := lease.renew(bgCtx); err != nil {
+			lost <- err
+		}
+	})
+	bg.Go(func() { w.project(bgCtx) })
+	bg.Go(func() { w.publishOutbox(bgCtx) })
+
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		w.commitLoop()
+	}()
+
+	svc, err := micro.AddService(w.nc, micro.Config{
+		Name:        bus.WriterService,
+		Version:     w.cfg.Version,
+		Description: "decides wallet credits and debits, logs them in SQLite, projects them to Redis",
+		Metadata:    map[string]string{"partition": w.cfg.Partition, "owner": owner},
+		QueueGroup:  bus.WriterService,
+	})
+	if err == nil {
+		err = svc.AddEndpoint("commands", micro.HandlerFunc(w.handle),
+			micro.WithEndpointSubject(bus.CommandSubjects),
+			micro.WithEndpointMetadata(map[string]string{"actions": "credit,debit", "format": "application/json"}))
+	}
+	if err != nil {
+		w.closeQueue()
+		<-committed
+		stopBackground()
+		bg.Wait()
+		return fmt.Errorf("start micro service: %w", err)
+	}
+	w.log.Info("serving commands", "subject", bus.CommandSubjects, "partition", w.cfg.Partition)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-lost:
+		w.log.Error("stopping: partition lease lost", "err", runErr)
+	}
+
+	if err := svc.Stop(); err != nil {
+		w.log.Warn("stop micro service", "err", err)
+	}
+	w.closeQueue()
+	<-committed
+	stopBackground() // the outbox makes one last pass on its way out
+
+	bg.Wait()
+	if runErr == nil {
+		relCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		lease.release(relCtx)
+		cancel()
+	}
+	w.log.Info("writer stopped")
+	return runErr
+}
+
+// pending is one command waiting for the committer.
+type pending struct {
+	walletID string
+	action   wallet.Action
+	cmd      bus.Command
+	reply    string // the requester's inbox
+}
+
+// key is the idempotency key the command is stored under: the client's key
+// when it sent one, else the command id wallet_server made. The prefixes keep
+// the two spaces apart.
+func (p *pending) key() string {
+	if p.cmd.IdempotencyKey != "" {
+		return "k:" + p.cmd.IdempotencyKey
+	}
+	return "c:" + p.cmd.CommandID
+}
+
+// fingerprint tells the same request from another one under the same key.
+func (p *pending) fingerprint() string {
+	return fmt.Sprintf("%s:%d", p.action, p.cmd.Amount)
+}
+
+// handle runs on the micro service's subscription goroutine: it only checks
+// the command's shape and queues it, so the committer can batch.
+func (w *Writer) handle(req micro.Request) {
+	walletID, action, err := bus.ParseCommandSubject(req.Subject())
+	if err != nil {
+		w.refuse(req, bus.CodeNotFound, err.Error())
+		return
+	}
+	if _, err := ksuid.Parse(walletID); err != nil {
+		w.refuse(req, bus.CodeInvalidWalletID, fmt.Sprintf("wallet id %q is not a KSUID", walletID))
+		return
+	}
+	var cmd bus.Command
+	if err := json.Unmarshal(req.Data(), &cmd); err != nil || cmd.CommandID == "" {
+		w.refuse(req, bus.CodeInvalidBody, "command body must be JSON with command_id and amount")
+		return
+	}
+	if req.Reply() == "" {
+		return // nobody to answer; a command is only taken as a request
+	}
+	p := &pending{walletID: walletID, action: action, cmd: cmd, reply: req.Reply()}
+
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		w.refuse(req, bus.CodeWriterUnavailable, "the wallet writer is shutting down; retry")
+		return
+	}
+	select {
+	case w.queue <- p:
+	default:
+		w.refuse(req, bus.CodeOverloaded, fmt.Sprintf("the wallet writer has %d commands waiting; retry shortly", cap(w.queue)))
+	}
+}
+
+func (w *Writer) refuse(req micro.Request, code bus.Code, detail string) {
+	body, _ := json.Marshal(bus.Reply{Error: &bus.Error{Code: code, Detail: detail}})
+	if err := req.Error(string(code), detail, body); err != nil {
+		w.log.Warn("cannot answer command", "subject", req.Subject(), "err", err)
+	}
+}
+
+// closeQueue stops taking commands; the committer drains what is queued.
+func (w *Writer) closeQueue() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+}
+
+func (w *Writer) pokeOutbox() {
+	select {
+	case w.published <- struct{}{}:
+	default:
+	}
+}
