@@ -69,3 +69,20 @@ func (s *Server) Connect(tb testing.TB) *nats.Conn {
 	tb.Cleanup(nc.Close)
 	return nc
 }
+
+// StopJetStream turns JetStream off while core NATS keeps serving, as when
+// the JetStream layer is lost; StartJetStream brings it back from its store.
+func (s *Server) StopJetStream(tb testing.TB) {
+	tb.Helper()
+	if err := s.DisableJetStream(); err != nil {
+		tb.Fatalf("natstest: disable JetStream: %v", err)
+	}
+}
+
+// StartJetStream re-enables JetStream from the server's store dir.
+func (s *Server) StartJetStream(tb testing.TB) {
+	tb.Helper()
+	if err := s.EnableJetStream(&server.JetStreamConfig{StoreDir: s.opts.StoreDir}); err != nil {
+		tb.Fatalf("natstest: enable JetStream: %v", err)
+	}
+}

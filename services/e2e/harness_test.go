@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -152,16 +153,26 @@ func (s *stack) waitReady() {
 	})
 }
 
-// do sends one request and returns status, headers and body.
+// do sends one request and returns status, headers and body; a transport
+// failure fails the test, so call it only from the test goroutine.
 func (s *stack) do(method, path, body string, hdr map[string]string) (int, http.Header, []byte) {
 	s.t.Helper()
+	st, h, b, err := s.request(method, path, body, hdr)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return st, h, b
+}
+
+// request is do for any goroutine.
+func (s *stack) request(method, path, body string, hdr map[string]string) (int, http.Header, []byte, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, s.base+path, rd)
 	if err != nil {
-		s.t.Fatal(err)
+		return 0, nil, nil, err
 	}
 	if body != "" {
 		// What curl -d sends: the API must read JSON anyway.
@@ -172,14 +183,14 @@ func (s *stack) do(method, path, body string, hdr map[string]string) (int, http.
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		s.t.Fatalf("%s %s: read body: %v", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
-	return resp.StatusCode, resp.Header, b
+	return resp.StatusCode, resp.Header, b, nil
 }
 
 // writerDB opens the writer's SQLite file read-only.
