@@ -56,15 +56,20 @@ func startStack(t *testing.T) *stack {
 	}
 	s.start("wallet_writer")
 	s.start("history_writer")
-	srv := s.start("wallet_server")
-	line := srv.logs.wait(t, `"msg":"listening"`, 10*time.Second)
-	var l struct{ Addr string }
-	if err := json.Unmarshal([]byte(line), &l); err != nil {
-		t.Fatalf("listening line %q: %v", line, err)
-	}
-	s.base = "http://" + l.Addr
+	s.base = s.baseURL(s.start("wallet_server"))
 	s.waitReady()
 	return s
+}
+
+// baseURL waits for a wallet_server to say where it listens.
+func (s *stack) baseURL(srv *service) string {
+	s.t.Helper()
+	line := srv.logs.wait(s.t, `"msg":"listening"`, 10*time.Second)
+	var l struct{ Addr string }
+	if err := json.Unmarshal([]byte(line), &l); err != nil {
+		s.t.Fatalf("listening line %q: %v", line, err)
+	}
+	return "http://" + l.Addr
 }
 
 func (s *stack) env(extra map[string]string) func(string) string {
@@ -101,11 +106,14 @@ func (s *stack) start(name string) *service {
 	return s.startWith(name, nil)
 }
 
+// startWith runs a service with some settings changed; name may carry a
+// suffix after "#" to run a second instance ("wallet_server#slow").
 func (s *stack) startWith(name string, extra map[string]string) *service {
 	s.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	svc := &service{cancel: cancel, done: make(chan error, 1), logs: &logSink{}}
-	go func() { svc.done <- runners[name](ctx, s.env(extra), svc.logs, svc.logs) }()
+	run := runners[strings.SplitN(name, "#", 2)[0]]
+	go func() { svc.done <- run(ctx, s.env(extra), svc.logs, svc.logs) }()
 	s.mu.Lock()
 	s.services[name] = svc
 	s.mu.Unlock()

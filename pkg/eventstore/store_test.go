@@ -1,0 +1,190 @@
+package eventstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/segmentio/ksuid"
+
+	"coffer/pkg/event"
+	"coffer/pkg/eventstore"
+	"coffer/pkg/wallet"
+)
+
+func open(t *testing.T, path string) *eventstore.Store {
+	t.Helper()
+	s, err := eventstore.Open(context.Background(), path, eventstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 123456789, time.UTC)
+
+// credit returns the record of crediting amount to a wallet at state st.
+func credit(t *testing.T, walletID string, st wallet.State, amount int64, key string) (eventstore.Record, wallet.State) {
+	t.Helper()
+	e, err := wallet.Decide(st, wallet.Command{Action: wallet.Credit, Amount: amount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := wallet.EncodeEvent(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := wallet.Evolve(st, e)
+	return eventstore.Record{
+		Event: event.Envelope{
+			ID: ksuid.New().String(), Domain: eventstore.Domain, StreamID: walletID, Version: e.Version,
+			Type: string(e.Type), Schema: wallet.SchemaVersion, Data: data, Time: t0, CommandID: ksuid.New().String(),
+		},
+		State:       next,
+		IdemKey:     key,
+		Fingerprint: fmt.Sprintf("credit:%d", amount),
+		Reply:       []byte(fmt.Sprintf(`{"balance":%d}`, next.Balance)),
+	}, next
+}
+
+func count(t *testing.T, s *eventstore.Store) int {
+	t.Helper()
+	evs, err := s.EventsAfter(context.Background(), 0, 1_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(evs)
+}
+
+func TestBatchCommitsAtomically(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "w.db"))
+	a, b := ksuid.New().String(), ksuid.New().String()
+
+	r1, sa := credit(t, a, wallet.State{}, 5, "k:1")
+	r2, _ := credit(t, b, wallet.State{}, 7, "")
+	if err := s.Append(ctx, []eventstore.Record{r1, r2}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A batch whose last record conflicts stores none of its records.
+	r3, _ := credit(t, a, sa, 1, "k:2")
+	r4, _ := credit(t, b, wallet.State{}, 9, "") // version 1 of b is taken
+	err := s.Append(ctx, []eventstore.Record{r3, r4})
+	if !errors.Is(err, eventstore.ErrVersionConflict) {
+		t.Fatalf("conflicting batch: %v, want ErrVersionConflict", err)
+	}
+	if n := count(t, s); n != 2 {
+		t.Fatalf("%d events after a failed batch, want 2", n)
+	}
+	h, err := s.Head(ctx, a)
+	if err != nil || h.State != (wallet.State{Balance: 5, Version: 1}) {
+		t.Fatalf("head of a after the failed batch: %+v %v", h, err)
+	}
+	if _, found, err := s.Idempotency(ctx, a, "k:2"); found || err != nil {
+		t.Fatalf("idempotency record of the failed batch is stored (%v)", err)
+	}
+}
+
+func TestDuplicateVersionIsATypedConflict(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "w.db"))
+	id := ksuid.New().String()
+	r1, _ := credit(t, id, wallet.State{}, 5, "")
+	r2, _ := credit(t, id, wallet.State{}, 6, "") // also version 1
+	if err := s.Append(context.Background(), []eventstore.Record{r1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(context.Background(), []eventstore.Record{r2}); !errors.Is(err, eventstore.ErrVersionConflict) {
+		t.Fatalf("second version 1: %v, want ErrVersionConflict", err)
+	}
+}
+
+func TestReopenRestoresState(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "w.db")
+	s, err := eventstore.Open(ctx, path, eventstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{ksuid.New().String(), ksuid.New().String()}
+	want := map[string]wallet.State{}
+	var recs []eventstore.Record
+	for i, id := range ids {
+		var st wallet.State
+		for j := range 3 + i {
+			var r eventstore.Record
+			r, st = credit(t, id, st, int64(10*(j+1)), fmt.Sprintf("k:%d", j))
+			recs = append(recs, r)
+		}
+		want[id] = st
+	}
+	if err := s.Append(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOutboxWatermark(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, path)
+	got := map[string]wallet.State{}
+	if err := s.Heads(ctx, func(h eventstore.Head) error {
+		got[h.WalletID] = h.State
+		if !h.At.Equal(t0) {
+			t.Errorf("head time %v, want %v", h.At, t0)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("heads %v, want %v", got, want)
+	}
+	for id, st := range want {
+		if got[id] != st {
+			t.Fatalf("wallet %s reopened as %+v, want %+v", id, got[id], st)
+		}
+	}
+	o, found, err := s.Idempotency(ctx, ids[1], "k:3")
+	if err != nil || !found || o.Fingerprint != "credit:40" || string(o.Reply) != `{"balance":100}` {
+		t.Fatalf("idempotency record after reopen: %+v %v %v", o, found, err)
+	}
+	if wm, err := s.OutboxWatermark(ctx); err != nil || wm != 4 {
+		t.Fatalf("watermark after reopen %d %v, want 4", wm, err)
+	}
+	evs, err := s.WalletEvents(ctx, ids[0], 1, 10)
+	if err != nil || len(evs) != 2 || evs[0].Version != 2 || evs[1].Version != 3 {
+		t.Fatalf("events of wallet 0 after version 1: %+v %v", evs, err)
+	}
+	if !evs[0].Time.Equal(t0) || evs[0].Domain != eventstore.Domain {
+		t.Fatalf("event read back as %+v", evs[0])
+	}
+	if err := evs[0].Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWatermarkNeverMovesBack(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "w.db"))
+	for _, seq := range []int64{5, 3, 9, 0} {
+		if err := s.SetOutboxWatermark(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if wm, _ := s.OutboxWatermark(ctx); wm != 9 {
+		t.Fatalf("watermark %d, want 9", wm)
+	}
+}
+
+func TestOpenRejectsUnknownSync(t *testing.T) {
+	if _, err := eventstore.Open(context.Background(), filepath.Join(t.TempDir(), "w.db"), eventstore.Options{Sync: "OFF"}); err == nil {
+		t.Fatal("synchronous=OFF accepted")
+	}
+}

@@ -1,0 +1,136 @@
+package readmodel_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/segmentio/ksuid"
+
+	"coffer/pkg/readmodel"
+	"coffer/pkg/redistest"
+	"coffer/pkg/wallet"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+// history makes the changes of n credits of 1 on one wallet, one change each.
+func history(id string, n int) []readmodel.Change {
+	var out []readmodel.Change
+	var st wallet.State
+	for i := 0; i < n; i++ {
+		e, _ := wallet.Decide(st, wallet.Command{Action: wallet.Credit, Amount: 1})
+		st = wallet.Evolve(st, e)
+		at := t0.Add(time.Duration(i) * time.Second)
+		out = append(out, readmodel.Change{
+			View:         readmodel.View{WalletID: id, Balance: st.Balance, Version: st.Version, UpdatedAt: at},
+			Transactions: []wallet.Transaction{wallet.NewTransaction(ksuid.New().String(), e, at)},
+		})
+	}
+	return out
+}
+
+func TestPushNeverMovesBackwards(t *testing.T) {
+	ctx := context.Background()
+	p := readmodel.New(redistest.Start(t).Client(t))
+	id := ksuid.New().String()
+	h := history(id, 3)
+
+	for _, c := range []readmodel.Change{h[0], h[2], h[1], h[0]} { // late and repeated pushes
+		if err := p.Push(ctx, []readmodel.Change{c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := p.Balance(ctx, id)
+	if err != nil || v.Version != 3 || v.Balance != 3 || !v.UpdatedAt.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("balance after out-of-order pushes: %+v %v", v, err)
+	}
+	page, err := p.Transactions(ctx, id, 0, 10, false)
+	if err != nil || len(page.Transactions) != 3 {
+		t.Fatalf("transactions after repeated pushes: %+v %v", page, err)
+	}
+	for i, tx := range page.Transactions {
+		if tx.Version != int64(3-i) {
+			t.Fatalf("transaction %d has version %d: %+v", i, tx.Version, page.Transactions)
+		}
+	}
+}
+
+func TestUnknownWalletIsEmpty(t *testing.T) {
+	p := readmodel.New(redistest.Start(t).Client(t))
+	id := ksuid.New().String()
+	v, err := p.Balance(context.Background(), id)
+	if err != nil || v != (readmodel.View{WalletID: id}) {
+		t.Fatalf("unknown wallet: %+v %v", v, err)
+	}
+	page, err := p.Transactions(context.Background(), id, 0, 50, true)
+	if err != nil || page.Transactions == nil || len(page.Transactions) != 0 || page.Next != 0 {
+		t.Fatalf("transactions of an unknown wallet: %+v %v", page, err)
+	}
+}
+
+func TestTransactionPages(t *testing.T) {
+	ctx := context.Background()
+	p := readmodel.New(redistest.Start(t).Client(t))
+	id := ksuid.New().String()
+	// versions 1..7 applied, then a rejection at version 8, then 9 applied.
+	changes := history(id, 7)
+	rej := wallet.Event{Type: wallet.DebitRejected, Version: 8, Amount: 100, BalanceAfter: 7, Reason: wallet.ReasonInsufficientFunds}
+	changes = append(changes, readmodel.Change{
+		View:         readmodel.View{WalletID: id, Balance: 7, Version: 8, UpdatedAt: t0},
+		Transactions: []wallet.Transaction{wallet.NewTransaction(ksuid.New().String(), rej, t0)},
+	})
+	cr := wallet.Event{Type: wallet.Credited, Version: 9, Amount: 1, BalanceAfter: 8}
+	changes = append(changes, readmodel.Change{
+		View:         readmodel.View{WalletID: id, Balance: 8, Version: 9, UpdatedAt: t0},
+		Transactions: []wallet.Transaction{wallet.NewTransaction(ksuid.New().String(), cr, t0)},
+	})
+	if err := p.Push(ctx, changes); err != nil {
+		t.Fatal(err)
+	}
+
+	versions := func(withRejected bool, limit int) [][]int64 {
+		var pages [][]int64
+		var cursor int64
+		for {
+			page, err := p.Transactions(ctx, id, cursor, limit, withRejected)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var vs []int64
+			for _, tx := range page.Transactions {
+				vs = append(vs, tx.Version)
+			}
+			pages = append(pages, vs)
+			if page.Next == 0 {
+				return pages
+			}
+			cursor = page.Next
+		}
+	}
+	eq := func(a, b [][]int64) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if len(a[i]) != len(b[i]) {
+				return false
+			}
+			for j := range a[i] {
+				if a[i][j] != b[i][j] {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	if got, want := versions(false, 3), [][]int64{{9, 7, 6}, {5, 4, 3}, {2, 1}}; !eq(got, want) {
+		t.Fatalf("applied pages %v, want %v", got, want)
+	}
+	if got, want := versions(true, 4), [][]int64{{9, 8, 7, 6}, {5, 4, 3, 2}, {1}}; !eq(got, want) {
+		t.Fatalf("pages with rejections %v, want %v", got, want)
+	}
+	if got, want := versions(false, 8), [][]int64{{9, 7, 6, 5, 4, 3, 2, 1}}; !eq(got, want) {
+		t.Fatalf("one exact page %v, want %v", got, want)
+	}
+}
