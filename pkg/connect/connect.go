@@ -69,3 +69,21 @@ func Logger(w io.Writer, level string) (*slog.Logger, error) {
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
+
+// Drain lets what nc has in flight finish (subscriptions deliver what they
+// hold, publications are flushed), then closes it, waiting at most timeout.
+func Drain(nc *nats.Conn, timeout time.Duration) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return err
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-time.After(timeout):
+		nc.Close()
+		return fmt.Errorf("nats drain: not done within %s", timeout)
+	}
+}

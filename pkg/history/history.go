@@ -157,7 +157,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 			c, err := r.ensure(ctx)
 			if err != nil {
 				wait = retryWait(wait)
-				r.l.Warn("cannot reach the events stream yet", "retry_in", wait, "err", err)
+				r.l.Warn("cannot reach the events stream yet", "retry_in", wait.String(), "err", err)
 				continue
 			}
 			cons = c
@@ -171,7 +171,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 				cons = nil
 			}
 			wait = retryWait(wait)
-			r.l.Warn("history batch failed", "retry_in", wait, "err", err)
+			r.l.Warn("history batch failed", "retry_in", wait.String(), "err", err)
 			continue
 		}
 		wait = 0

@@ -52,7 +52,7 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		return err
 	}
 	err = rec.Run(ctx)
-	if derr := nc.Drain(); derr != nil {
+	if derr := connect.Drain(nc, 5*time.Second); derr != nil {
 		log.Warn("nats drain", "err", derr)
 	}
 	log.Info("history writer stopped")

@@ -58,7 +58,7 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	if err != nil {
 		return fmt.Errorf("HTTP_ADDR %s: %w", addr, err)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "write_timeout", writeTimeout)
+	log.Info("listening", "addr", ln.Addr().String(), "write_timeout", writeTimeout.String())
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -74,7 +74,7 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		log.Warn("shutdown timed out; closing the remaining connections")
 		srv.Close()
 	}
-	if derr := nc.Drain(); derr != nil {
+	if derr := connect.Drain(nc, 5*time.Second); derr != nil {
 		log.Warn("nats drain", "err", derr)
 	}
 	log.Info("wallet server stopped")

@@ -38,7 +38,7 @@ func acquireLease(ctx context.Context, js jetstream.JetStream, partition, owner 
 	for {
 		err := l.tryAcquire(ctx, js)
 		if err == nil {
-			log.Info("partition lease acquired", "partition", partition, "owner", owner, "ttl", ttl)
+			log.Info("partition lease acquired", "partition", partition, "owner", owner, "ttl", ttl.String())
 			return l, nil
 		}
 		if !waiting || !errors.Is(err, jetstream.ErrKeyExists) {
@@ -120,7 +120,7 @@ func (l *lease) renew(ctx context.Context) error {
 // release frees the partition at once for the next writer.
 func (l *lease) release(ctx context.Context) {
 	if err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(l.rev)); err != nil {
-		l.log.Warn("cannot release partition lease; it expires by itself", "key", l.key, "ttl", l.ttl, "err", err)
+		l.log.Warn("cannot release partition lease; it expires by itself", "key", l.key, "ttl", l.ttl.String(), "err", err)
 		return
 	}
 	l.log.Info("partition lease released", "key", l.key)

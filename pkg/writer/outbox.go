@@ -29,7 +29,7 @@ func (w *Writer) publishOutbox(ctx context.Context) {
 		if err := o.drain(ctx); err != nil {
 			wait = backoff.next()
 			if ctx.Err() == nil {
-				w.log.Warn("outbox cannot publish yet", "watermark", o.wm, "retry_in", wait, "err", err)
+				w.log.Warn("outbox cannot publish yet", "watermark", o.wm, "retry_in", wait.String(), "err", err)
 			}
 		} else {
 			backoff.reset()

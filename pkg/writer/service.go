@@ -69,7 +69,7 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		return err
 	}
 	runErr := w.Run(ctx)
-	if err := nc.Drain(); err != nil {
+	if err := connect.Drain(nc, 5*time.Second); err != nil {
 		log.Warn("nats drain", "err", err)
 	}
 	return runErr
