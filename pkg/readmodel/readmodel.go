@@ -55,7 +55,11 @@ func RejectedKey(walletID string) string { return "wallet." + walletID + ".rejec
 var push = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 local curv = -1
-if cur then curv = tonumber(cjson.decode(cur).version) or -1 end
+if cur then
+  -- A value that is not our JSON is overwritten, never a reason to fail.
+  local ok, v = pcall(cjson.decode, cur)
+  if ok and type(v) == 'table' then curv = tonumber(v.version) or -1 end
+end
 for i = 3, #ARGV, 3 do
   local key = KEYS[2]
   if ARGV[i] == 'r' then key = KEYS[3] end

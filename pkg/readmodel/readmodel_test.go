@@ -134,3 +134,21 @@ func TestTransactionPages(t *testing.T) {
 		t.Fatalf("one exact page %v, want %v", got, want)
 	}
 }
+
+func TestPushOverwritesACorruptState(t *testing.T) {
+	ctx := context.Background()
+	rs := redistest.Start(t)
+	p := readmodel.New(rs.Client(t))
+	id := ksuid.New().String()
+	for _, junk := range []string{"not json", `"a string"`, `{"version":"x"}`} {
+		if err := rs.Client(t).Set(ctx, readmodel.StateKey(id), junk, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Push(ctx, history(id, 1)); err != nil {
+			t.Fatalf("push over %q: %v", junk, err)
+		}
+		if v, err := p.Balance(ctx, id); err != nil || v.Version != 1 || v.Balance != 1 {
+			t.Fatalf("after push over %q: %+v %v", junk, v, err)
+		}
+	}
+}

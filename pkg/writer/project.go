@@ -70,27 +70,33 @@ func (d *dirtySet) len() int {
 // failed for. It retries until ctx ends.
 func (w *Writer) project(ctx context.Context) {
 	reconciled := false
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
+	backoff := newBackoff(250*time.Millisecond, 5*time.Second)
 	for {
+		var err error
 		if !reconciled {
-			if n, err := w.reconcile(ctx); err != nil {
-				w.log.Warn("cannot compare redis with the log yet", "err", err)
-			} else {
+			var n int
+			if n, err = w.reconcile(ctx); err == nil {
 				reconciled = true
 				w.log.Info("redis compared with the log", "wallets_behind", n)
 			}
 		}
-		if !w.dirty.empty() {
-			if err := w.catchUp(ctx); err != nil {
-				w.log.Warn("redis catch-up incomplete", "wallets_behind", w.dirty.len(), "err", err)
+		if err == nil && !w.dirty.empty() {
+			err = w.catchUp(ctx)
+		}
+		wait, poke := time.Second, w.dirty.poke // a failed push pokes us sooner
+		if err != nil {
+			wait, poke = backoff.next(), nil
+			if ctx.Err() == nil {
+				w.log.Warn("redis is behind the log", "wallets_behind", w.dirty.len(), "compared", reconciled, "retry_in", wait.String(), "err", err)
 			}
+		} else {
+			backoff.reset()
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-		case <-w.dirty.poke:
+		case <-time.After(wait):
+		case <-poke:
 		}
 	}
 }
