@@ -65,19 +65,23 @@ func (d *dirtySet) len() int {
 	return len(d.m)
 }
 
-// project keeps Redis equal to the log. At start it compares every wallet's
-// head with Redis; after that it re-pushes, from the log, every wallet a push
-// failed for. It retries until ctx ends.
+// project keeps Redis equal to the log. At start, and again after any failed
+// push, it compares every wallet's head with Redis and re-pushes from the log
+// every wallet Redis is missing or has older. It retries until ctx ends.
 func (w *Writer) project(ctx context.Context) {
 	reconciled := false
 	backoff := newBackoff(250*time.Millisecond, 5*time.Second)
 	for {
 		var err error
-		if !reconciled {
+		// A failed push may mean Redis restarted empty: compare everything,
+		// not only the wallets whose push failed.
+		if !reconciled || !w.dirty.empty() {
 			var n int
 			if n, err = w.reconcile(ctx); err == nil {
+				if !reconciled || n > 0 {
+					w.log.Info("redis compared with the log", "wallets_behind", n)
+				}
 				reconciled = true
-				w.log.Info("redis compared with the log", "wallets_behind", n)
 			}
 		}
 		if err == nil && !w.dirty.empty() {

@@ -77,3 +77,31 @@ func TestWriterRestart(t *testing.T) {
 		}
 	})
 }
+
+// While Redis is down, writes still commit and answer; when it comes back
+// empty, the writer re-projects every wallet without being restarted.
+func TestRedisOutage(t *testing.T) {
+	s := startStack(t)
+	before, during := ksuid.New().String(), ksuid.New().String()
+	if st, b := post(s, before, "credit", 40); st != 200 {
+		t.Fatalf("credit: %d %s", st, b)
+	}
+	s.redis.Stop()
+	if st, b := post(s, during, "credit", 7); st != 200 {
+		t.Fatalf("credit while Redis is down: %d %s", st, b)
+	}
+	if st, _, b := s.do("GET", "/wallet/"+during+"/balance", "", nil); st != 503 || decode[problemBody](t, b).Code != "read_model_unavailable" {
+		t.Fatalf("read while Redis is down: %d %s", st, b)
+	}
+	s.redis.Restart(t) // empty: nothing persisted
+	for id, want := range map[string]int64{before: 40, during: 7} {
+		eventually(t, 15*time.Second, "wallet back in Redis", func() bool {
+			st, _, b := s.do("GET", "/wallet/"+id+"/balance", "", nil)
+			return st == 200 && decode[result](t, b).Balance == want
+		})
+	}
+}
+
+type problemBody struct {
+	Code string `json:"code"`
+}
