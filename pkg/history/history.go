@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -123,6 +124,8 @@ func (l *Log) Count(ctx context.Context) (int64, error) {
 
 // Recorder moves events from the EVENTS stream into a Log.
 type Recorder struct {
+	consuming atomic.Bool // the durable consumer is bound
+
 	js    jetstream.JetStream
 	log   *Log
 	l     *slog.Logger
@@ -161,6 +164,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 				continue
 			}
 			cons = c
+			r.consuming.Store(true)
 		}
 		if err := r.once(ctx, cons); err != nil {
 			if ctx.Err() != nil {
@@ -169,6 +173,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
 				errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders) {
 				cons = nil
+				r.consuming.Store(false)
 			}
 			wait = retryWait(wait)
 			r.l.Warn("history batch failed", "retry_in", wait.String(), "err", err)
@@ -176,6 +181,15 @@ func (r *Recorder) Run(ctx context.Context) error {
 		}
 		wait = 0
 	}
+}
+
+// ConsumingProbe is a readiness probe: it fails while the recorder has no
+// durable consumer on the EVENTS stream.
+func (r *Recorder) ConsumingProbe(context.Context) error {
+	if !r.consuming.Load() {
+		return errors.New("no consumer on the events stream yet")
+	}
+	return nil
 }
 
 func retryWait(d time.Duration) time.Duration {

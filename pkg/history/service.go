@@ -2,38 +2,59 @@ package history
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"coffer/pkg/config"
 	"coffer/pkg/connect"
+	"coffer/pkg/health"
 )
+
+// Settings is everything history_writer reads from its environment.
+type Settings struct {
+	NATSURL   string
+	DataDir   string
+	AdminAddr string
+	LogLevel  string
+	Batch     int
+}
+
+// SettingsFromEnv reads Settings through getenv, with local defaults.
+func SettingsFromEnv(getenv func(string) string) (Settings, error) {
+	env := config.New(getenv)
+	s := Settings{
+		NATSURL:   env.String("NATS_URL", "nats://127.0.0.1:4222"),
+		DataDir:   env.String("DATA_DIR", "./data"),
+		AdminAddr: env.String("ADMIN_ADDR", ":9092"),
+		LogLevel:  env.String("LOG_LEVEL", "info"),
+		Batch:     env.Int("HISTORY_BATCH", 256, 1),
+	}
+	return s, env.Err()
+}
 
 // RunService is history_writer's whole life: settings through getenv, JSON
 // logs to stdout, recording until ctx ends, then the batch in hand is stored
 // and acknowledged before NATS is drained and SQLite closed.
 func RunService(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
-	env := config.New(getenv)
-	natsURL := env.String("NATS_URL", "nats://127.0.0.1:4222")
-	dataDir := env.String("DATA_DIR", "./data")
-	level := env.String("LOG_LEVEL", "info")
-	batch := env.Int("HISTORY_BATCH", 256, 1)
-	if err := env.Err(); err != nil {
+	set, err := SettingsFromEnv(getenv)
+	if err != nil {
 		return err
 	}
-	log, err := connect.Logger(stdout, level)
+	log, err := connect.Logger(stdout, set.LogLevel)
 	if err != nil {
 		return err
 	}
 	log = log.With("service", "history_writer")
 
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(set.DataDir, 0o755); err != nil {
 		return fmt.Errorf("DATA_DIR: %w", err)
 	}
-	path := filepath.Join(dataDir, "history.db")
+	path := filepath.Join(set.DataDir, "history.db")
 	hl, err := Open(ctx, path)
 	if err != nil {
 		return err
@@ -41,20 +62,35 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	defer hl.Close()
 	log.Info("history log open", "path", path)
 
-	nc, err := connect.NATS(natsURL, "history_writer", log)
+	nc, err := connect.NATS(set.NATSURL, "history_writer", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 
-	rec, err := NewRecorder(nc, hl, log, time.Now, batch)
+	rec, err := NewRecorder(nc, hl, log, time.Now, set.Batch)
 	if err != nil {
 		return err
 	}
+
+	adminCtx, stopAdmin := context.WithCancel(ctx)
+	defer stopAdmin()
+	var admin sync.WaitGroup
+	adminErr := make(chan error, 1)
+	admin.Go(func() {
+		adminErr <- health.Serve(adminCtx, set.AdminAddr, health.Mux(
+			health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
+			health.Check{Name: "sqlite", Probe: hl.Ping},
+			health.Check{Name: "consumer", Probe: rec.ConsumingProbe},
+		), log)
+	})
+
 	err = rec.Run(ctx)
+	stopAdmin()
+	admin.Wait()
 	if derr := connect.Drain(nc, 5*time.Second); derr != nil {
 		log.Warn("nats drain", "err", derr)
 	}
 	log.Info("history writer stopped")
-	return err
+	return errors.Join(err, <-adminErr)
 }

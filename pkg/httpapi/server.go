@@ -21,6 +21,7 @@ import (
 	"github.com/segmentio/ksuid"
 
 	"coffer/pkg/bus"
+	"coffer/pkg/health"
 	"coffer/pkg/readmodel"
 	"coffer/pkg/wallet"
 )
@@ -63,8 +64,13 @@ func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time
 	r.HandleFunc("/wallet/{id}/transactions", s.transactions).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/wallet/{id}/credit", s.command(wallet.Credit)).Methods(http.MethodPost)
 	r.HandleFunc("/wallet/{id}/debit", s.command(wallet.Debit)).Methods(http.MethodPost)
-	r.HandleFunc("/healthz", s.healthz).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/readyz", s.readyz).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/healthz", health.Healthz).Methods(http.MethodGet, http.MethodHead)
+	// Ready when Redis answers and a wallet writer answers over NATS (which
+	// also proves NATS is up).
+	r.Handle("/readyz", health.Readyz(
+		health.Check{Name: "redis", Probe: reads.Ping},
+		health.Check{Name: "writer", Probe: cmds.PingWriter},
+	)).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeProblem(w, req, problem(bus.CodeNotFound, fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path)))
 	})
@@ -410,28 +416,4 @@ func truncate(s string) string {
 		return s[:40] + "..."
 	}
 	return s
-}
-
-func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-// readyz answers 200 only when Redis answers and a wallet writer answers over
-// NATS (which also proves NATS is up).
-func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-	defer cancel()
-	checks := map[string]string{"redis": "ok", "writer": "ok"}
-	ready := true
-	if err := s.reads.Ping(ctx); err != nil {
-		checks["redis"], ready = err.Error(), false
-	}
-	if err := s.cmds.PingWriter(ctx); err != nil {
-		checks["writer"], ready = err.Error(), false
-	}
-	status, word := http.StatusOK, "ready"
-	if !ready {
-		status, word = http.StatusServiceUnavailable, "unavailable"
-	}
-	writeJSON(w, status, map[string]any{"status": word, "checks": checks})
 }

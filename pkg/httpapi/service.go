@@ -15,50 +15,67 @@ import (
 	"coffer/pkg/readmodel"
 )
 
+// Settings is everything wallet_server reads from its environment.
+type Settings struct {
+	HTTPAddr        string
+	NATSURL         string
+	RedisURL        string
+	LogLevel        string
+	WriteTimeout    time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// SettingsFromEnv reads Settings through getenv, with local defaults.
+func SettingsFromEnv(getenv func(string) string) (Settings, error) {
+	env := config.New(getenv)
+	s := Settings{
+		HTTPAddr:        env.String("HTTP_ADDR", ":8080"),
+		NATSURL:         env.String("NATS_URL", "nats://127.0.0.1:4222"),
+		RedisURL:        env.String("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		LogLevel:        env.String("LOG_LEVEL", "info"),
+		WriteTimeout:    env.Duration("WRITE_TIMEOUT", 5*time.Second),
+		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+	}
+	return s, env.Err()
+}
+
 // RunService is wallet_server's whole life: settings through getenv, JSON
 // logs to stdout, serving HTTP until ctx ends, then in-flight requests are
 // given SHUTDOWN_TIMEOUT to finish before NATS is drained.
 func RunService(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
-	env := config.New(getenv)
-	addr := env.String("HTTP_ADDR", ":8080")
-	natsURL := env.String("NATS_URL", "nats://127.0.0.1:4222")
-	redisURL := env.String("REDIS_URL", "redis://127.0.0.1:6379/0")
-	level := env.String("LOG_LEVEL", "info")
-	writeTimeout := env.Duration("WRITE_TIMEOUT", 5*time.Second)
-	shutdownTimeout := env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second)
-	if err := env.Err(); err != nil {
+	set, err := SettingsFromEnv(getenv)
+	if err != nil {
 		return err
 	}
-	log, err := connect.Logger(stdout, level)
+	log, err := connect.Logger(stdout, set.LogLevel)
 	if err != nil {
 		return err
 	}
 	log = log.With("service", "wallet_server")
 
-	rdb, err := connect.Redis(redisURL)
+	rdb, err := connect.Redis(set.RedisURL)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	nc, err := connect.NATS(natsURL, "wallet_server", log)
+	nc, err := connect.NATS(set.NATSURL, "wallet_server", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 
 	srv := &http.Server{
-		Handler:           NewServer(log, readmodel.New(rdb), bus.NewClient(nc, writeTimeout), time.Now),
+		Handler:           NewServer(log, readmodel.New(rdb), bus.NewClient(nc, set.WriteTimeout), time.Now),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      writeTimeout + 10*time.Second,
+		WriteTimeout:      set.WriteTimeout + 10*time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          nil,
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", set.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("HTTP_ADDR %s: %w", addr, err)
+		return fmt.Errorf("HTTP_ADDR %s: %w", set.HTTPAddr, err)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "write_timeout", writeTimeout.String())
+	log.Info("listening", "addr", ln.Addr().String(), "write_timeout", set.WriteTimeout.String())
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -67,15 +84,14 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), set.ShutdownTimeout)
 	defer cancel()
-	err = srv.Shutdown(sctx)
-	if errors.Is(err, context.DeadlineExceeded) {
+	if err := srv.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("shutdown timed out; closing the remaining connections")
 		srv.Close()
 	}
-	if derr := connect.Drain(nc, 5*time.Second); derr != nil {
-		log.Warn("nats drain", "err", derr)
+	if err := connect.Drain(nc, 5*time.Second); err != nil {
+		log.Warn("nats drain", "err", err)
 	}
 	log.Info("wallet server stopped")
 	return nil

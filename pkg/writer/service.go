@@ -2,75 +2,114 @@ package writer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"coffer/pkg/config"
 	"coffer/pkg/connect"
 	"coffer/pkg/eventstore"
+	"coffer/pkg/health"
 	"coffer/pkg/readmodel"
 )
+
+// Settings is everything wallet_writer reads from its environment.
+type Settings struct {
+	NATSURL   string
+	RedisURL  string
+	DataDir   string
+	AdminAddr string
+	LogLevel  string
+	Sync      eventstore.Sync
+	Writer    Config
+}
+
+// SettingsFromEnv reads Settings through getenv, with local defaults.
+func SettingsFromEnv(getenv func(string) string) (Settings, error) {
+	env := config.New(getenv)
+	s := Settings{
+		NATSURL:   env.String("NATS_URL", "nats://127.0.0.1:4222"),
+		RedisURL:  env.String("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		DataDir:   env.String("DATA_DIR", "./data"),
+		AdminAddr: env.String("ADMIN_ADDR", ":9091"),
+		LogLevel:  env.String("LOG_LEVEL", "info"),
+		Sync:      eventstore.Sync(env.OneOf("SQLITE_SYNC", "FULL", "FULL", "NORMAL")),
+		Writer: Config{
+			Partition:    env.String("WRITER_PARTITION", "0"),
+			MaxBatch:     env.Int("WRITER_MAX_BATCH", 512, 1),
+			QueueSize:    env.Int("WRITER_QUEUE_SIZE", 8192, 1),
+			LeaseTTL:     env.Duration("WRITER_LEASE_TTL", 10*time.Second),
+			RedisTimeout: env.Duration("REDIS_TIMEOUT", 2*time.Second),
+		},
+	}
+	return s, env.Err()
+}
 
 // RunService is wallet_writer's whole life: it reads its settings through
 // getenv, logs JSON to stdout, serves until ctx ends and then shuts down in
 // order: stop taking commands, finish the batch in hand, flush the outbox,
 // release the lease, drain NATS, close SQLite.
 func RunService(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
-	env := config.New(getenv)
-	natsURL := env.String("NATS_URL", "nats://127.0.0.1:4222")
-	redisURL := env.String("REDIS_URL", "redis://127.0.0.1:6379/0")
-	dataDir := env.String("DATA_DIR", "./data")
-	level := env.String("LOG_LEVEL", "info")
-	cfg := Config{
-		Partition:    env.String("WRITER_PARTITION", "0"),
-		MaxBatch:     env.Int("WRITER_MAX_BATCH", 512, 1),
-		QueueSize:    env.Int("WRITER_QUEUE_SIZE", 8192, 1),
-		LeaseTTL:     env.Duration("WRITER_LEASE_TTL", 10*time.Second),
-		RedisTimeout: env.Duration("REDIS_TIMEOUT", 2*time.Second),
-	}
-	sync := env.OneOf("SQLITE_SYNC", "FULL", "FULL", "NORMAL")
-	if err := env.Err(); err != nil {
+	set, err := SettingsFromEnv(getenv)
+	if err != nil {
 		return err
 	}
-	log, err := connect.Logger(stdout, level)
+	log, err := connect.Logger(stdout, set.LogLevel)
 	if err != nil {
 		return err
 	}
 	log = log.With("service", "wallet_writer")
 
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	if err := os.MkdirAll(set.DataDir, 0o755); err != nil {
 		return fmt.Errorf("DATA_DIR: %w", err)
 	}
-	path := filepath.Join(dataDir, "wallet_writer-p"+cfg.Partition+".db")
-	store, err := eventstore.Open(ctx, path, eventstore.Options{Sync: eventstore.Sync(sync)})
+	path := filepath.Join(set.DataDir, "wallet_writer-p"+set.Writer.Partition+".db")
+	store, err := eventstore.Open(ctx, path, eventstore.Options{Sync: set.Sync})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	log.Info("event log open", "path", path, "synchronous", sync)
+	log.Info("event log open", "path", path, "synchronous", string(set.Sync))
 
-	rdb, err := connect.Redis(redisURL)
+	rdb, err := connect.Redis(set.RedisURL)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
 
-	nc, err := connect.NATS(natsURL, "wallet_writer", log)
+	nc, err := connect.NATS(set.NATSURL, "wallet_writer", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 
-	w, err := New(cfg, nc, store, readmodel.New(rdb), log, time.Now)
+	w, err := New(set.Writer, nc, store, readmodel.New(rdb), log, time.Now)
 	if err != nil {
 		return err
 	}
+
+	adminCtx, stopAdmin := context.WithCancel(ctx)
+	defer stopAdmin()
+	var admin sync.WaitGroup
+	adminErr := make(chan error, 1)
+	admin.Go(func() {
+		adminErr <- health.Serve(adminCtx, set.AdminAddr, health.Mux(
+			health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
+			health.Check{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+			health.Check{Name: "sqlite", Probe: store.Ping},
+			health.Check{Name: "serving", Probe: w.ServingProbe},
+		), log)
+	})
+
 	runErr := w.Run(ctx)
+	stopAdmin()
+	admin.Wait()
 	if err := connect.Drain(nc, 5*time.Second); err != nil {
 		log.Warn("nats drain", "err", err)
 	}
-	return runErr
+	return errors.Join(runErr, <-adminErr)
 }

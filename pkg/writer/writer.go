@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -81,6 +82,8 @@ type Writer struct {
 	// last look at the queue.
 	mu     sync.RWMutex
 	closed bool
+
+	serving atomic.Bool // holds the lease and takes commands
 
 	published chan struct{} // pokes the outbox after a commit
 	dirty     *dirtySet     // wallets Redis is behind on
@@ -173,6 +176,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		bg.Wait()
 		return fmt.Errorf("start micro service: %w", err)
 	}
+	w.serving.Store(true)
 	w.log.Info("serving commands", "subject", bus.CommandSubjects, "partition", w.cfg.Partition)
 
 	var runErr error
@@ -182,6 +186,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.log.Error("stopping: partition lease lost", "err", runErr)
 	}
 
+	w.serving.Store(false)
 	if err := svc.Stop(); err != nil {
 		w.log.Warn("stop micro service", "err", err)
 	}
@@ -197,6 +202,15 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 	w.log.Info("writer stopped")
 	return runErr
+}
+
+// ServingProbe is a readiness probe: it fails until the writer holds its
+// partition's lease and takes commands, and again once it stops.
+func (w *Writer) ServingProbe(context.Context) error {
+	if !w.serving.Load() {
+		return fmt.Errorf("not serving partition %s (waiting for its lease, or stopping)", w.cfg.Partition)
+	}
+	return nil
 }
 
 // pending is one command waiting for the committer.

@@ -84,7 +84,7 @@ func (s *stack) env(extra map[string]string) func(string) string {
 			return s.redis.URL()
 		case "DATA_DIR":
 			return s.dataDir
-		case "HTTP_ADDR":
+		case "HTTP_ADDR", "ADMIN_ADDR":
 			return "127.0.0.1:0"
 		case "LOG_LEVEL":
 			return "debug"
