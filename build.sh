@@ -3,10 +3,10 @@
 #
 #   ./build.sh          install missing prerequisites, check formatting, vet, build bin/
 #   ./build.sh test     the same, then run every test with the race detector
-#   ./build.sh deps     only install missing prerequisites (redis-server)
+#   ./build.sh deps     only install what running the suite needs (redis-server)
 #
 # A fresh machine needs only Go and Debian's package tools: this script
-# installs the rest.
+# installs the rest (redis-server; for the tests also python3 and docker-compose).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -20,9 +20,17 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
+# deps [test]: what running the suite needs (redis-server); with "test", also
+# what the tests need (python3 for utils/, docker-compose to check the compose file).
 deps() {
 	command -v go >/dev/null || { echo "Go is required: https://go.dev/dl/" >&2; exit 1; }
-	command -v redis-server >/dev/null || apt_install redis-server
+	local missing=()
+	command -v redis-server >/dev/null || missing+=(redis-server)
+	if [ "${1:-}" = test ]; then
+		command -v python3 >/dev/null || missing+=(python3)
+		command -v docker-compose >/dev/null || missing+=(docker-compose)
+	fi
+	[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
 check() {
@@ -59,7 +67,7 @@ deps)
 	deps
 	;;
 test)
-	deps
+	deps test
 	check
 	build
 	log "go test -race ./..."

@@ -1,0 +1,225 @@
+// Package deploy_test checks the compose stack by construction, since no
+// Docker engine runs where the tests do: every service, port, volume,
+// healthcheck and environment variable must match what the services read.
+package deploy_test
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"coffer/pkg/history"
+	"coffer/pkg/httpapi"
+	"coffer/pkg/writer"
+)
+
+type compose struct {
+	Services map[string]struct {
+		Image       string
+		Build       *struct{ Context, Dockerfile string }
+		Command     []string
+		Environment map[string]string
+		Ports       []string
+		Volumes     []string
+		DependsOn   map[string]struct{ Condition string } `yaml:"depends_on"`
+		Healthcheck *struct{ Test []string }
+		Restart     string
+		StopSignal  string `yaml:"stop_signal"`
+	}
+	Volumes map[string]any
+}
+
+func load(t *testing.T) compose {
+	t.Helper()
+	b, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c compose
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	return c
+}
+
+// envRead returns the names a service's SettingsFromEnv reads.
+func envRead(settings func(func(string) string) error) map[string]bool {
+	names := map[string]bool{}
+	settings(func(k string) string { names[k] = true; return "" }) //nolint:errcheck // defaults are valid
+	return names
+}
+
+var ours = map[string]struct {
+	binary string
+	reads  map[string]bool
+}{
+	"wallet_writer":   {"wallet_writer", envRead(func(g func(string) string) error { _, err := writer.SettingsFromEnv(g); return err })},
+	"history_writer":  {"history_writer", envRead(func(g func(string) string) error { _, err := history.SettingsFromEnv(g); return err })},
+	"wallet_server_a": {"wallet_server", envRead(func(g func(string) string) error { _, err := httpapi.SettingsFromEnv(g); return err })},
+	"wallet_server_b": {"wallet_server", envRead(func(g func(string) string) error { _, err := httpapi.SettingsFromEnv(g); return err })},
+}
+
+func TestComposeStack(t *testing.T) {
+	c := load(t)
+	want := []string{"nats", "redis", "wallet_writer", "history_writer", "wallet_server_a", "wallet_server_b", "router"}
+	var got []string
+	for name := range c.Services {
+		got = append(got, name)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("services %v, want %v", got, want)
+	}
+
+	for name, svc := range c.Services {
+		t.Run(name, func(t *testing.T) {
+			if svc.Healthcheck == nil || len(svc.Healthcheck.Test) < 2 || svc.Healthcheck.Test[0] != "CMD" {
+				t.Fatalf("no real healthcheck: %+v", svc.Healthcheck)
+			}
+			if svc.Restart != "unless-stopped" {
+				t.Errorf("restart %q, want unless-stopped", svc.Restart)
+			}
+			for dep, d := range svc.DependsOn {
+				if _, ok := c.Services[dep]; !ok || d.Condition != "service_healthy" {
+					t.Errorf("depends_on %s: %+v", dep, d)
+				}
+			}
+			for _, v := range svc.Volumes {
+				src := strings.SplitN(v, ":", 2)[0]
+				if strings.HasPrefix(src, "./") {
+					if _, err := os.Stat(filepath.Join("..", src)); err != nil {
+						t.Errorf("volume %s: %v", v, err)
+					}
+				} else if _, ok := c.Volumes[src]; !ok {
+					t.Errorf("named volume %s is not declared", src)
+				}
+			}
+			o, isOurs := ours[name]
+			if !isOurs {
+				return
+			}
+			if svc.Build == nil || svc.Image != "coffer:local" || svc.StopSignal != "SIGTERM" {
+				t.Fatalf("build %+v image %q stop_signal %q", svc.Build, svc.Image, svc.StopSignal)
+			}
+			if _, err := os.Stat(filepath.Join("..", svc.Build.Context, svc.Build.Dockerfile)); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(svc.Command, []string{o.binary}) {
+				t.Errorf("command %v, want [%s]", svc.Command, o.binary)
+			}
+			for k := range svc.Environment {
+				if !o.reads[k] {
+					t.Errorf("environment sets %s, which %s never reads", k, o.binary)
+				}
+			}
+			checkURLHost(t, c, svc.Environment["NATS_URL"], "nats", "4222")
+			if o.reads["REDIS_URL"] {
+				checkURLHost(t, c, svc.Environment["REDIS_URL"], "redis", "6379")
+			}
+			if o.reads["DATA_DIR"] {
+				dir := svc.Environment["DATA_DIR"]
+				if dir == "" || !slices.ContainsFunc(svc.Volumes, func(v string) bool { return strings.HasSuffix(v, ":"+dir) }) {
+					t.Errorf("DATA_DIR %q is not a mounted volume: %v", dir, svc.Volumes)
+				}
+			}
+			// The healthcheck must ask the port the service listens on.
+			addr := svc.Environment["ADMIN_ADDR"]
+			if o.binary == "wallet_server" {
+				addr = svc.Environment["HTTP_ADDR"]
+			}
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				t.Fatalf("listen address %q: %v", addr, err)
+			}
+			probe := svc.Healthcheck.Test[len(svc.Healthcheck.Test)-1]
+			if !strings.Contains(probe, "127.0.0.1:"+port+"/") || !regexp.MustCompile(`/(healthz|readyz)$`).MatchString(probe) {
+				t.Errorf("healthcheck %q does not probe port %s", probe, port)
+			}
+		})
+	}
+
+	if !slices.Contains(c.Services["router"].Ports, "80:80") {
+		t.Errorf("router ports %v, want 80:80", c.Services["router"].Ports)
+	}
+}
+
+func checkURLHost(t *testing.T, c compose, raw, service, port string) {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() != service || u.Port() != port {
+		t.Errorf("URL %q should point at service %s port %s", raw, service, port)
+	}
+	if _, ok := c.Services[service]; !ok {
+		t.Errorf("URL %q names no service", raw)
+	}
+}
+
+// The router sends traffic to every wallet_server replica on its HTTP port.
+func TestNginxUpstreams(t *testing.T) {
+	c := load(t)
+	conf, err := os.ReadFile("nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := regexp.MustCompile(`(?m)^\s*server\s+([\w.-]+):(\d+)`).FindAllStringSubmatch(string(conf), -1)
+	if len(servers) != 2 {
+		t.Fatalf("upstream servers %v, want the two replicas", servers)
+	}
+	for _, s := range servers {
+		svc, ok := c.Services[s[1]]
+		if !ok {
+			t.Fatalf("upstream %s is not a compose service", s[1])
+		}
+		if svc.Environment["HTTP_ADDR"] != ":"+s[2] {
+			t.Errorf("upstream %s:%s but HTTP_ADDR %q", s[1], s[2], svc.Environment["HTTP_ADDR"])
+		}
+	}
+	for _, want := range []string{"listen 80;", "X-Request-Id"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("nginx.conf lacks %q", want)
+		}
+	}
+}
+
+// The Dockerfile builds every service directory the compose file runs.
+func TestDockerfileBuildsEveryService(t *testing.T) {
+	df, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range ours {
+		pkg := "./services/" + o.binary
+		if !strings.Contains(string(df), pkg) {
+			t.Errorf("Dockerfile does not build %s", pkg)
+		}
+		if _, err := os.Stat(filepath.Join("..", pkg, "main.go")); err != nil {
+			t.Error(err)
+		}
+	}
+	if !strings.Contains(string(df), "CGO_ENABLED=0") {
+		t.Error("Dockerfile does not build static binaries")
+	}
+}
+
+// docker-compose itself accepts the file.
+func TestDockerComposeConfig(t *testing.T) {
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		t.Fatalf("docker-compose is not installed (%v): run ./build.sh deps, or apt-get install -y docker-compose", err)
+	}
+	out, err := exec.Command(bin, "-f", "../docker-compose.yml", "config", "-q").CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+	fmt.Fprint(os.Stderr, string(out))
+}
