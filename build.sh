@@ -2,7 +2,7 @@
 # build.sh — build and check Coffer.
 #
 #   ./build.sh          install missing prerequisites, check formatting, vet, build bin/
-#   ./build.sh test     the same, then run every test with the race detector
+#   ./build.sh test     the same, then every test: utils/ unit tests, and go test -race ./...
 #   ./build.sh deps     only install what running the suite needs (redis-server)
 #
 # A fresh machine needs only Go and Debian's package tools: this script
@@ -70,6 +70,8 @@ test)
 	deps test
 	check
 	build
+	log "python3 -m unittest (utils/)"
+	PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s utils -t . -p 'test_*.py'
 	log "go test -race ./..."
 	go test -race -count=1 -timeout 15m ./...
 	;;
