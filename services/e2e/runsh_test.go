@@ -70,7 +70,9 @@ func TestRunScript(t *testing.T) {
 		return string(out)
 	}
 	t.Cleanup(func() {
-		exec.Command(filepath.Join(root, "run.sh"), "stop").Run() //nolint:errcheck // best effort after a failure
+		stop := exec.Command(filepath.Join(root, "run.sh"), "stop")
+		stop.Env = env // the same DATA_DIR, so it stops this stack and only this one
+		stop.Run()     //nolint:errcheck // best effort after a failure
 	})
 
 	out := script("--detach")
