@@ -61,13 +61,14 @@ func Redis(url string) (*redis.Client, error) {
 	return redis.NewClient(opt), nil
 }
 
-// Logger returns a JSON logger at level ("debug", "info", "warn", "error").
-func Logger(w io.Writer, level string) (*slog.Logger, error) {
+// Logger returns a JSON logger at level ("debug", "info", "warn", "error")
+// whose every line names the service.
+func Logger(w io.Writer, level, service string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("LOG_LEVEL %q: %w", level, err)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})).With("service", service), nil
 }
 
 // Drain lets what nc has in flight finish (subscriptions deliver what they

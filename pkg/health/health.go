@@ -62,28 +62,31 @@ func Mux(checks ...Check) *http.ServeMux {
 	return m
 }
 
-// Serve runs h on addr until ctx ends. It logs the address it listens on
+// Start listens on addr at once (so a taken port fails the service at
+// start), serves h in the background, and returns the function that stops
+// the listener and reports how it ended. It logs the address it listens on
 // ("admin listening"), so a caller that asked for port 0 can find it.
-func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+func Start(addr string, h http.Handler, log *slog.Logger) (stop func() error, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("ADMIN_ADDR %s: %w", addr, err)
+		return nil, fmt.Errorf("ADMIN_ADDR %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("admin listening", "addr", ln.Addr().String())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
-	select {
-	case err := <-done:
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := srv.Shutdown(ctx)
+		if serr := <-done; !errors.Is(serr, http.ErrServerClosed) {
+			return serr
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil // a slow probe is no reason to fail a shutdown
+		}
 		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return nil
+	}, nil
 }
 
 // NATSConnected is a Probe for a NATS connection's state.

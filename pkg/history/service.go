@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"coffer/pkg/config"
@@ -45,11 +44,10 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	log, err := connect.Logger(stdout, set.LogLevel)
+	log, err := connect.Logger(stdout, set.LogLevel, "history_writer")
 	if err != nil {
 		return err
 	}
-	log = log.With("service", "history_writer")
 
 	if err := os.MkdirAll(set.DataDir, 0o755); err != nil {
 		return fmt.Errorf("DATA_DIR: %w", err)
@@ -73,24 +71,20 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		return err
 	}
 
-	adminCtx, stopAdmin := context.WithCancel(ctx)
-	defer stopAdmin()
-	var admin sync.WaitGroup
-	adminErr := make(chan error, 1)
-	admin.Go(func() {
-		adminErr <- health.Serve(adminCtx, set.AdminAddr, health.Mux(
-			health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
-			health.Check{Name: "sqlite", Probe: hl.Ping},
-			health.Check{Name: "consumer", Probe: rec.ConsumingProbe},
-		), log)
-	})
+	stopAdmin, err := health.Start(set.AdminAddr, health.Mux(
+		health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
+		health.Check{Name: "sqlite", Probe: hl.Ping},
+		health.Check{Name: "consumer", Probe: rec.ConsumingProbe},
+	), log)
+	if err != nil {
+		return err
+	}
 
 	err = rec.Run(ctx)
-	stopAdmin()
-	admin.Wait()
+	adminErr := stopAdmin()
 	if derr := connect.Drain(nc, 5*time.Second); derr != nil {
 		log.Warn("nats drain", "err", derr)
 	}
 	log.Info("history writer stopped")
-	return errors.Join(err, <-adminErr)
+	return errors.Join(err, adminErr)
 }

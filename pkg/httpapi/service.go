@@ -47,11 +47,10 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	log, err := connect.Logger(stdout, set.LogLevel)
+	log, err := connect.Logger(stdout, set.LogLevel, "wallet_server")
 	if err != nil {
 		return err
 	}
-	log = log.With("service", "wallet_server")
 
 	rdb, err := connect.Redis(set.RedisURL)
 	if err != nil {

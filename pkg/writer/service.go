@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"coffer/pkg/config"
@@ -58,11 +57,10 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	log, err := connect.Logger(stdout, set.LogLevel)
+	log, err := connect.Logger(stdout, set.LogLevel, "wallet_writer")
 	if err != nil {
 		return err
 	}
-	log = log.With("service", "wallet_writer")
 
 	if err := os.MkdirAll(set.DataDir, 0o755); err != nil {
 		return fmt.Errorf("DATA_DIR: %w", err)
@@ -92,24 +90,20 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		return err
 	}
 
-	adminCtx, stopAdmin := context.WithCancel(ctx)
-	defer stopAdmin()
-	var admin sync.WaitGroup
-	adminErr := make(chan error, 1)
-	admin.Go(func() {
-		adminErr <- health.Serve(adminCtx, set.AdminAddr, health.Mux(
-			health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
-			health.Check{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
-			health.Check{Name: "sqlite", Probe: store.Ping},
-			health.Check{Name: "serving", Probe: w.ServingProbe},
-		), log)
-	})
+	stopAdmin, err := health.Start(set.AdminAddr, health.Mux(
+		health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
+		health.Check{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+		health.Check{Name: "sqlite", Probe: store.Ping},
+		health.Check{Name: "serving", Probe: w.ServingProbe},
+	), log)
+	if err != nil {
+		return err
+	}
 
 	runErr := w.Run(ctx)
-	stopAdmin()
-	admin.Wait()
+	adminErr := stopAdmin()
 	if err := connect.Drain(nc, 5*time.Second); err != nil {
 		log.Warn("nats drain", "err", err)
 	}
-	return errors.Join(runErr, <-adminErr)
+	return errors.Join(runErr, adminErr)
 }
