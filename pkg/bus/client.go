@@ -30,6 +30,11 @@ func NewClient(nc *nats.Conn, timeout time.Duration) *Client {
 // down) or CodeWriterTimeout (nobody answered in time; the command may or may
 // not have been applied, and a retry with the same ids tells).
 func (c *Client) Send(ctx context.Context, walletID string, a wallet.Action, cmd Command) (Reply, bool, error) {
+	if !c.nc.IsConnected() {
+		// Requests would sit in the reconnect buffer until the deadline:
+		// say at once that nobody can be reached.
+		return Reply{}, false, &Error{Code: CodeWriterUnavailable, Detail: "not connected to NATS; retry shortly"}
+	}
 	body, err := json.Marshal(cmd)
 	if err != nil {
 		return Reply{}, false, fmt.Errorf("encode command: %w", err)

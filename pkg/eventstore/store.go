@@ -41,8 +41,11 @@ const (
 
 // Options tune Open. The zero value is the durable default.
 type Options struct {
-	Sync        Sync          // default SyncFull
-	BusyTimeout time.Duration // default 5s
+	Sync Sync // default SyncFull
+	// BusyTimeout is how long a statement waits for a lock another process
+	// holds on the file before it fails. Default 1s: well inside the API's
+	// write deadline, so a locked file is answered with a clear 503.
+	BusyTimeout time.Duration
 }
 
 // Store is an open event log. Its methods are safe for concurrent use.
@@ -88,6 +91,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
 	at          INTEGER NOT NULL,
 	PRIMARY KEY (wallet_id, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
 	id            INTEGER PRIMARY KEY CHECK (id = 1),
 	published_seq INTEGER NOT NULL
@@ -105,7 +112,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("open %s: synchronous %q is neither FULL nor NORMAL", path, opt.Sync)
 	}
 	if opt.BusyTimeout == 0 {
-		opt.BusyTimeout = 5 * time.Second
+		opt.BusyTimeout = time.Second
 	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
@@ -362,6 +369,20 @@ func (s *Store) SetOutboxWatermark(ctx context.Context, seq int64) error {
 		return fmt.Errorf("set outbox watermark to %d: %w", seq, err)
 	}
 	return nil
+}
+
+// Identity returns the id of the writer this log belongs to, making one with
+// newID the first time. A writer that restarts on the same file is the same
+// writer, so it may take back its own partition lease at once.
+func (s *Store) Identity(ctx context.Context, newID func() string) (string, error) {
+	if _, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO meta (key, value) VALUES ('writer_id', ?)`, newID()); err != nil {
+		return "", fmt.Errorf("writer identity: %w", err)
+	}
+	var id string
+	if err := s.w.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'writer_id'`).Scan(&id); err != nil {
+		return "", fmt.Errorf("writer identity: %w", err)
+	}
+	return id, nil
 }
 
 // LastSeq returns the seq of the newest event, 0 for an empty log.

@@ -246,6 +246,10 @@ func (s *server) readFailed(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
 		return
 	}
+	if errors.Is(err, readmodel.ErrIncomplete) {
+		writeProblem(w, r, problem(bus.CodeReadModelUnavailable, "the read model is being rebuilt from the event log; retry shortly"))
+		return
+	}
 	s.log.Warn("read model unavailable", "path", r.URL.Path, "request_id", requestID(r.Context()), "err", err)
 	writeProblem(w, r, problem(bus.CodeReadModelUnavailable, "the read model (Redis) cannot be reached; retry shortly"))
 }

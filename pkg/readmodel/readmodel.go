@@ -26,6 +26,19 @@ import (
 	"coffer/pkg/wallet"
 )
 
+// Completeness markers. Redis is a projection that can lose everything (a
+// restart without persistence, a FLUSHALL); a wallet missing from it must
+// then not read as "never used, balance 0". The writer sets CompleteKey only
+// once Redis holds every wallet of its log, and readers refuse to answer
+// from a read model without it.
+const (
+	CompleteKey   = "coffer.readmodel.complete"
+	RebuildingKey = "coffer.readmodel.rebuilding"
+)
+
+// ErrIncomplete is returned by reads while the read model is being rebuilt.
+var ErrIncomplete = errors.New("the read model is being rebuilt from the event log")
+
 // View is a wallet's state as stored in Redis.
 type View struct {
 	WalletID  string    `json:"wallet_id"`
@@ -135,21 +148,61 @@ func (p *Projection) pushOnce(ctx context.Context, changes []Change) error {
 	return nil
 }
 
-// Balance returns the stored state of walletID. A wallet Redis does not know
-// is a wallet nobody has used: balance 0, version 0, zero UpdatedAt.
+// Balance returns the stored state of walletID. In a complete read model, a
+// wallet Redis does not know is a wallet nobody has used: balance 0, version
+// 0, zero UpdatedAt. It reads the state and the completeness marker in one
+// MGET.
 func (p *Projection) Balance(ctx context.Context, walletID string) (View, error) {
-	b, err := p.rdb.Get(ctx, StateKey(walletID)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return View{WalletID: walletID}, nil
-	}
+	vals, err := p.rdb.MGet(ctx, StateKey(walletID), CompleteKey).Result()
 	if err != nil {
 		return View{}, fmt.Errorf("balance of wallet %s: %w", walletID, err)
 	}
+	if vals[1] == nil {
+		return View{}, ErrIncomplete
+	}
+	state, ok := vals[0].(string)
+	if !ok {
+		return View{WalletID: walletID}, nil
+	}
 	var v View
-	if err := json.Unmarshal(b, &v); err != nil {
-		return View{}, fmt.Errorf("balance of wallet %s: stored state %q: %w", walletID, b, err)
+	if err := json.Unmarshal([]byte(state), &v); err != nil {
+		return View{}, fmt.Errorf("balance of wallet %s: stored state %q: %w", walletID, state, err)
 	}
 	return v, nil
+}
+
+// BeginRebuild notes that a writer starts comparing Redis with its log and
+// returns the token FinishRebuild needs.
+func (p *Projection) BeginRebuild(ctx context.Context, token string) error {
+	return p.rdb.Set(ctx, RebuildingKey, token, 0).Err()
+}
+
+// finish marks the read model complete only if the rebuild marker still
+// holds the caller's token: a FLUSHALL during the rebuild removed it, and
+// then what was compared before the flush proves nothing.
+var finish = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`)
+
+// FinishRebuild marks the read model complete if nothing erased Redis since
+// BeginRebuild(token), and reports whether it did.
+func (p *Projection) FinishRebuild(ctx context.Context, token, by string) (bool, error) {
+	n, err := finish.Run(ctx, p.rdb, []string{RebuildingKey, CompleteKey}, token, by).Int()
+	if err != nil {
+		return false, fmt.Errorf("finish rebuild: %w", err)
+	}
+	return n == 1, nil
+}
+
+// IsComplete reports whether the completeness marker is set.
+func (p *Projection) IsComplete(ctx context.Context) (bool, error) {
+	n, err := p.rdb.Exists(ctx, CompleteKey).Result()
+	return n == 1, err
 }
 
 // Versions returns the stored version of each wallet, 0 for unknown wallets,
@@ -198,6 +251,7 @@ func (p *Projection) Transactions(ctx context.Context, walletID string, before i
 	}
 	rng := &redis.ZRangeBy{Min: "-inf", Max: max, Count: int64(limit) + 1}
 	pipe := p.rdb.Pipeline()
+	complete := pipe.Exists(ctx, CompleteKey)
 	tx := pipe.ZRevRangeByScore(ctx, TransactionsKey(walletID), rng)
 	var rej *redis.StringSliceCmd
 	if withRejected {
@@ -205,6 +259,9 @@ func (p *Projection) Transactions(ctx context.Context, walletID string, before i
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Page{}, fmt.Errorf("transactions of wallet %s: %w", walletID, err)
+	}
+	if complete.Val() == 0 {
+		return Page{}, ErrIncomplete
 	}
 	all, err := decode(tx.Val())
 	if err != nil {

@@ -2,6 +2,7 @@ package readmodel_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -30,9 +31,24 @@ func history(id string, n int) []readmodel.Change {
 	return out
 }
 
+// complete returns a projection over a fresh Redis marked complete, as the
+// writer leaves it once it has projected its whole log.
+func complete(t *testing.T) (*readmodel.Projection, *redistest.Server) {
+	t.Helper()
+	rs := redistest.Start(t)
+	p := readmodel.New(rs.Client(t))
+	if err := p.BeginRebuild(context.Background(), "t"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p.FinishRebuild(context.Background(), "t", "test"); !ok || err != nil {
+		t.Fatalf("FinishRebuild: %v %v", ok, err)
+	}
+	return p, rs
+}
+
 func TestPushNeverMovesBackwards(t *testing.T) {
 	ctx := context.Background()
-	p := readmodel.New(redistest.Start(t).Client(t))
+	p, _ := complete(t)
 	id := ksuid.New().String()
 	h := history(id, 3)
 
@@ -57,7 +73,7 @@ func TestPushNeverMovesBackwards(t *testing.T) {
 }
 
 func TestUnknownWalletIsEmpty(t *testing.T) {
-	p := readmodel.New(redistest.Start(t).Client(t))
+	p, _ := complete(t)
 	id := ksuid.New().String()
 	v, err := p.Balance(context.Background(), id)
 	if err != nil || v != (readmodel.View{WalletID: id}) {
@@ -71,7 +87,7 @@ func TestUnknownWalletIsEmpty(t *testing.T) {
 
 func TestTransactionPages(t *testing.T) {
 	ctx := context.Background()
-	p := readmodel.New(redistest.Start(t).Client(t))
+	p, _ := complete(t)
 	id := ksuid.New().String()
 	// versions 1..7 applied, then a rejection at version 8, then 9 applied.
 	changes := history(id, 7)
@@ -137,8 +153,7 @@ func TestTransactionPages(t *testing.T) {
 
 func TestPushOverwritesACorruptState(t *testing.T) {
 	ctx := context.Background()
-	rs := redistest.Start(t)
-	p := readmodel.New(rs.Client(t))
+	p, rs := complete(t)
 	id := ksuid.New().String()
 	for _, junk := range []string{"not json", `"a string"`, `{"version":"x"}`} {
 		if err := rs.Client(t).Set(ctx, readmodel.StateKey(id), junk, 0).Err(); err != nil {
@@ -150,5 +165,53 @@ func TestPushOverwritesACorruptState(t *testing.T) {
 		if v, err := p.Balance(ctx, id); err != nil || v.Version != 1 || v.Balance != 1 {
 			t.Fatalf("after push over %q: %+v %v", junk, v, err)
 		}
+	}
+}
+
+// A read model without its completeness marker (Redis restarted empty, or
+// FLUSHALL) refuses to answer rather than call every wallet empty.
+func TestReadsRefuseAnIncompleteReadModel(t *testing.T) {
+	ctx := context.Background()
+	p, rs := complete(t)
+	id := ksuid.New().String()
+	if err := p.Push(ctx, history(id, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Client(t).FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Balance(ctx, id); !errors.Is(err, readmodel.ErrIncomplete) {
+		t.Fatalf("balance after FLUSHALL: %v, want ErrIncomplete", err)
+	}
+	if _, err := p.Transactions(ctx, id, 0, 10, false); !errors.Is(err, readmodel.ErrIncomplete) {
+		t.Fatalf("transactions after FLUSHALL: %v, want ErrIncomplete", err)
+	}
+}
+
+// A rebuild interrupted by a FLUSHALL does not mark the read model complete.
+func TestFinishRebuildNeedsItsOwnToken(t *testing.T) {
+	ctx := context.Background()
+	rs := redistest.Start(t)
+	p := readmodel.New(rs.Client(t))
+	if err := p.BeginRebuild(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Client(t).FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p.FinishRebuild(ctx, "a", "w"); ok || err != nil {
+		t.Fatalf("finish after FLUSHALL: %v %v", ok, err)
+	}
+	if err := p.BeginRebuild(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := p.FinishRebuild(ctx, "a", "w"); ok {
+		t.Fatal("a stale token finished the rebuild")
+	}
+	if ok, err := p.FinishRebuild(ctx, "b", "w"); !ok || err != nil {
+		t.Fatalf("finish with the live token: %v %v", ok, err)
+	}
+	if c, err := p.IsComplete(ctx); !c || err != nil {
+		t.Fatalf("IsComplete %v %v", c, err)
 	}
 }

@@ -197,9 +197,10 @@ func outcomeReply(walletID string, ev wallet.Event, st wallet.State, env event.E
 }
 
 // pushCommitted projects a committed batch to Redis before anyone is
-// answered, so a client that reads after its write sees it. If Redis is
-// unreachable, or still behind from an earlier failure, the wallets are left
-// to the projector, which catches up from the log.
+// answered, so a client that reads after its write sees it. If the push
+// fails, or an earlier one failed and the projector has not yet reached
+// Redis again, the wallets are left to the projector, which catches up from
+// the log; the committer does not wait on a Redis that is down.
 func (w *Writer) pushCommitted(recs []eventstore.Record, evs []wallet.Event) {
 	changes := make([]readmodel.Change, 0, len(recs))
 	index := make(map[string]int, len(recs))
@@ -215,13 +216,14 @@ func (w *Writer) pushCommitted(recs []eventstore.Record, evs []wallet.Event) {
 		c.View = readmodel.View{WalletID: id, Balance: r.State.Balance, Version: r.State.Version, UpdatedAt: r.Event.Time}
 		c.Transactions = append(c.Transactions, wallet.NewTransaction(r.Event.ID, evs[i], r.Event.Time))
 	}
-	if w.dirty.empty() {
+	if !w.redisDown.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.RedisTimeout)
 		err := w.proj.Push(ctx, changes)
 		cancel()
 		if err == nil {
 			return
 		}
+		w.redisDown.Store(true)
 		w.log.Warn("redis push failed; the projector will catch up from the log", "wallets", len(changes), "err", err)
 	}
 	for _, c := range changes {

@@ -2,9 +2,12 @@ package writer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/segmentio/ksuid"
 
 	"coffer/pkg/eventstore"
 	"coffer/pkg/readmodel"
@@ -65,33 +68,22 @@ func (d *dirtySet) len() int {
 	return len(d.m)
 }
 
-// project keeps Redis equal to the log. At start, and again after any failed
-// push, it compares every wallet's head with Redis and re-pushes from the log
-// every wallet Redis is missing or has older. It retries until ctx ends.
+// project keeps Redis equal to the log, and says so with the read model's
+// completeness marker. At start, after any failed push, and whenever the
+// marker has vanished (Redis restarted empty, or someone ran FLUSHALL), it
+// compares every wallet's head with Redis and re-pushes from the log every
+// wallet Redis is missing or has older; then it sets the marker again. It
+// retries until ctx ends.
 func (w *Writer) project(ctx context.Context) {
-	reconciled := false
+	complete := false
 	backoff := newBackoff(250*time.Millisecond, 5*time.Second)
 	for {
-		var err error
-		// A failed push may mean Redis restarted empty: compare everything,
-		// not only the wallets whose push failed.
-		if !reconciled || !w.dirty.empty() {
-			var n int
-			if n, err = w.reconcile(ctx); err == nil {
-				if !reconciled || n > 0 {
-					w.log.Info("redis compared with the log", "wallets_behind", n)
-				}
-				reconciled = true
-			}
-		}
-		if err == nil && !w.dirty.empty() {
-			err = w.catchUp(ctx)
-		}
+		err := w.projectOnce(ctx, &complete)
 		wait, poke := time.Second, w.dirty.poke // a failed push pokes us sooner
 		if err != nil {
 			wait, poke = backoff.next(), nil
 			if ctx.Err() == nil {
-				w.log.Warn("redis is behind the log", "wallets_behind", w.dirty.len(), "compared", reconciled, "retry_in", wait.String(), "err", err)
+				w.log.Warn("redis is behind the log", "wallets_behind", w.dirty.len(), "retry_in", wait.String(), "err", err)
 			}
 		} else {
 			backoff.reset()
@@ -103,6 +95,54 @@ func (w *Writer) project(ctx context.Context) {
 		case <-poke:
 		}
 	}
+}
+
+func (w *Writer) projectOnce(ctx context.Context, complete *bool) error {
+	if *complete {
+		ok, err := w.proj.IsComplete(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			*complete = false
+			w.log.Warn("redis lost the read model (a restart without persistence, or FLUSHALL); re-projecting every wallet")
+		}
+	}
+	if *complete && w.dirty.empty() {
+		return nil
+	}
+	// A failed push may mean Redis restarted empty: compare everything, not
+	// only the wallets whose push failed.
+	token := ksuid.New().String()
+	if !*complete {
+		if err := w.proj.BeginRebuild(ctx, token); err != nil {
+			return err
+		}
+	}
+	n, err := w.reconcile(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		w.log.Info("redis compared with the log", "wallets_behind", n)
+	}
+	if err := w.catchUp(ctx); err != nil {
+		return err
+	}
+	w.redisDown.Store(false) // Redis answers again: the committer may push
+	if *complete || !w.dirty.empty() {
+		return nil
+	}
+	ok, err := w.proj.FinishRebuild(ctx, token, w.cfg.Owner)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("redis was erased again while it was being rebuilt")
+	}
+	*complete = true
+	w.log.Info("redis read model complete")
+	return nil
 }
 
 // reconcile marks dirty every wallet whose version in Redis is older than the

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/segmentio/ksuid"
 
 	"coffer/pkg/config"
 	"coffer/pkg/connect"
@@ -48,6 +51,36 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 	return s, env.Err()
 }
 
+// LogPath is where the writer of a partition keeps its event log.
+func LogPath(dataDir, partition string) string {
+	return filepath.Join(dataDir, "wallet_writer-p"+partition+".db")
+}
+
+// waitForLock takes the log's exclusive lock, waiting while another process
+// (say, a predecessor still shutting down) holds it. It returns nil, nil if
+// ctx ends first.
+func waitForLock(ctx context.Context, path string, log *slog.Logger) (*os.File, error) {
+	logged := false
+	for {
+		f, err := eventstore.Lock(path)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, eventstore.ErrLocked) {
+			return nil, err
+		}
+		if !logged {
+			log.Warn("waiting for the event log: another wallet_writer holds it", "path", path)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // RunService is wallet_writer's whole life: it reads its settings through
 // getenv, logs JSON to stdout, serves until ctx ends and then shuts down in
 // order: stop taking commands, finish the batch in hand, flush the outbox,
@@ -65,13 +98,21 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	if err := os.MkdirAll(set.DataDir, 0o755); err != nil {
 		return fmt.Errorf("DATA_DIR: %w", err)
 	}
-	path := filepath.Join(set.DataDir, "wallet_writer-p"+set.Writer.Partition+".db")
+	path := LogPath(set.DataDir, set.Writer.Partition)
+	lock, err := waitForLock(ctx, path, log)
+	if err != nil || lock == nil {
+		return err // nil, nil: stopped while waiting
+	}
+	defer lock.Close()
 	store, err := eventstore.Open(ctx, path, eventstore.Options{Sync: set.Sync})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	log.Info("event log open", "path", path, "synchronous", string(set.Sync))
+	if set.Writer.Owner, err = store.Identity(ctx, func() string { return ksuid.New().String() }); err != nil {
+		return err
+	}
+	log.Info("event log open", "path", path, "synchronous", string(set.Sync), "writer_id", set.Writer.Owner)
 
 	rdb, err := connect.Redis(set.RedisURL)
 	if err != nil {

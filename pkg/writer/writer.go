@@ -44,6 +44,10 @@ type Config struct {
 	RedisTimeout time.Duration
 	// Version is reported by the micro service. Default "0.1.0".
 	Version string
+	// Owner identifies this writer in its partition lease. A writer that
+	// restarts with the same Owner takes its lease back at once. Default:
+	// a fresh id, so a restart waits for the old lease to expire.
+	Owner string
 }
 
 func (c *Config) defaults() {
@@ -64,6 +68,9 @@ func (c *Config) defaults() {
 	}
 	if c.Version == "" {
 		c.Version = "0.1.0"
+	}
+	if c.Owner == "" {
+		c.Owner = ksuid.New().String()
 	}
 }
 
@@ -87,6 +94,7 @@ type Writer struct {
 
 	published chan struct{} // pokes the outbox after a commit
 	dirty     *dirtySet     // wallets Redis is behind on
+	redisDown atomic.Bool   // a push failed; the projector has not reached Redis since
 
 	// states is the latest state of every wallet, owned by the committer
 	// goroutine.
@@ -120,7 +128,7 @@ func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Pro
 // the batch in hand and returns. It returns early with ErrLeaseLost if
 // another writer takes the partition.
 func (w *Writer) Run(ctx context.Context) error {
-	owner := ksuid.New().String()
+	owner := w.cfg.Owner
 	lease, err := acquireLease(ctx, w.js, w.cfg.Partition, owner, w.cfg.LeaseTTL, w.log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

@@ -32,20 +32,39 @@ func TestWriterRestart(t *testing.T) {
 	})
 
 	t.Run("redis is re-pushed after FLUSHALL and a restart", func(t *testing.T) {
+		s.stop("wallet_writer")
 		if err := s.redis.Client(t).FlushAll(t.Context()).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if b := balance(); b.Version != 0 {
-			t.Fatalf("after FLUSHALL the read model still has %+v", b)
+		st, _, body := s.do("GET", "/wallet/"+id+"/balance", "", nil)
+		if st != 503 || decode[problemBody](t, body).Code != "read_model_unavailable" {
+			t.Fatalf("balance from an erased read model: %d %s (must not pass for an empty wallet)", st, body)
 		}
-		s.stop("wallet_writer")
 		s.start("wallet_writer")
 		eventually(t, 10*time.Second, "balance back in redis", func() bool { return balance().Version == 6 })
-		_, _, body := s.do("GET", "/wallet/"+id+"/transactions", "", nil)
+		_, _, body = s.do("GET", "/wallet/"+id+"/transactions", "", nil)
 		page := decode[txPage](t, body)
 		if len(page.Transactions) != 6 || page.Transactions[0].Version != 6 || page.Transactions[5].Version != 1 {
 			t.Fatalf("transactions after re-push: %s", body)
 		}
+	})
+
+	t.Run("a FLUSHALL heals without a restart and never shows a wrong balance", func(t *testing.T) {
+		if err := s.redis.Client(t).FlushAll(t.Context()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "balance back in redis", func() bool {
+			st, _, body := s.do("GET", "/wallet/"+id+"/balance", "", nil)
+			switch r := decode[result](t, body); {
+			case st == 200 && r.Version == 6 && r.Balance == 0:
+				return true
+			case st == 503:
+				return false
+			default:
+				t.Fatalf("while Redis heals: %d %s", st, body)
+				return false
+			}
+		})
 	})
 
 	t.Run("outbox publishes what was committed while JetStream was unreachable", func(t *testing.T) {
