@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"time"
 
 	"modernc.org/sqlite"
@@ -143,8 +144,28 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	return &Store{w: w, r: r}, nil
 }
 
+// OpenReadOnly opens an existing log for reading only, as the recovery
+// tools do while a writer may be running: it never writes, never creates.
+func OpenReadOnly(path string) (*Store, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	rq := url.Values{}
+	rq.Set("_busy_timeout", "5000")
+	rq.Set("_query_only", "1")
+	r, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open %s for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	return &Store{r: r}, nil
+}
+
 // Close closes the log.
 func (s *Store) Close() error {
+	if s.w == nil {
+		return s.r.Close()
+	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
@@ -356,7 +377,7 @@ func (s *Store) WalletEvents(ctx context.Context, walletID string, after int64, 
 // OutboxWatermark returns the seq of the last event known to be in JetStream.
 func (s *Store) OutboxWatermark(ctx context.Context) (int64, error) {
 	var seq int64
-	if err := s.w.QueryRowContext(ctx, `SELECT published_seq FROM outbox WHERE id = 1`).Scan(&seq); err != nil {
+	if err := s.r.QueryRowContext(ctx, `SELECT published_seq FROM outbox WHERE id = 1`).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("outbox watermark: %w", err)
 	}
 	return seq, nil
@@ -383,6 +404,26 @@ func (s *Store) Identity(ctx context.Context, newID func() string) (string, erro
 		return "", fmt.Errorf("writer identity: %w", err)
 	}
 	return id, nil
+}
+
+// StateLog returns the logged states of one wallet with version > after, in
+// version order, up to limit.
+func (s *Store) StateLog(ctx context.Context, walletID string, after int64, limit int) ([]wallet.State, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT version, balance FROM states WHERE wallet_id = ? AND version > ? ORDER BY version LIMIT ?`,
+		walletID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("state log of wallet %s: %w", walletID, err)
+	}
+	defer rows.Close()
+	var out []wallet.State
+	for rows.Next() {
+		var st wallet.State
+		if err := rows.Scan(&st.Version, &st.Balance); err != nil {
+			return nil, fmt.Errorf("state log of wallet %s: %w", walletID, err)
+		}
+		out = append(out, st)
+	}
+	return out, rows.Err()
 }
 
 // LastSeq returns the seq of the newest event, 0 for an empty log.

@@ -193,17 +193,22 @@ func (w *Writer) catchUp(ctx context.Context) error {
 	return nil
 }
 
-// repush brings one wallet in Redis up to the log, oldest events first, so
-// the state key moves forward only with its transactions in place.
+// repush brings one wallet in Redis up to the log.
 func (w *Writer) repush(ctx context.Context, walletID string) error {
-	const chunk = 500
 	versions, err := w.proj.Versions(ctx, []string{walletID})
 	if err != nil {
 		return err
 	}
-	after := versions[0]
+	return projectWallet(ctx, w.store, w.proj, walletID, versions[0], w.cfg.RedisTimeout)
+}
+
+// projectWallet pushes one wallet's events with version > after from the log
+// to Redis, oldest first in chunks, so the state key moves forward only with
+// its transactions in place.
+func projectWallet(ctx context.Context, store *eventstore.Store, proj *readmodel.Projection, walletID string, after int64, timeout time.Duration) error {
+	const chunk = 500
 	for {
-		envs, err := w.store.WalletEvents(ctx, walletID, after, chunk)
+		envs, err := store.WalletEvents(ctx, walletID, after, chunk)
 		if err != nil {
 			return err
 		}
@@ -219,8 +224,8 @@ func (w *Writer) repush(ctx context.Context, walletID string) error {
 			c.Transactions = append(c.Transactions, wallet.NewTransaction(env.ID, ev, env.Time))
 			c.View = readmodel.View{WalletID: walletID, Balance: ev.BalanceAfter, Version: ev.Version, UpdatedAt: env.Time}
 		}
-		pctx, cancel := context.WithTimeout(ctx, w.cfg.RedisTimeout)
-		err = w.proj.Push(pctx, []readmodel.Change{c})
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		err = proj.Push(pctx, []readmodel.Change{c})
 		cancel()
 		if err != nil {
 			return err

@@ -148,3 +148,57 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	}
 	return errors.Join(runErr, adminErr)
 }
+
+// Usage is wallet_writer's command-line help.
+const Usage = `usage: wallet_writer [serve | verify | rebuild]
+
+  serve    run the writer (the default)
+  verify   recompute every wallet from its events and compare with the state
+           log and Redis; print each mismatch; exit 1 if there is any
+  rebuild  erase the Redis read model and recreate it from the log
+           (stop the writer first; a running writer heals Redis by itself)
+
+Settings come from the environment (DATA_DIR, REDIS_URL, WRITER_PARTITION, ...); see the README.
+`
+
+// Command runs wallet_writer with its command-line arguments.
+func Command(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	switch {
+	case cmd == "serve" && len(args) <= 1:
+		return RunService(ctx, getenv, stdout, stderr)
+	case (cmd == "verify" || cmd == "rebuild") && len(args) == 1:
+		return runTool(ctx, cmd, getenv, stdout)
+	case cmd == "help" || cmd == "-h" || cmd == "--help":
+		fmt.Fprint(stdout, Usage)
+		return nil
+	}
+	fmt.Fprint(stderr, Usage)
+	return fmt.Errorf("unknown command %q", args)
+}
+
+func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout io.Writer) error {
+	set, err := SettingsFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	path := LogPath(set.DataDir, set.Writer.Partition)
+	store, err := eventstore.OpenReadOnly(path)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rdb, err := connect.Redis(set.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	proj := readmodel.New(rdb)
+	if cmd == "verify" {
+		return Verify(ctx, store, proj, stdout)
+	}
+	return Rebuild(ctx, path, store, proj, stdout)
+}

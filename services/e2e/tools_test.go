@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/ksuid"
+
+	"coffer/pkg/readmodel"
+	"coffer/pkg/writer"
+)
+
+func (s *stack) tool(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := writer.Command(t.Context(), args, s.env(nil), &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+func TestVerifyAndRebuild(t *testing.T) {
+	s := startStack(t)
+	ids := []string{ksuid.New().String(), ksuid.New().String(), ksuid.New().String()}
+	for i, id := range ids {
+		for j := range 4 {
+			post(s, id, "credit", int64(10*(i+1)+j))
+		}
+		post(s, id, "debit", 1_000_000) // a rejection, in the log and in Redis
+		post(s, id, "debit", 3)
+	}
+
+	out, err := s.tool(t, "verify")
+	if err != nil || !strings.Contains(out, "verified 3 wallets, 18 events") || !strings.Contains(out, ": 0 problems") {
+		t.Fatalf("verify of a healthy stack: %v\n%s", err, out)
+	}
+
+	// Corrupt Redis in four ways.
+	rc := s.redis.Client(t)
+	ctx := t.Context()
+	orphan := ksuid.New().String()
+	for _, cmd := range [][]any{
+		{"SET", readmodel.StateKey(ids[0]), `{"wallet_id":"` + ids[0] + `","balance":999999,"version":6,"updated_at":"2026-01-01T00:00:00Z"}`},
+		{"ZREMRANGEBYSCORE", readmodel.TransactionsKey(ids[1]), 2, 2},
+		{"SET", readmodel.StateKey(ids[2]), "garbage"},
+		{"SET", readmodel.StateKey(orphan), `{"wallet_id":"x","balance":5,"version":1}`},
+	} {
+		if err := rc.Do(ctx, cmd...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err = s.tool(t, "verify")
+	if !errors.Is(err, writer.ErrMismatch) {
+		t.Fatalf("verify of a corrupted Redis: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"MISMATCH wallet " + ids[0] + ": Redis has balance 999999 at v6",
+		"MISMATCH wallet " + ids[1] + ": Redis has 4 applied transactions; the log has 5",
+		"MISMATCH wallet " + ids[2] + ": Redis: state",
+		"MISMATCH wallet " + orphan + ": Redis holds keys for a wallet that has no events in the log",
+		": 4 problems",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Rebuild refuses to run beside the writer, then repairs everything.
+	if out, err := s.tool(t, "rebuild"); !errors.Is(err, writer.ErrWriterRunning) {
+		t.Fatalf("rebuild beside a live writer: %v\n%s", err, out)
+	}
+	s.stop("wallet_writer")
+	out, err = s.tool(t, "rebuild")
+	if err != nil || !strings.Contains(out, "projected 3 wallets") {
+		t.Fatalf("rebuild: %v\n%s", err, out)
+	}
+	out, err = s.tool(t, "verify")
+	if err != nil || !strings.Contains(out, ": 0 problems") {
+		t.Fatalf("verify after rebuild: %v\n%s", err, out)
+	}
+	s.start("wallet_writer")
+	s.waitReady()
+	if st, b := post(s, ids[0], "credit", 1); st != 200 {
+		t.Fatalf("credit after rebuild: %d %s", st, b)
+	}
+
+	// A state log that disagrees with its events is found too.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(s.dataDir, "wallet_writer-p0.db")+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE states SET balance = balance + 1 WHERE wallet_id = ? AND version = 2`, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "verify finds the state log edit", func() bool {
+		out, err = s.tool(t, "verify")
+		return errors.Is(err, writer.ErrMismatch) && strings.Contains(out, "MISMATCH wallet "+ids[1]+": state log has balance")
+	})
+}
+
+func TestWriterCommandLine(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := writer.Command(t.Context(), []string{"--help"}, func(string) string { return "" }, &out, &errOut); err != nil || !strings.Contains(out.String(), "usage: wallet_writer") {
+		t.Fatalf("--help: %v %q", err, out.String())
+	}
+	if err := writer.Command(t.Context(), []string{"frobnicate"}, func(string) string { return "" }, &out, &errOut); err == nil {
+		t.Fatal("an unknown command was accepted")
+	}
+}
