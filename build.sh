@@ -4,6 +4,7 @@
 #   ./build.sh          install missing prerequisites, check formatting, vet, build bin/
 #   ./build.sh test     the same, then every test: utils/ unit tests, and go test -race ./...
 #   ./build.sh deps     only install what running the suite needs (redis-server)
+#   ./build.sh fuzz [T] run each fuzz target for T (default 2m; the test run does 10s each)
 #
 # A fresh machine needs only Go and Debian's package tools: this script
 # installs the rest (redis-server; for the tests also python3 and docker-compose).
@@ -54,6 +55,16 @@ build() {
 	CGO_ENABLED=0 go build -trimpath -o bin/nats-server github.com/nats-io/nats-server/v2
 }
 
+# fuzz TIME: each fuzz target for TIME, from the committed seed corpus
+# (pkg/*/testdata/fuzz) plus what the fuzzer finds.
+fuzz() {
+	local target
+	for target in ./pkg/httpapi:FuzzCommandBody ./pkg/wallet:FuzzDecodeEvent; do
+		log "fuzz ${target#*:} for $1"
+		go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$1" "${target%%:*}"
+	done
+}
+
 case "${1:-build}" in
 build)
 	deps
@@ -66,6 +77,9 @@ bin)
 deps)
 	deps
 	;;
+fuzz)
+	fuzz "${2:-2m}"
+	;;
 test)
 	deps test
 	check
@@ -74,9 +88,10 @@ test)
 	PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s utils -t . -p 'test_*.py'
 	log "go test -race ./..."
 	go test -race -count=1 -timeout 15m ./...
+	fuzz 10s
 	;;
 *)
-	echo "usage: $0 [build|test|deps]" >&2
+	echo "usage: $0 [build|test|deps|fuzz [time]|faults]" >&2
 	exit 2
 	;;
 esac

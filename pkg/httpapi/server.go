@@ -339,29 +339,56 @@ func decodeAmount(w http.ResponseWriter, r *http.Request) (int64, *bus.Error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return 0, problem(bus.CodeInvalidBody, "the request body is empty; "+amountHelp)
 	}
-	var req struct {
-		Amount json.RawMessage `json:"amount"`
+	raw, perr := amountField(body)
+	if perr != nil {
+		return 0, perr
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return 0, problem(bus.CodeInvalidBody, "the request body must be a JSON object; "+amountHelp)
-		}
-		if strings.HasPrefix(err.Error(), "json: unknown field ") {
-			return 0, problem(bus.CodeInvalidBody, "the request body has an "+strings.TrimPrefix(err.Error(), "json: ")+"; "+amountHelp)
-		}
-		return 0, problem(bus.CodeInvalidBody, "the request body is not valid JSON; "+amountHelp)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return 0, problem(bus.CodeInvalidBody, "the request body has data after the JSON object; "+amountHelp)
-	}
-	amount, err := parseAmount(req.Amount)
+	amount, err := parseAmount(raw)
 	if err != nil {
 		return 0, problem(bus.CodeInvalidAmount, err.Error()+"; "+amountHelp)
 	}
 	return amount, nil
+}
+
+// amountField returns the raw value of the one field of a body that must be
+// exactly one JSON object with the one member "amount". It walks the tokens
+// itself because encoding/json would take "AMOUNT" for "amount" and let a
+// repeated member silently win.
+func amountField(body []byte) (json.RawMessage, *bus.Error) {
+	invalid := func(what string) *bus.Error {
+		return problem(bus.CodeInvalidBody, "the request body "+what+"; "+amountHelp)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		if err == nil {
+			return nil, invalid("must be a JSON object")
+		}
+		return nil, invalid("is not valid JSON")
+	}
+	var raw json.RawMessage
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, invalid("is not valid JSON")
+		}
+		name, _ := tok.(string)
+		if name != "amount" {
+			return nil, invalid(fmt.Sprintf("has an unknown field %q", truncate(name)))
+		}
+		if raw != nil {
+			return nil, invalid("has \"amount\" twice")
+		}
+		if err := dec.Decode(&raw); err != nil {
+			return nil, invalid("is not valid JSON")
+		}
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, invalid("is not valid JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, invalid("has data after the JSON object")
+	}
+	return raw, nil
 }
 
 var maxAmount = new(big.Rat).SetInt64(wallet.MaxAmount)

@@ -1,0 +1,97 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"coffer/pkg/bus"
+	"coffer/pkg/readmodel"
+	"coffer/pkg/wallet"
+)
+
+// sent records what the API would hand to the writer. It stands at the API's
+// own consumer interface, so the fuzzer can run millions of requests; the
+// real path over NATS is covered by the end-to-end bad-input test.
+type sent struct {
+	calls []bus.Command
+}
+
+func (s *sent) Send(_ context.Context, walletID string, a wallet.Action, cmd bus.Command) (bus.Reply, bool, error) {
+	s.calls = append(s.calls, cmd)
+	res, _ := json.Marshal(bus.Result{WalletID: walletID, Balance: cmd.Amount, Version: 1})
+	return bus.Reply{Result: res}, false, nil
+}
+
+func (s *sent) PingWriter(context.Context) error { return nil }
+
+type noReads struct{}
+
+func (noReads) Balance(context.Context, string) (readmodel.View, error) { return readmodel.View{}, nil }
+func (noReads) Transactions(context.Context, string, int64, int, bool) (readmodel.Page, error) {
+	return readmodel.Page{}, nil
+}
+func (noReads) Ping(context.Context) error { return nil }
+
+// FuzzCommandBody sends arbitrary bodies and Idempotency-Keys to the credit
+// route: the API never answers 500 or panics, refuses with problem+json, and
+// passes a command on only for a body that is exactly {"amount": <whole
+// number from 1 to 10^15>}.
+func FuzzCommandBody(f *testing.F) {
+	for _, seed := range []struct{ body, key string }{
+		{`{"amount": 5}`, ""}, {`{"amount": 5.0}`, "k"}, {`{"amount": 2.5}`, ""}, {`{"amount": "5"}`, ""},
+		{`{"amount": 1e16}`, ""}, {`{"amount": 1e15}`, ""}, {`{}`, ""}, {`{"amount": 5, "x": 1}`, ""},
+		{`{"amount": 5`, ""}, {``, ""}, {`[5]`, ""}, {`null`, ""}, {`{"amount": -0}`, ""},
+		{`{"amount": 1e999999999}`, ""}, {`{"amount": 5}{"amount": 5}`, ""}, {`{"amount": 5}`, "\x00"},
+		{`{"AMOUNT": 5}`, ""}, {`{"amount": 5, "amount": 6}`, ""},
+	} {
+		f.Add([]byte(seed.body), seed.key)
+	}
+	rec := &sent{}
+	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now)
+	f.Fuzz(func(t *testing.T, body []byte, key string) {
+		rec.calls = rec.calls[:0]
+		req := httptest.NewRequest("POST", "/wallet/2pJ1NbW1uTJ3XQw2fQ4G7mVj0aZ/credit", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if key != "" {
+			req.Header["Idempotency-Key"] = []string{key}
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code >= 500 {
+			t.Fatalf("status %d for %q: %s", w.Code, body, w.Body)
+		}
+		if len(rec.calls) == 0 {
+			if w.Code < 400 || w.Header().Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("nothing sent but status %d %q for %q", w.Code, w.Header().Get("Content-Type"), body)
+			}
+			return
+		}
+		if w.Code != http.StatusOK || len(rec.calls) != 1 {
+			t.Fatalf("sent %d commands, status %d, for %q", len(rec.calls), w.Code, body)
+		}
+		// What was sent must be what a strict reader sees in the body.
+		amount := rec.calls[0].Amount
+		if amount < 1 || amount > wallet.MaxAmount {
+			t.Fatalf("sent amount %d for %q", amount, body)
+		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(body, &fields); err != nil || len(fields) != 1 || fields["amount"] == nil {
+			t.Fatalf("sent amount %d for a body that is not {\"amount\": N}: %q", amount, body)
+		}
+		var f float64
+		if err := json.Unmarshal(fields["amount"], &f); err != nil || f != float64(amount) {
+			t.Fatalf("sent %d for amount %s", amount, fields["amount"])
+		}
+		if key != "" && (len(key) > 255 || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e })) {
+			t.Fatalf("sent a command with the invalid Idempotency-Key %q", key)
+		}
+	})
+}
