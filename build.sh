@@ -5,9 +5,10 @@
 #   ./build.sh test     the same, then every test: utils/ unit tests, and go test -race ./...
 #   ./build.sh deps     only install what running the suite needs (redis-server)
 #   ./build.sh fuzz [T] run each fuzz target for T (default 2m; the test run does 10s each)
+#   ./build.sh faults [N]  the long fault suite: N kill -9 cycles of the writer (default 300)
 #
 # A fresh machine needs only Go and Debian's package tools: this script
-# installs the rest (redis-server; for the tests also python3 and docker-compose).
+# installs the rest (redis-server; for the tests also python3, docker-compose, sqlite3).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,7 +23,8 @@ apt_install() {
 }
 
 # deps [test]: what running the suite needs (redis-server); with "test", also
-# what the tests need (python3 for utils/, docker-compose to check the compose file).
+# what the tests need (python3 for utils/, docker-compose to check the compose
+# file, sqlite3 for the fault suite's lock holders).
 deps() {
 	command -v go >/dev/null || { echo "Go is required: https://go.dev/dl/" >&2; exit 1; }
 	local missing=()
@@ -30,6 +32,7 @@ deps() {
 	if [ "${1:-}" = test ]; then
 		command -v python3 >/dev/null || missing+=(python3)
 		command -v docker-compose >/dev/null || missing+=(docker-compose)
+		command -v sqlite3 >/dev/null || missing+=(sqlite3)
 	fi
 	[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
@@ -79,6 +82,12 @@ deps)
 	;;
 fuzz)
 	fuzz "${2:-2m}"
+	;;
+faults)
+	# The long fault suite: hundreds of kill -9 cycles of the writer under
+	# load, and every other fault, with the counts and recovery times printed.
+	deps test
+	go test -v -count=1 -timeout 90m ./services/faults -args -cycles="${2:-300}"
 	;;
 test)
 	deps test

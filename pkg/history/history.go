@@ -210,8 +210,12 @@ func (r *Recorder) ensure(ctx context.Context) (jetstream.Consumer, error) {
 		Durable:       Consumer,
 		Description:   "history_writer: the global event log",
 		FilterSubject: bus.EventSubjects,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       30 * time.Second,
+		// Explicit acks: with AckAll, acking a later message would also ack
+		// the messages a killed predecessor fetched and never stored.
+		AckPolicy: jetstream.AckExplicitPolicy,
+		// A batch is stored in milliseconds; what a crashed instance held
+		// comes back after this long.
+		AckWait:       5 * time.Second,
 		MaxAckPending: 4 * r.batch,
 	})
 }
@@ -225,9 +229,9 @@ func (r *Recorder) once(ctx context.Context, cons jetstream.Consumer) error {
 		return err
 	}
 	var entries []Entry
-	var last jetstream.Msg
+	var received []jetstream.Msg
 	for m := range msgs.Messages() {
-		last = m
+		received = append(received, m)
 		var e event.Envelope
 		meta, err := m.Metadata()
 		if err == nil {
@@ -244,19 +248,22 @@ func (r *Recorder) once(ctx context.Context, cons jetstream.Consumer) error {
 		}
 		entries = append(entries, Entry{Event: e, StreamSeq: meta.Sequence.Stream})
 	}
-	if err := msgs.Error(); err != nil && last == nil &&
+	if err := msgs.Error(); err != nil && len(received) == 0 &&
 		!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	if last == nil {
+	if len(received) == 0 {
 		return nil
 	}
 	added, err := r.log.Insert(context.WithoutCancel(ctx), entries, r.now())
 	if err != nil {
 		return err // not acked: JetStream redelivers after AckWait
 	}
-	if err := last.DoubleAck(ctx); err != nil {
-		return fmt.Errorf("ack: %w", err)
+	// A lost ack only means a redelivery, which the insert ignores.
+	for _, m := range received {
+		if err := m.Ack(); err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
 	}
 	r.l.Debug("history batch recorded", "received", len(entries), "new", added)
 	return nil

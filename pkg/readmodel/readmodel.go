@@ -63,24 +63,34 @@ func TransactionsKey(walletID string) string { return "wallet." + walletID + ".t
 // RejectedKey is the Redis key of a wallet's rejected debits.
 func RejectedKey(walletID string) string { return "wallet." + walletID + ".rejected" }
 
-// push sets the state if newer and (re)places each transaction at its version.
-// Replacing by score keeps a repeated push from ever storing a second copy.
+// push keeps one invariant: a wallet whose state key says version V has
+// every transaction up to V in its sorted sets. A push carries the state
+// after its newest transaction and the transactions from version ARGV[2] on.
+// It applies only if it continues what Redis holds (the stored version is at
+// least ARGV[2]-1, a missing or unreadable state counting as 0); then it
+// (re)places each transaction at its version, so a repeated push never
+// stores a second copy, and sets the state if it is newer. A push that would
+// leave a gap (Redis lost data) changes nothing and returns -1, and the
+// writer re-pushes the wallet from what Redis has.
 var push = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-local curv = -1
+local curv = 0
 if cur then
   -- A value that is not our JSON is overwritten, never a reason to fail.
   local ok, v = pcall(cjson.decode, cur)
-  if ok and type(v) == 'table' then curv = tonumber(v.version) or -1 end
+  if ok and type(v) == 'table' then curv = tonumber(v.version) or 0 end
 end
-for i = 3, #ARGV, 3 do
+if curv < tonumber(ARGV[2]) - 1 then
+  return -1
+end
+for i = 4, #ARGV, 3 do
   local key = KEYS[2]
   if ARGV[i] == 'r' then key = KEYS[3] end
   redis.call('ZREMRANGEBYSCORE', key, ARGV[i+1], ARGV[i+1])
   redis.call('ZADD', key, ARGV[i+1], ARGV[i+2])
 end
 if tonumber(ARGV[1]) > curv then
-  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('SET', KEYS[1], ARGV[3])
   return 1
 end
 return 0
@@ -97,35 +107,41 @@ func New(rdb redis.UniversalClient) *Projection { return &Projection{rdb: rdb} }
 // Ping checks that Redis answers.
 func (p *Projection) Ping(ctx context.Context) error { return p.rdb.Ping(ctx).Err() }
 
-// Push applies changes in one pipeline.
-func (p *Projection) Push(ctx context.Context, changes []Change) error {
+// Push applies changes in one pipeline. It returns the ids of the wallets
+// whose change did not continue what Redis holds and was not applied; the
+// caller must push those from the version Redis has.
+func (p *Projection) Push(ctx context.Context, changes []Change) (gaps []string, err error) {
 	if len(changes) == 0 {
-		return nil
+		return nil, nil
 	}
-	err := p.pushOnce(ctx, changes)
+	gaps, err = p.pushOnce(ctx, changes)
 	if err != nil && redis.HasErrorPrefix(errors.Unwrap(err), "NOSCRIPT") {
 		// A restarted Redis has lost its script cache: load and go again.
 		if err := push.Load(ctx, p.rdb).Err(); err != nil {
-			return fmt.Errorf("push: load script: %w", err)
+			return nil, fmt.Errorf("push: load script: %w", err)
 		}
-		err = p.pushOnce(ctx, changes)
+		gaps, err = p.pushOnce(ctx, changes)
 	}
-	return err
+	return gaps, err
 }
 
-func (p *Projection) pushOnce(ctx context.Context, changes []Change) error {
+func (p *Projection) pushOnce(ctx context.Context, changes []Change) ([]string, error) {
 	pipe := p.rdb.Pipeline()
-	for _, c := range changes {
+	results := make([]*redis.Cmd, len(changes))
+	for i, c := range changes {
+		if len(c.Transactions) == 0 {
+			return nil, fmt.Errorf("push wallet %s: a change without transactions", c.View.WalletID)
+		}
 		state, err := json.Marshal(c.View)
 		if err != nil {
-			return fmt.Errorf("push wallet %s: %w", c.View.WalletID, err)
+			return nil, fmt.Errorf("push wallet %s: %w", c.View.WalletID, err)
 		}
-		args := make([]any, 0, 2+3*len(c.Transactions))
-		args = append(args, c.View.Version, state)
+		args := make([]any, 0, 3+3*len(c.Transactions))
+		args = append(args, c.View.Version, c.Transactions[0].Version, state)
 		for _, t := range c.Transactions {
 			member, err := json.Marshal(t)
 			if err != nil {
-				return fmt.Errorf("push wallet %s: %w", c.View.WalletID, err)
+				return nil, fmt.Errorf("push wallet %s: %w", c.View.WalletID, err)
 			}
 			kind := "t"
 			if t.Type == wallet.DebitRejected {
@@ -134,18 +150,24 @@ func (p *Projection) pushOnce(ctx context.Context, changes []Change) error {
 			args = append(args, kind, t.Version, member)
 		}
 		id := c.View.WalletID
-		push.EvalSha(ctx, pipe, []string{StateKey(id), TransactionsKey(id), RejectedKey(id)}, args...)
+		results[i] = push.EvalSha(ctx, pipe, []string{StateKey(id), TransactionsKey(id), RejectedKey(id)}, args...)
 	}
 	cmds, err := pipe.Exec(ctx)
 	for _, c := range cmds {
 		if cerr := c.Err(); cerr != nil {
-			return fmt.Errorf("push %d wallets: %w", len(changes), cerr)
+			return nil, fmt.Errorf("push %d wallets: %w", len(changes), cerr)
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("push %d wallets: %w", len(changes), err)
+		return nil, fmt.Errorf("push %d wallets: %w", len(changes), err)
 	}
-	return nil
+	var gaps []string
+	for i, r := range results {
+		if n, _ := r.Int(); n < 0 {
+			gaps = append(gaps, changes[i].View.WalletID)
+		}
+	}
+	return gaps, nil
 }
 
 // Balance returns the stored state of walletID. In a complete read model, a

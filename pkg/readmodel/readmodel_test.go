@@ -52,9 +52,9 @@ func TestPushNeverMovesBackwards(t *testing.T) {
 	id := ksuid.New().String()
 	h := history(id, 3)
 
-	for _, c := range []readmodel.Change{h[0], h[2], h[1], h[0]} { // late and repeated pushes
-		if err := p.Push(ctx, []readmodel.Change{c}); err != nil {
-			t.Fatal(err)
+	for _, c := range []readmodel.Change{h[0], h[1], h[2], h[1], h[0]} { // late and repeated pushes
+		if gaps, err := p.Push(ctx, []readmodel.Change{c}); err != nil || gaps != nil {
+			t.Fatalf("push v%d: gaps %v, %v", c.View.Version, gaps, err)
 		}
 	}
 	v, err := p.Balance(ctx, id)
@@ -69,6 +69,32 @@ func TestPushNeverMovesBackwards(t *testing.T) {
 		if tx.Version != int64(3-i) {
 			t.Fatalf("transaction %d has version %d: %+v", i, tx.Version, page.Transactions)
 		}
+	}
+}
+
+// A push that does not continue what Redis holds (after a FLUSHALL, say)
+// changes nothing and names the wallet, so that the state key never claims
+// a version whose history is missing.
+func TestPushRefusesAGap(t *testing.T) {
+	ctx := context.Background()
+	p, _ := complete(t)
+	id, other := ksuid.New().String(), ksuid.New().String()
+	h := history(id, 3)
+	gaps, err := p.Push(ctx, []readmodel.Change{h[2], history(other, 1)[0]})
+	if err != nil || len(gaps) != 1 || gaps[0] != id {
+		t.Fatalf("push of v3 onto nothing: gaps %v, %v", gaps, err)
+	}
+	if st, err := p.Inspect(ctx, id); err != nil || st.Found || len(st.Transactions) != 0 {
+		t.Fatalf("a refused push left %+v (%v)", st, err)
+	}
+	if st, _ := p.Inspect(ctx, other); !st.Found || st.View.Version != 1 {
+		t.Fatalf("the other wallet of the pipeline: %+v", st)
+	}
+	if gaps, err := p.Push(ctx, h[:2]); err != nil || gaps != nil {
+		t.Fatalf("push of v1, v2: %v %v", gaps, err)
+	}
+	if gaps, err := p.Push(ctx, h[2:]); err != nil || gaps != nil {
+		t.Fatalf("push of v3 after v2: %v %v", gaps, err)
 	}
 }
 
@@ -101,8 +127,8 @@ func TestTransactionPages(t *testing.T) {
 		View:         readmodel.View{WalletID: id, Balance: 8, Version: 9, UpdatedAt: t0},
 		Transactions: []wallet.Transaction{wallet.NewTransaction(ksuid.New().String(), cr, t0)},
 	})
-	if err := p.Push(ctx, changes); err != nil {
-		t.Fatal(err)
+	if gaps, err := p.Push(ctx, changes); err != nil || gaps != nil {
+		t.Fatal(gaps, err)
 	}
 
 	versions := func(withRejected bool, limit int) [][]int64 {
@@ -159,7 +185,7 @@ func TestPushOverwritesACorruptState(t *testing.T) {
 		if err := rs.Client(t).Set(ctx, readmodel.StateKey(id), junk, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Push(ctx, history(id, 1)); err != nil {
+		if _, err := p.Push(ctx, history(id, 1)); err != nil {
 			t.Fatalf("push over %q: %v", junk, err)
 		}
 		if v, err := p.Balance(ctx, id); err != nil || v.Version != 1 || v.Balance != 1 {
@@ -174,7 +200,7 @@ func TestReadsRefuseAnIncompleteReadModel(t *testing.T) {
 	ctx := context.Background()
 	p, rs := complete(t)
 	id := ksuid.New().String()
-	if err := p.Push(ctx, history(id, 2)); err != nil {
+	if _, err := p.Push(ctx, history(id, 2)); err != nil {
 		t.Fatal(err)
 	}
 	if err := rs.Client(t).FlushAll(ctx).Err(); err != nil {

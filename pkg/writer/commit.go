@@ -218,9 +218,14 @@ func (w *Writer) pushCommitted(recs []eventstore.Record, evs []wallet.Event) {
 	}
 	if !w.redisDown.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.RedisTimeout)
-		err := w.proj.Push(ctx, changes)
+		gaps, err := w.proj.Push(ctx, changes)
 		cancel()
 		if err == nil {
+			// Redis lacked the history before these changes (it lost
+			// data): the projector fills it in from the log.
+			for _, id := range gaps {
+				w.dirty.add(id, w.states[id].Version)
+			}
 			return
 		}
 		w.redisDown.Store(true)

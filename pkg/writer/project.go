@@ -225,10 +225,13 @@ func projectWallet(ctx context.Context, store *eventstore.Store, proj *readmodel
 			c.View = readmodel.View{WalletID: walletID, Balance: ev.BalanceAfter, Version: ev.Version, UpdatedAt: env.Time}
 		}
 		pctx, cancel := context.WithTimeout(ctx, timeout)
-		err = proj.Push(pctx, []readmodel.Change{c})
+		gaps, err := proj.Push(pctx, []readmodel.Change{c})
 		cancel()
 		if err != nil {
 			return err
+		}
+		if len(gaps) > 0 {
+			return fmt.Errorf("wallet %s: Redis lost data during the push; starting over", walletID)
 		}
 		after = envs[len(envs)-1].Version
 	}

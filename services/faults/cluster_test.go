@@ -1,0 +1,251 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+var (
+	cycles = flag.Int("cycles", 4, "kill -9 cycles of the writer (the long run uses hundreds)")
+	binDir string
+)
+
+// TestMain builds the binaries the suite runs, once.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "coffer-faults-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/",
+		"./services/wallet_server", "./services/wallet_writer", "./services/history_writer", "github.com/nats-io/nats-server/v2")
+	build.Dir = "../.."
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cluster is the whole suite as separate processes.
+type cluster struct {
+	t       *testing.T
+	dir     string
+	ports   map[string]int
+	extra   map[string]string // environment additions for our services
+	mu      sync.Mutex
+	running map[string]*proc
+}
+
+// proc is one running process; done closes when it has exited.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+var names = []string{"nats-server", "redis-server", "wallet_writer", "history_writer", "wallet_server"}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func newCluster(t *testing.T, extra map[string]string) *cluster {
+	t.Helper()
+	for _, bin := range []string{"redis-server", "sqlite3"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s is not installed (%v): run ./build.sh deps test", bin, err)
+		}
+	}
+	c := &cluster{t: t, dir: t.TempDir(), ports: map[string]int{}, extra: extra, running: map[string]*proc{}}
+	for _, k := range []string{"http", "nats", "redis", "writer", "history"} {
+		c.ports[k] = freePort(t)
+	}
+	t.Cleanup(func() {
+		for _, n := range []string{"wallet_server", "history_writer", "wallet_writer", "redis-server", "nats-server"} {
+			c.kill(n, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			for _, n := range names {
+				b, _ := os.ReadFile(filepath.Join(c.dir, n+".log"))
+				if len(b) > 4000 {
+					b = b[len(b)-4000:]
+				}
+				t.Logf("--- %s.log (tail) ---\n%s", n, b)
+			}
+		}
+	})
+	for _, n := range names {
+		c.start(n)
+	}
+	c.waitReady(30 * time.Second)
+	return c
+}
+
+func (c *cluster) base() string { return fmt.Sprintf("http://127.0.0.1:%d", c.ports["http"]) }
+
+func (c *cluster) env() []string {
+	env := append(os.Environ(),
+		fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", c.ports["nats"]),
+		fmt.Sprintf("REDIS_URL=redis://127.0.0.1:%d/0", c.ports["redis"]),
+		fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", c.ports["http"]),
+		"DATA_DIR="+c.dir,
+		"LOG_LEVEL=info",
+	)
+	for k, v := range c.extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// start runs one process, appending its output to <name>.log.
+func (c *cluster) start(name string) {
+	c.t.Helper()
+	var cmd *exec.Cmd
+	switch name {
+	case "nats-server":
+		cmd = exec.Command(filepath.Join(binDir, "nats-server"), "-a", "127.0.0.1", "-p", fmt.Sprint(c.ports["nats"]),
+			"-js", "-sd", filepath.Join(c.dir, "nats"))
+	case "redis-server":
+		cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", fmt.Sprint(c.ports["redis"]),
+			"--save", "", "--appendonly", "no", "--dir", c.dir)
+	case "wallet_writer":
+		cmd = exec.Command(filepath.Join(binDir, name))
+		cmd.Env = append(c.env(), fmt.Sprintf("ADMIN_ADDR=127.0.0.1:%d", c.ports["writer"]))
+	case "history_writer":
+		cmd = exec.Command(filepath.Join(binDir, name))
+		cmd.Env = append(c.env(), fmt.Sprintf("ADMIN_ADDR=127.0.0.1:%d", c.ports["history"]))
+	case "wallet_server":
+		cmd = exec.Command(filepath.Join(binDir, name))
+		cmd.Env = c.env()
+	}
+	logf, err := os.OpenFile(filepath.Join(c.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		cmd.Wait() //nolint:errcheck // exits are the point of this suite
+		logf.Close()
+		close(p.done)
+	}()
+	c.mu.Lock()
+	c.running[name] = p
+	c.mu.Unlock()
+	if name == "nats-server" || name == "redis-server" {
+		port := c.ports[strings.TrimSuffix(name, "-server")]
+		eventually(c.t, 10*time.Second, name+" listening", func() bool { return listening(port) })
+	}
+}
+
+// kill sends sig to a process and waits until it is gone.
+func (c *cluster) kill(name string, sig syscall.Signal) {
+	c.mu.Lock()
+	p := c.running[name]
+	delete(c.running, name)
+	c.mu.Unlock()
+	if p == nil {
+		return
+	}
+	p.cmd.Process.Signal(sig) //nolint:errcheck // it may be gone already
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill() //nolint:errcheck // last resort
+		<-p.done
+	}
+}
+
+// signal sends sig without forgetting the process (SIGSTOP, SIGCONT).
+func (c *cluster) signal(name string, sig syscall.Signal) {
+	c.t.Helper()
+	c.mu.Lock()
+	p := c.running[name]
+	c.mu.Unlock()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("signal %s: %v", name, err)
+	}
+}
+
+func listening(port int) bool {
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
+	if err == nil {
+		conn.Close()
+	}
+	return err == nil
+}
+
+func (c *cluster) waitReady(within time.Duration) {
+	c.t.Helper()
+	eventually(c.t, within, "the stack ready", func() bool {
+		st, _, _, err := request(c.base(), "GET", "/readyz", "", nil)
+		return err == nil && st == 200
+	})
+}
+
+// db opens one of the SQLite files read-only.
+func (c *cluster) db(name string) *sql.DB {
+	c.t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(c.dir, name)+"?mode=ro&_busy_timeout=10000")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// verify runs `wallet_writer verify` against the cluster.
+func (c *cluster) verify() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "wallet_writer"), "verify")
+	cmd.Env = c.env()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func (c *cluster) log(name string) string {
+	b, _ := os.ReadFile(filepath.Join(c.dir, name+".log"))
+	return string(b)
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}

@@ -1,0 +1,258 @@
+package faults
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/segmentio/ksuid"
+)
+
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+func request(base, method, path, body string, hdr map[string]string) (int, http.Header, []byte, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b, err
+}
+
+// op is one client operation and its definite outcome.
+type op struct {
+	key     string
+	wallet  string
+	delta   int64 // +amount for a credit, -amount for a debit
+	applied bool  // 200; false means refused (409 insufficient_funds)
+}
+
+// load runs clients that retry each operation with its Idempotency-Key until
+// the answer is definite.
+type load struct {
+	c       *cluster
+	wallets []string
+	stop    chan struct{}
+	wg      sync.WaitGroup
+
+	mu       sync.Mutex
+	done     []op
+	failures []string
+
+	lastOK    atomic.Int64 // unix nanos of the last definite answer
+	transient atomic.Int64 // 503/504/connection errors seen
+}
+
+func startLoad(c *cluster, workers, wallets int) *load {
+	l := &load{c: c, stop: make(chan struct{})}
+	for range wallets {
+		l.wallets = append(l.wallets, ksuid.New().String())
+	}
+	for w := range workers {
+		l.wg.Go(func() { l.worker(uint64(w)) })
+	}
+	return l
+}
+
+func (l *load) worker(seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
+	for {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		o := op{key: ksuid.New().String(), wallet: l.wallets[rng.IntN(len(l.wallets))]}
+		amount := int64(1 + rng.IntN(50))
+		action := "credit"
+		if rng.IntN(10) < 4 {
+			action = "debit"
+		}
+		body := fmt.Sprintf(`{"amount": %d}`, amount)
+		if err := l.resolve(&o, action, body); err != "" {
+			l.mu.Lock()
+			l.failures = append(l.failures, err)
+			l.mu.Unlock()
+			return
+		}
+		if o.applied {
+			if action == "credit" {
+				o.delta = amount
+			} else {
+				o.delta = -amount
+			}
+		}
+		l.mu.Lock()
+		l.done = append(l.done, o)
+		l.mu.Unlock()
+	}
+}
+
+// resolve sends one operation until its outcome is definite. Once sent, an
+// operation is never abandoned: its outcome matters whether or not the test
+// is stopping.
+func (l *load) resolve(o *op, action, body string) string {
+	hdr := map[string]string{"Idempotency-Key": o.key}
+	wait := 20 * time.Millisecond
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st, _, b, err := request(l.c.base(), "POST", "/wallet/"+o.wallet+"/"+action, body, hdr)
+		switch {
+		case err == nil && st == 200:
+			o.applied = true
+			l.lastOK.Store(time.Now().UnixNano())
+			return ""
+		case err == nil && st == 409 && strings.Contains(string(b), `"insufficient_funds"`):
+			l.lastOK.Store(time.Now().UnixNano())
+			return ""
+		case err != nil || st == 503 || st == 504:
+			l.transient.Add(1)
+		default:
+			return fmt.Sprintf("%s %s: %d %s", action, o.wallet, st, b)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("%s %s (key %s) unresolved after 90s: %v %d %s", action, o.wallet, o.key, err, st, b)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+// finish stops the clients once every operation in flight is resolved.
+func (l *load) finish(t *testing.T) []op {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	for _, f := range l.failures {
+		t.Error(f)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	return l.done
+}
+
+// waitProgress waits until some operation resolves after since, and returns
+// how long that took.
+func (l *load) waitProgress(t *testing.T, since time.Time, within time.Duration) time.Duration {
+	t.Helper()
+	eventually(t, within, "an operation to succeed", func() bool { return l.lastOK.Load() > since.UnixNano() })
+	return time.Unix(0, l.lastOK.Load()).Sub(since)
+}
+
+// checkInvariants is the promise: every acknowledged operation is in SQLite
+// exactly once, each wallet's balance equals its acknowledged sum, Redis
+// equals SQLite, and the history holds every event exactly once.
+func checkInvariants(t *testing.T, c *cluster, ops []op) {
+	t.Helper()
+	if len(ops) == 0 {
+		t.Fatal("no operation completed")
+	}
+	db := c.db("wallet_writer-p0.db")
+	want := map[string]int64{}
+	for _, o := range ops {
+		want[o.wallet] += o.delta
+	}
+	var applied int
+	for _, o := range ops {
+		if o.applied {
+			applied++
+		}
+		n := count(t, db, `SELECT COUNT(*) FROM events WHERE wallet_id = ? AND idem_key = ?`, o.wallet, "k:"+o.key)
+		if n != 1 {
+			t.Fatalf("operation %s on %s is in the log %d times", o.key, o.wallet, n)
+		}
+	}
+	// Every event in the log belongs to exactly one resolved operation:
+	// nothing was applied that nobody asked for, nothing twice.
+	if n := count(t, db, `SELECT COUNT(*) FROM events`); n != int64(len(ops)) {
+		t.Fatalf("the log holds %d events for %d resolved operations", n, len(ops))
+	}
+	for w, sum := range want {
+		if b := count(t, db, `SELECT COALESCE((SELECT balance FROM wallets WHERE wallet_id = ?), 0)`, w); b != sum {
+			t.Fatalf("wallet %s: SQLite balance %d, acknowledged sum %d", w, b, sum)
+		}
+	}
+	var verified string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := c.verify()
+		if err == nil {
+			break
+		}
+		verified = out
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis still differs from SQLite 30s after the load:\n%s", verified)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for w, sum := range want {
+		st, _, b, err := request(c.base(), "GET", "/wallet/"+w+"/balance", "", nil)
+		var v struct{ Balance int64 }
+		if err != nil || st != 200 || json.Unmarshal(b, &v) != nil || v.Balance != sum {
+			t.Fatalf("wallet %s: API balance %d (%d %s %v), acknowledged sum %d", w, v.Balance, st, b, err, sum)
+		}
+	}
+	hdb := c.db("history.db")
+	var inHistory int64
+	deadline = time.Now().Add(30 * time.Second)
+	for inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`); inHistory != int64(len(ops)); inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("history holds %d events 30s after the load, the log %d", inHistory, len(ops))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ids := map[string]bool{}
+	rows, err := hdb.Query(`SELECT event_id FROM events`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		rows.Scan(&id) //nolint:errcheck // checked by the count below
+		ids[id] = true
+	}
+	rows.Close()
+	logRows, err := db.Query(`SELECT id FROM events`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logRows.Close()
+	for logRows.Next() {
+		var id string
+		logRows.Scan(&id) //nolint:errcheck // a missing id fails below
+		if !ids[id] {
+			t.Fatalf("event %s is in the log but not in the history", id)
+		}
+	}
+	t.Logf("invariants hold: %d operations (%d applied, %d refused) over %d wallets", len(ops), applied, len(ops)-applied, len(want))
+}
+
+func count(t *testing.T, db *sql.DB, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRow(q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
