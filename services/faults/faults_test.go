@@ -166,7 +166,7 @@ func TestSQLiteHeldByAnotherProcess(t *testing.T) {
 		l := startLoad(c, 4, 10)
 		before := l.transient.Load()
 		released := holdSQLite(t, c, "BEGIN; SELECT COUNT(*) FROM events;", hold)
-		mid := len(l.done)
+		mid := l.resolved()
 		<-released
 		ops := l.finish(t)
 		if l.transient.Load() != before {
