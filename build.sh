@@ -6,6 +6,7 @@
 #   ./build.sh deps     only install what running the suite needs (redis-server)
 #   ./build.sh fuzz [T] run each fuzz target for T (default 2m; the test run does 10s each)
 #   ./build.sh faults [N]  the long fault suite: N kill -9 cycles of the writer (default 300)
+#   ./build.sh bench [-d 10s]  measure this machine (installs wrk) and rewrite BENCHMARKS.md
 #
 # A fresh machine needs only Go and Debian's package tools: this script
 # installs the rest (redis-server; for the tests also python3, docker-compose, sqlite3).
@@ -83,6 +84,15 @@ deps)
 fuzz)
 	fuzz "${2:-2m}"
 	;;
+bench)
+	# Measure on this machine and rewrite the bench block of BENCHMARKS.md.
+	deps
+	command -v wrk >/dev/null || apt_install wrk
+	command -v redis-benchmark >/dev/null || apt_install redis-tools
+	build
+	shift
+	go run ./utils/bench "$@"
+	;;
 faults)
 	# The long fault suite: hundreds of kill -9 cycles of the writer under
 	# load, and every other fault, with the counts and recovery times printed.
@@ -100,7 +110,7 @@ test)
 	fuzz 10s
 	;;
 *)
-	echo "usage: $0 [build|test|deps|fuzz [time]|faults]" >&2
+	echo "usage: $0 [build|test|deps|fuzz [time]|faults [cycles]|bench [-d duration]]" >&2
 	exit 2
 	;;
 esac

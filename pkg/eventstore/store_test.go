@@ -28,7 +28,7 @@ func open(t *testing.T, path string) *eventstore.Store {
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 123456789, time.UTC)
 
 // credit returns the record of crediting amount to a wallet at state st.
-func credit(t *testing.T, walletID string, st wallet.State, amount int64, key string) (eventstore.Record, wallet.State) {
+func credit(t testing.TB, walletID string, st wallet.State, amount int64, key string) (eventstore.Record, wallet.State) {
 	t.Helper()
 	e, err := wallet.Decide(st, wallet.Command{Action: wallet.Credit, Amount: amount})
 	if err != nil {

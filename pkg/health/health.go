@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
@@ -53,13 +54,24 @@ func write(w http.ResponseWriter, status int, v any) {
 	w.Write(append(body, '\n')) //nolint:errcheck // the client left
 }
 
-// Mux returns a mux with /healthz and /readyz over checks; callers may add
-// more routes (metrics) to it.
+// Mux returns a mux with /healthz and /readyz over checks, and the Go
+// profiler under /debug/pprof/ (the admin listener is for operators only);
+// callers may add more routes to it.
 func Mux(checks ...Check) *http.ServeMux {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /healthz", Healthz)
 	m.HandleFunc("GET /readyz", Readyz(checks...))
+	m.HandleFunc("GET /debug/pprof/", pprof.Index)
+	m.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return m
+}
+
+// JSON returns a handler that answers with v() as JSON.
+func JSON(v func() any) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) { write(w, http.StatusOK, v()) }
 }
 
 // Start listens on addr at once (so a taken port fails the service at

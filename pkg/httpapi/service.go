@@ -12,12 +12,14 @@ import (
 	"coffer/pkg/bus"
 	"coffer/pkg/config"
 	"coffer/pkg/connect"
+	"coffer/pkg/health"
 	"coffer/pkg/readmodel"
 )
 
 // Settings is everything wallet_server reads from its environment.
 type Settings struct {
 	HTTPAddr        string
+	AdminAddr       string // empty: no admin listener
 	NATSURL         string
 	RedisURL        string
 	LogLevel        string
@@ -30,6 +32,7 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 	env := config.New(getenv)
 	s := Settings{
 		HTTPAddr:        env.String("HTTP_ADDR", ":8080"),
+		AdminAddr:       env.String("ADMIN_ADDR", ""),
 		NATSURL:         env.String("NATS_URL", "nats://127.0.0.1:4222"),
 		RedisURL:        env.String("REDIS_URL", "redis://127.0.0.1:6379/0"),
 		LogLevel:        env.String("LOG_LEVEL", "info"),
@@ -69,6 +72,17 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      set.WriteTimeout + 10*time.Second,
 		IdleTimeout:       2 * time.Minute,
+	}
+	if set.AdminAddr != "" {
+		// Probes and the profiler, away from the public API.
+		stopAdmin, err := health.Start(set.AdminAddr, health.Mux(
+			health.Check{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+			health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
+		), log)
+		if err != nil {
+			return err
+		}
+		defer stopAdmin() //nolint:errcheck // the API's own shutdown is what counts
 	}
 	ln, err := net.Listen("tcp", set.HTTPAddr)
 	if err != nil {

@@ -33,7 +33,7 @@ func history(id string, n int) []readmodel.Change {
 
 // complete returns a projection over a fresh Redis marked complete, as the
 // writer leaves it once it has projected its whole log.
-func complete(t *testing.T) (*readmodel.Projection, *redistest.Server) {
+func complete(t testing.TB) (*readmodel.Projection, *redistest.Server) {
 	t.Helper()
 	rs := redistest.Start(t)
 	p := readmodel.New(rs.Client(t))

@@ -153,9 +153,15 @@ func (w *Writer) commit(batch []*pending) {
 		} else {
 			w.pushCommitted(recs, evs)
 			w.pokeOutbox()
+			w.stats.commits.Add(1)
+			w.stats.events.Add(int64(len(recs)))
+			if int64(len(recs)) > w.stats.maxBatch.Load() {
+				w.stats.maxBatch.Store(int64(len(recs)))
+			}
 			w.log.Debug("batch committed", "commands", len(batch), "events", len(recs))
 		}
 	}
+	w.stats.commands.Add(int64(len(batch)))
 
 	for i, p := range batch {
 		a := answers[i]
@@ -165,6 +171,7 @@ func (w *Writer) commit(batch []*pending) {
 		}
 		msg := &nats.Msg{Subject: p.reply, Data: a.data}
 		if a.replayed {
+			w.stats.replayed.Add(1)
 			msg.Header = nats.Header{bus.ReplayedHeader: []string{"true"}}
 		}
 		if err := w.nc.PublishMsg(msg); err != nil {

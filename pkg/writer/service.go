@@ -131,12 +131,14 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		return err
 	}
 
-	stopAdmin, err := health.Start(set.AdminAddr, health.Mux(
+	mux := health.Mux(
 		health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
 		health.Check{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 		health.Check{Name: "sqlite", Probe: store.Ping},
 		health.Check{Name: "serving", Probe: w.ServingProbe},
-	), log)
+	)
+	mux.Handle("GET /debug/stats", health.JSON(func() any { return w.Stats() }))
+	stopAdmin, err := health.Start(set.AdminAddr, mux, log)
 	if err != nil {
 		return err
 	}

@@ -91,6 +91,7 @@ type Writer struct {
 	closed bool
 
 	serving atomic.Bool // holds the lease and takes commands
+	stats   counters
 
 	published chan struct{} // pokes the outbox after a commit
 	dirty     *dirtySet     // wallets Redis is behind on
@@ -219,6 +220,41 @@ func (w *Writer) ServingProbe(context.Context) error {
 		return fmt.Errorf("not serving partition %s (waiting for its lease, or stopping)", w.cfg.Partition)
 	}
 	return nil
+}
+
+// counters are the writer's running totals, for /debug/stats.
+type counters struct {
+	commits, commands, events, replayed, maxBatch atomic.Int64
+}
+
+// Stats is a snapshot of the writer's totals: each commit is one SQLite
+// transaction and, with synchronous=FULL, one fsync of the WAL.
+type Stats struct {
+	Commits        int64   `json:"commits"`
+	Commands       int64   `json:"commands"`
+	Events         int64   `json:"events"`
+	Replayed       int64   `json:"replayed"`
+	MaxBatch       int64   `json:"max_batch"`
+	EventsPerFsync float64 `json:"events_per_commit"`
+	QueueDepth     int     `json:"queue_depth"`
+	RedisBehind    int     `json:"redis_wallets_behind"`
+}
+
+// Stats returns the writer's totals so far.
+func (w *Writer) Stats() Stats {
+	s := Stats{
+		Commits:     w.stats.commits.Load(),
+		Commands:    w.stats.commands.Load(),
+		Events:      w.stats.events.Load(),
+		Replayed:    w.stats.replayed.Load(),
+		MaxBatch:    w.stats.maxBatch.Load(),
+		QueueDepth:  len(w.queue),
+		RedisBehind: w.dirty.len(),
+	}
+	if s.Commits > 0 {
+		s.EventsPerFsync = float64(s.Events) / float64(s.Commits)
+	}
+	return s
 }
 
 // pending is one command waiting for the committer.

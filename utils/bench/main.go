@@ -1,0 +1,724 @@
+// Command bench measures Coffer on this machine and writes BENCHMARKS.md.
+//
+//	./build.sh bench                 # installs wrk and redis-tools, then: go run ./utils/bench
+//	go run ./utils/bench -d 10s      # seconds per scenario
+//
+// It starts the local stack with run.sh on loopback ports of its own and a
+// fresh DATA_DIR, runs each scenario with wrk (closed loop, fixed
+// connections) or with its own open-loop generator (a fixed request rate,
+// latency measured from when each request was due), checks after every
+// write scenario that the log, the state log and Redis agree and that every
+// acknowledged write is in the log, prints each result, and rewrites the
+// block between the bench markers in BENCHMARKS.md.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/segmentio/ksuid"
+	_ "modernc.org/sqlite"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	Name, Command                      string
+	Requests                           int64
+	Rate                               float64 // requests per second
+	P50, P99, Max                      time.Duration
+	OK, Refused, Other, Errors         int64
+	Check                              string // the conservation check's verdict, for writes
+	Note                               string
+	Target                             string
+	commits, events                    int64 // writer counters over the scenario
+	conns                              int
+	durationUS                         int64
+	rawP90                             time.Duration
+	writerBatchMax                     int64
+	fsyncsPerSecond, eventsPerCommitAv float64
+}
+
+type bench struct {
+	root, dataDir, base, admin, redisAddr string
+	ports                                 map[string]int
+	dur                                   time.Duration
+	results                               []*result
+	scripts                               string // dir with the wrk scripts
+	env                                   []string
+}
+
+func run() error {
+	dur := flag.Duration("d", 10*time.Second, "how long each scenario runs")
+	out := flag.String("o", "BENCHMARKS.md", "the file whose bench block is rewritten")
+	flag.Parse()
+
+	root, err := filepath.Abs(".")
+	if err != nil {
+		return err
+	}
+	for _, bin := range []string{"wrk", "redis-benchmark", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Errorf("%s is not installed: run ./build.sh bench, which installs it", bin)
+		}
+	}
+	b := &bench{root: root, dur: *dur, ports: map[string]int{}}
+	for _, k := range []string{"http", "nats", "redis", "writer", "history", "server"} {
+		if b.ports[k], err = freePort(); err != nil {
+			return err
+		}
+	}
+	if b.dataDir, err = os.MkdirTemp("", "coffer-bench"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.dataDir)
+	b.base = fmt.Sprintf("http://127.0.0.1:%d", b.ports["http"])
+	b.admin = fmt.Sprintf("http://127.0.0.1:%d", b.ports["writer"])
+	b.redisAddr = fmt.Sprintf("127.0.0.1:%d", b.ports["redis"])
+	b.env = append(os.Environ(),
+		fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", b.ports["http"]),
+		fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", b.ports["nats"]),
+		fmt.Sprintf("REDIS_URL=redis://%s/0", b.redisAddr),
+		fmt.Sprintf("WALLET_WRITER_ADMIN_ADDR=127.0.0.1:%d", b.ports["writer"]),
+		fmt.Sprintf("HISTORY_WRITER_ADMIN_ADDR=127.0.0.1:%d", b.ports["history"]),
+		"DATA_DIR="+b.dataDir,
+		"LOG_LEVEL=warn",
+	)
+	if b.scripts, err = b.writeScripts(); err != nil {
+		return err
+	}
+
+	fmt.Println("starting the stack with run.sh --detach ...")
+	if err := b.runSh("--detach"); err != nil {
+		return err
+	}
+	defer b.runSh("stop") //nolint:errcheck // best effort
+
+	if err := b.scenarios(); err != nil {
+		return err
+	}
+	report := b.report()
+	fmt.Println(report)
+	return writeBlock(*out, report)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (b *bench) runSh(args ...string) error {
+	cmd := exec.Command(filepath.Join(b.root, "run.sh"), args...)
+	cmd.Env = b.env
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	return cmd.Run()
+}
+
+// writeScripts makes one wrk script per scenario: common.lua plus its own.
+func (b *bench) writeScripts() (string, error) {
+	dir, err := os.MkdirTemp("", "coffer-bench-lua")
+	if err != nil {
+		return "", err
+	}
+	common, err := os.ReadFile(filepath.Join(b.root, "utils/bench/common.lua"))
+	if err != nil {
+		return "", err
+	}
+	for _, name := range []string{"get", "post_one", "spread"} {
+		var own []byte
+		if name != "get" {
+			if own, err = os.ReadFile(filepath.Join(b.root, "utils/bench", name+".lua")); err != nil {
+				return "", err
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+".lua"), append(append(common, '\n'), own...), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+func (b *bench) scenarios() error {
+	hot := ksuid.New().String()
+	small := ksuid.New().String()
+	if _, err := b.post(small, "credit", 100); err != nil {
+		return err
+	}
+
+	// (c) one hot wallet; these credits also give it its long history.
+	for _, conns := range []int{16, 64} {
+		if err := b.wrkWrite(fmt.Sprintf("POST credit, one hot wallet, %d connections", conns), conns,
+			"post_one.lua", b.base+"/wallet/"+hot+"/credit", "≥ 5,000/s, 0 errors"); err != nil {
+			return err
+		}
+	}
+	// Top the hot wallet up to 100,000 transactions for the read scenarios.
+	for {
+		v, err := b.version(hot)
+		if err != nil {
+			return err
+		}
+		if v >= 100_000 {
+			break
+		}
+		fmt.Printf("the hot wallet has %d transactions; adding more\n", v)
+		if _, err := b.wrk(64, 10*time.Second, "post_one.lua", b.base+"/wallet/"+hot+"/credit"); err != nil {
+			return err
+		}
+	}
+	v, _ := b.version(hot)
+
+	// (a), (b) reads.
+	if err := b.wrkRead("GET balance, wallet with 1 transaction, 64 connections", 64, b.base+"/wallet/"+small+"/balance", "≥ 40,000/s"); err != nil {
+		return err
+	}
+	if err := b.wrkRead(fmt.Sprintf("GET balance, wallet with %d transactions, 64 connections", v), 64, b.base+"/wallet/"+hot+"/balance", "within 10% of the 1-transaction wallet"); err != nil {
+		return err
+	}
+	if err := b.wrkRead(fmt.Sprintf("GET transactions (first 50), wallet with %d transactions, 64 connections", v), 64, b.base+"/wallet/"+hot+"/transactions", ""); err != nil {
+		return err
+	}
+
+	// (d) spread over 10,000 wallets.
+	wallets, err := b.walletFile(10_000)
+	if err != nil {
+		return err
+	}
+	if err := b.wrkWrite("POST credit/debit over 10,000 wallets, 64 connections", 64, "spread.lua", b.base+"/", "≥ 10,000/s, 0 errors", wallets); err != nil {
+		return err
+	}
+
+	// Latency at 70% of the measured maximum, open loop.
+	for _, name := range []string{"POST credit, one hot wallet, 64 connections", "POST credit/debit over 10,000 wallets, 64 connections"} {
+		r := b.find(name)
+		rate := 0.7 * r.Rate
+		target := b.base + "/wallet/" + hot + "/credit"
+		label := fmt.Sprintf("POST credit, one hot wallet, fixed rate %.0f/s (70%% of max)", rate)
+		var ids []string
+		if strings.Contains(name, "10,000") {
+			ids = readLines(wallets)
+			label = fmt.Sprintf("POST credit over 10,000 wallets, fixed rate %.0f/s (70%% of max)", rate)
+		}
+		if err := b.openLoop(label, rate, 64, target, ids); err != nil {
+			return err
+		}
+	}
+
+	// (e) Redis itself.
+	if err := b.redisBenchmark(); err != nil {
+		return err
+	}
+
+	// Memory with 100,000 wallets loaded.
+	return b.rss100k()
+}
+
+func (b *bench) find(name string) *result {
+	for _, r := range b.results {
+		if r.Name == name {
+			return r
+		}
+	}
+	panic("no result " + name)
+}
+
+type wrkOut struct {
+	Requests, DurationUS, OK, Refused, Other, Errors int64
+	P50US, P90US, P99US, MaxUS                       int64
+}
+
+func (b *bench) wrkCommand(conns int, d time.Duration, script, url string, args ...string) []string {
+	threads := min(2, conns)
+	cmd := []string{"wrk", "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", int(d.Seconds())),
+		"--timeout", "10s", "-s", filepath.Join(b.scripts, script), url}
+	if len(args) > 0 {
+		cmd = append(cmd, "--")
+		cmd = append(cmd, args...)
+	}
+	return cmd
+}
+
+func (b *bench) wrk(conns int, d time.Duration, script, url string, args ...string) (wrkOut, error) {
+	argv := b.wrkCommand(conns, d, script, url, args...)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return wrkOut{}, fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "BENCH "); ok {
+			var raw struct {
+				Requests   int64 `json:"requests"`
+				DurationUS int64 `json:"duration_us"`
+				OK         int64 `json:"ok"`
+				Refused    int64 `json:"refused"`
+				Other      int64 `json:"other"`
+				Errors     int64 `json:"errors"`
+				P50        int64 `json:"p50_us"`
+				P90        int64 `json:"p90_us"`
+				P99        int64 `json:"p99_us"`
+				Max        int64 `json:"max_us"`
+			}
+			if err := json.Unmarshal([]byte(rest), &raw); err != nil {
+				return wrkOut{}, err
+			}
+			return wrkOut{raw.Requests, raw.DurationUS, raw.OK, raw.Refused, raw.Other, raw.Errors, raw.P50, raw.P90, raw.P99, raw.Max}, nil
+		}
+	}
+	return wrkOut{}, fmt.Errorf("no BENCH line from wrk:\n%s", out)
+}
+
+func (b *bench) record(name string, argv []string, w wrkOut, target string, conns int) *result {
+	r := &result{
+		Name: name, Command: strings.Join(argv, " "), Requests: w.Requests,
+		Rate: float64(w.Requests) / (float64(w.DurationUS) / 1e6),
+		P50:  time.Duration(w.P50US) * time.Microsecond, P99: time.Duration(w.P99US) * time.Microsecond,
+		Max: time.Duration(w.MaxUS) * time.Microsecond, OK: w.OK, Refused: w.Refused, Other: w.Other, Errors: w.Errors,
+		Target: target, conns: conns,
+	}
+	b.results = append(b.results, r)
+	fmt.Printf("%-75s %8.0f req/s  p50 %-8s p99 %-8s max %-8s  ok %d, 409 %d, other %d, errors %d\n",
+		name, r.Rate, round(r.P50), round(r.P99), round(r.Max), r.OK, r.Refused, r.Other, r.Errors)
+	return r
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d > 100*time.Millisecond:
+		return d.Round(time.Millisecond)
+	case d > time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func (b *bench) wrkRead(name string, conns int, url, target string) error {
+	argv := b.wrkCommand(conns, b.dur, "get.lua", url)
+	w, err := b.wrk(conns, b.dur, "get.lua", url)
+	if err != nil {
+		return err
+	}
+	b.record(name, argv, w, target, conns)
+	return nil
+}
+
+// wrkWrite runs a write scenario and then checks it: the log, the state log
+// and Redis agree (wallet_writer verify), and the log grew by every
+// acknowledged write plus at most the writes in flight when wrk stopped.
+func (b *bench) wrkWrite(name string, conns int, script, url, target string, args ...string) error {
+	before, err := b.logCounts()
+	if err != nil {
+		return err
+	}
+	sBefore, err := b.writerStats()
+	if err != nil {
+		return err
+	}
+	argv := b.wrkCommand(conns, b.dur, script, url, args...)
+	w, err := b.wrk(conns, b.dur, script, url, args...)
+	if err != nil {
+		return err
+	}
+	r := b.record(name, argv, w, target, conns)
+	sAfter, err := b.writerStats()
+	if err != nil {
+		return err
+	}
+	r.commits, r.events = sAfter.Commits-sBefore.Commits, sAfter.Events-sBefore.Events
+	if r.commits > 0 {
+		r.eventsPerCommitAv = float64(r.events) / float64(r.commits)
+		r.fsyncsPerSecond = float64(r.commits) / (float64(w.DurationUS) / 1e6)
+	}
+	r.writerBatchMax = sAfter.MaxBatch
+	r.Check = b.check(before, w, conns)
+	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; check: %s\n", r.commits, r.eventsPerCommitAv, r.Check)
+	return nil
+}
+
+type counts struct{ applied, rejected int64 }
+
+func (b *bench) logCounts() (counts, error) {
+	// Wait for the writer to finish what is in flight.
+	time.Sleep(500 * time.Millisecond)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(b.dataDir, "wallet_writer-p0.db")+"?mode=ro&_busy_timeout=10000")
+	if err != nil {
+		return counts{}, err
+	}
+	defer db.Close()
+	var c counts
+	err = db.QueryRow(`SELECT COALESCE(SUM(type != 'debit_rejected'), 0), COALESCE(SUM(type = 'debit_rejected'), 0) FROM events`).Scan(&c.applied, &c.rejected)
+	return c, err
+}
+
+func (b *bench) check(before counts, w wrkOut, conns int) string {
+	after, err := b.logCounts()
+	if err != nil {
+		return "FAILED: " + err.Error()
+	}
+	applied, rejected := after.applied-before.applied, after.rejected-before.rejected
+	var problems []string
+	// Writes in flight when wrk stopped are applied but never acknowledged.
+	if applied < w.OK || applied > w.OK+int64(conns) {
+		problems = append(problems, fmt.Sprintf("%d acknowledged writes, %d in the log", w.OK, applied))
+	}
+	if rejected < w.Refused || rejected > w.Refused+int64(conns) {
+		problems = append(problems, fmt.Sprintf("%d refusals answered, %d in the log", w.Refused, rejected))
+	}
+	cmd := exec.Command(filepath.Join(b.root, "bin/wallet_writer"), "verify")
+	cmd.Env = b.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		problems = append(problems, "verify: "+strings.TrimSpace(lastLine(string(out))))
+	}
+	if w.Other > 0 || w.Errors > 0 {
+		problems = append(problems, fmt.Sprintf("%d other statuses, %d socket errors", w.Other, w.Errors))
+	}
+	if len(problems) > 0 {
+		return "FAILED: " + strings.Join(problems, "; ")
+	}
+	return fmt.Sprintf("OK: %d acknowledged writes (+%d refusals) all in the log, %d more were in flight at the cut-off; verify: %s",
+		w.OK, w.Refused, (applied-w.OK)+(rejected-w.Refused), strings.TrimSpace(lastLine(string(out))))
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+type writerStats struct {
+	Commits  int64 `json:"commits"`
+	Events   int64 `json:"events"`
+	MaxBatch int64 `json:"max_batch"`
+}
+
+func (b *bench) writerStats() (writerStats, error) {
+	var s writerStats
+	resp, err := http.Get(b.admin + "/debug/stats")
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+func (b *bench) post(wallet, action string, amount int) ([]byte, error) {
+	resp, err := http.Post(b.base+"/wallet/"+wallet+"/"+action, "application/json", strings.NewReader(fmt.Sprintf(`{"amount": %d}`, amount)))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("%s %s: %d %s", action, wallet, resp.StatusCode, body)
+	}
+	return body, err
+}
+
+func (b *bench) version(wallet string) (int64, error) {
+	resp, err := http.Get(b.base + "/wallet/" + wallet + "/balance")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var v struct{ Version int64 }
+	return v.Version, json.NewDecoder(resp.Body).Decode(&v)
+}
+
+func (b *bench) walletFile(n int) (string, error) {
+	var buf bytes.Buffer
+	for range n {
+		buf.WriteString(ksuid.New().String() + "\n")
+	}
+	path := filepath.Join(b.scripts, fmt.Sprintf("wallets-%d.txt", n))
+	return path, os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+func readLines(path string) []string {
+	b, _ := os.ReadFile(path)
+	return strings.Fields(string(b))
+}
+
+// openLoop sends credits at a fixed rate for the scenario's duration and
+// measures each latency from when the request was due, so a stall counts
+// against every request it delays (no coordinated omission).
+func (b *bench) openLoop(name string, rate float64, conns int, url string, wallets []string) error {
+	before, err := b.logCounts()
+	if err != nil {
+		return err
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	defer tr.CloseIdleConnections()
+	due := make(chan time.Time, 100_000)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var ok, refused, other, errs int64
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() {
+			n := i
+			for t := range due {
+				target := url
+				if wallets != nil {
+					target = b.base + "/wallet/" + wallets[n%len(wallets)] + "/credit"
+					n += conns
+				}
+				resp, err := client.Post(target, "application/json", strings.NewReader(`{"amount": 1}`))
+				d := time.Since(t)
+				mu.Lock()
+				switch {
+				case err != nil:
+					errs++
+				case resp.StatusCode == 200:
+					ok++
+				case resp.StatusCode == 409:
+					refused++
+				default:
+					other++
+				}
+				lat = append(lat, d)
+				mu.Unlock()
+				if err == nil {
+					io.Copy(io.Discard, resp.Body) //nolint:errcheck // drained for keep-alive
+					resp.Body.Close()
+				}
+			}
+		})
+	}
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / rate)
+	n := int(rate * b.dur.Seconds())
+	for i := range n {
+		at := start.Add(time.Duration(i) * interval)
+		if w := time.Until(at); w > 0 {
+			time.Sleep(w)
+		}
+		due <- at
+	}
+	close(due)
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	w := wrkOut{Requests: int64(len(lat)), DurationUS: elapsed.Microseconds(), OK: ok, Refused: refused, Other: other, Errors: errs,
+		P50US: pct(0.50).Microseconds(), P90US: pct(0.90).Microseconds(), P99US: pct(0.99).Microseconds(), MaxUS: lat[len(lat)-1].Microseconds()}
+	r := b.record(name, []string{fmt.Sprintf("utils/bench open loop: %.0f credits/s for %s over %d connections", rate, b.dur, conns)}, w, "p99 ≤ 20 ms", conns)
+	r.Check = b.check(before, w, 0)
+	fmt.Printf("    check: %s\n", r.Check)
+	return nil
+}
+
+var redisRate = regexp.MustCompile(`GET: ([0-9.]+) requests per second`)
+
+func (b *bench) redisBenchmark() error {
+	argv := []string{"redis-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(b.ports["redis"]), "-t", "get", "-c", "64", "-n", "500000", "-q"}
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+	m := redisRate.FindStringSubmatch(string(out))
+	if m == nil {
+		return fmt.Errorf("redis-benchmark said: %s", out)
+	}
+	rate, _ := strconv.ParseFloat(m[1], 64)
+	r := &result{Name: "redis-benchmark GET, 64 connections (Redis alone)", Command: strings.Join(argv, " "), Rate: rate}
+	a := b.find("GET balance, wallet with 1 transaction, 64 connections")
+	r.Note = fmt.Sprintf("GET balance is %.0f%% of raw Redis GET", 100*a.Rate/rate)
+	b.results = append(b.results, r)
+	fmt.Printf("%-75s %8.0f req/s  (%s)\n", r.Name, r.Rate, r.Note)
+	return nil
+}
+
+// rss100k loads the writer with 100,000 wallets, then reads its resident
+// memory, and again after a restart (which loads them from SQLite).
+func (b *bench) rss100k() error {
+	wallets, err := b.walletFile(100_000)
+	if err != nil {
+		return err
+	}
+	for {
+		n, err := b.walletCount()
+		if err != nil {
+			return err
+		}
+		if n >= 100_000 {
+			break
+		}
+		if _, err := b.wrk(64, 10*time.Second, "spread.lua", b.base+"/", wallets, "sequential", "2"); err != nil {
+			return err
+		}
+	}
+	n, _ := b.walletCount()
+	rss, err := b.writerRSS()
+	if err != nil {
+		return err
+	}
+	r := &result{Name: fmt.Sprintf("wallet_writer resident memory with %d wallets", n), Target: "≤ 250 MB",
+		Command: "VmRSS of wallet_writer from /proc after the scenarios above", Note: fmt.Sprintf("%.0f MB", float64(rss)/(1<<20))}
+	b.results = append(b.results, r)
+	fmt.Printf("%-75s %s\n", r.Name, r.Note)
+	return nil
+}
+
+func (b *bench) walletCount() (int64, error) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(b.dataDir, "wallet_writer-p0.db")+"?mode=ro&_busy_timeout=10000")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int64
+	return n, db.QueryRow(`SELECT COUNT(*) FROM wallets`).Scan(&n)
+}
+
+func (b *bench) writerRSS() (int64, error) {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		comm, _ := os.ReadFile(d + "/comm")
+		environ, _ := os.ReadFile(d + "/environ")
+		if strings.TrimSpace(string(comm)) != "wallet_writer" || !bytes.Contains(environ, []byte("DATA_DIR="+b.dataDir+"\x00")) {
+			continue
+		}
+		f, err := os.Open(d + "/status")
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+				return kb << 10, err
+			}
+		}
+	}
+	return 0, errors.New("no wallet_writer process found")
+}
+
+func (b *bench) report() string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "Measured %s on %s, commit %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), machine(), gitCommit())
+	fmt.Fprintf(&s, "Everything on this one machine over loopback: the load generator, nats-server, redis-server and the three services. ")
+	fmt.Fprintf(&s, "Writes are durable: SQLite `synchronous=FULL` in WAL mode, one fsync per commit, every acknowledged write committed before its answer. ")
+	fmt.Fprintf(&s, "Each scenario ran %s. Versions: %s.\n\n", b.dur, versions())
+	s.WriteString("| scenario | req/s | p50 | p99 | max | 200 / 409 / other / socket errors | target |\n|---|---:|---:|---:|---:|---|---|\n")
+	for _, r := range b.results {
+		if r.Requests == 0 {
+			val := fmt.Sprintf("%.0f", r.Rate)
+			if r.Rate == 0 {
+				val = r.Note
+			}
+			fmt.Fprintf(&s, "| %s | %s | | | | | %s |\n", r.Name, val, r.Target)
+			continue
+		}
+		fmt.Fprintf(&s, "| %s | %.0f | %s | %s | %s | %d / %d / %d / %d | %s |\n", r.Name, r.Rate, round(r.P50), round(r.P99), round(r.Max), r.OK, r.Refused, r.Other, r.Errors, r.Target)
+	}
+	s.WriteString("\nGroup commit and checks of the write scenarios:\n\n")
+	for _, r := range b.results {
+		if r.Check == "" {
+			continue
+		}
+		if r.commits > 0 {
+			fmt.Fprintf(&s, "- %s: %d commits (%.0f fsyncs/s), %.1f events per commit. %s\n", r.Name, r.commits, r.fsyncsPerSecond, r.eventsPerCommitAv, r.Check)
+		} else {
+			fmt.Fprintf(&s, "- %s: %s\n", r.Name, r.Check)
+		}
+	}
+	for _, r := range b.results {
+		if r.Note != "" && r.Requests == 0 && r.Rate > 0 {
+			fmt.Fprintf(&s, "\n%s.\n", r.Note)
+		}
+	}
+	s.WriteString("\nCommands (`$BASE` is the stack's loopback URL, `$SCRIPTS` the wrk scripts from utils/bench):\n\n```\n")
+	for _, r := range b.results {
+		c := strings.ReplaceAll(r.Command, b.base, "$BASE")
+		c = strings.ReplaceAll(c, b.scripts, "$SCRIPTS")
+		fmt.Fprintf(&s, "%s\n", c)
+	}
+	s.WriteString("```\n")
+	return s.String()
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
+				break
+			}
+		}
+	}
+	var si syscall.Sysinfo_t
+	mem := ""
+	if syscall.Sysinfo(&si) == nil {
+		mem = fmt.Sprintf(", %.0f GiB", float64(si.Totalram)*float64(si.Unit)/(1<<30))
+	}
+	return fmt.Sprintf("%d × %s%s, %s/%s", runtime.NumCPU(), model, mem, runtime.GOOS, runtime.GOARCH)
+}
+
+func gitCommit() string {
+	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func versions() string {
+	v := []string{runtime.Version()}
+	for _, c := range [][]string{{"bin/nats-server", "--version"}, {"redis-server", "--version"}, {"wrk", "-v"}} {
+		out, _ := exec.CommandContext(context.Background(), c[0], c[1:]...).CombinedOutput()
+		v = append(v, strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]))
+	}
+	return strings.Join(v, "; ")
+}
+
+const (
+	beginMark = "<!-- bench:begin (written by ./build.sh bench; edit outside the markers) -->"
+	endMark   = "<!-- bench:end -->"
+)
+
+// writeBlock replaces the bench block of path, keeping everything else.
+func writeBlock(path, block string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(old)
+	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
+	body := beginMark + "\n" + block + endMark
+	if i < 0 || j < i {
+		s = "# Benchmarks\n\n" + body + "\n" + s
+	} else {
+		s = s[:i] + body + s[j+len(endMark):]
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
