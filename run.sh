@@ -263,7 +263,7 @@ fi
 
 start wallet_writer env ADMIN_ADDR="$WALLET_WRITER_ADMIN_ADDR" bin/wallet_writer
 start history_writer env ADMIN_ADDR="$HISTORY_WRITER_ADMIN_ADDR" bin/history_writer
-start wallet_server bin/wallet_server
+start wallet_server env ADMIN_ADDR="${WALLET_SERVER_ADMIN_ADDR:-}" bin/wallet_server
 
 if wait_ready "$http_host" "$http_port" 30; then
 	say "Coffer is ready at $base  (data in $DATA_DIR; Ctrl-C stops it)"

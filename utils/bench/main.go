@@ -564,7 +564,7 @@ func (b *bench) rss100k() error {
 	if err != nil {
 		return err
 	}
-	for {
+	for sent := int64(0); ; {
 		n, err := b.walletCount()
 		if err != nil {
 			return err
@@ -572,9 +572,11 @@ func (b *bench) rss100k() error {
 		if n >= 100_000 {
 			break
 		}
-		if _, err := b.wrk(64, 10*time.Second, "spread.lua", b.base+"/", wallets, "sequential", "2"); err != nil {
+		w, err := b.wrk(64, 10*time.Second, "spread.lua", b.base+"/", wallets, "sequential", "2", strconv.FormatInt(sent, 10))
+		if err != nil {
 			return err
 		}
+		sent += w.Requests
 	}
 	n, _ := b.walletCount()
 	rss, err := b.writerRSS()

@@ -1,7 +1,8 @@
 -- Credits and debits spread over the wallets listed in the file named by
 -- the first script argument: 70% credits, amounts 1..100.
 -- With "sequential" as the second argument: credits of 1 to each wallet in
--- turn, so that every wallet is touched (to load the writer with them).
+-- turn, so that every wallet is touched (to load the writer with them); the
+-- third argument is the number of wrk threads, the fourth where to start.
 local wallets = {}
 local headers = { ["Content-Type"] = "application/json" }
 local sequential = false
@@ -12,7 +13,8 @@ function init(args)
   end
   sequential = args[2] == "sequential"
   math.randomseed(os.time() + (thread_id or 0) * 7919)
-  next_index, step = thread_id or 1, tonumber(args[3] or "1")
+  step = tonumber(args[3] or "1")
+  next_index = (tonumber(args[4] or "0") + (thread_id or 1) - 1) % #wallets + 1
 end
 
 function request()
