@@ -34,7 +34,7 @@ func BenchmarkAppend(b *testing.B) {
 				for j := range recs {
 					w := k % len(ids)
 					k++
-					recs[j], states[w] = credit(b, ids[w], states[w], 5, fmt.Sprintf("k:%d", k))
+					recs[j], states[w] = credit(b, ids[w], states[w], 5, "c:"+ksuid.New().String())
 				}
 				if err := s.Append(context.Background(), recs); err != nil {
 					b.Fatal(err)

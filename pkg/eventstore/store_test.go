@@ -44,10 +44,8 @@ func credit(t testing.TB, walletID string, st wallet.State, amount int64, key st
 			ID: ksuid.New().String(), Domain: eventstore.Domain, StreamID: walletID, Version: e.Version,
 			Type: string(e.Type), Schema: wallet.SchemaVersion, Data: data, Time: t0, CommandID: ksuid.New().String(),
 		},
-		State:       next,
-		IdemKey:     key,
-		Fingerprint: fmt.Sprintf("credit:%d", amount),
-		Reply:       []byte(fmt.Sprintf(`{"balance":%d}`, next.Balance)),
+		State:   next,
+		IdemKey: key,
 	}, next
 }
 
@@ -66,14 +64,14 @@ func TestBatchCommitsAtomically(t *testing.T) {
 	a, b := ksuid.New().String(), ksuid.New().String()
 
 	r1, sa := credit(t, a, wallet.State{}, 5, "k:1")
-	r2, _ := credit(t, b, wallet.State{}, 7, "")
+	r2, _ := credit(t, b, wallet.State{}, 7, "c:1")
 	if err := s.Append(ctx, []eventstore.Record{r1, r2}); err != nil {
 		t.Fatal(err)
 	}
 
 	// A batch whose last record conflicts stores none of its records.
 	r3, _ := credit(t, a, sa, 1, "k:2")
-	r4, _ := credit(t, b, wallet.State{}, 9, "") // version 1 of b is taken
+	r4, _ := credit(t, b, wallet.State{}, 9, "c:2") // version 1 of b is taken
 	err := s.Append(ctx, []eventstore.Record{r3, r4})
 	if !errors.Is(err, eventstore.ErrVersionConflict) {
 		t.Fatalf("conflicting batch: %v, want ErrVersionConflict", err)
@@ -85,16 +83,21 @@ func TestBatchCommitsAtomically(t *testing.T) {
 	if err != nil || h.State != (wallet.State{Balance: 5, Version: 1}) {
 		t.Fatalf("head of a after the failed batch: %+v %v", h, err)
 	}
-	if _, found, err := s.Idempotency(ctx, a, "k:2"); found || err != nil {
-		t.Fatalf("idempotency record of the failed batch is stored (%v)", err)
+	if known, err := s.Lookup(ctx, []eventstore.Key{{WalletID: a, IdemKey: "k:2"}}); len(known) != 0 || err != nil {
+		t.Fatalf("idempotency record of the failed batch is stored: %v (%v)", known, err)
+	}
+	// The failed batch took no seq: the next one continues the numbering.
+	again := []eventstore.Record{r3}
+	if err := s.Append(ctx, again); err != nil || again[0].Event.Seq != 3 {
+		t.Fatalf("append after a failed batch: seq %d, %v", again[0].Event.Seq, err)
 	}
 }
 
 func TestDuplicateVersionIsATypedConflict(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "w.db"))
 	id := ksuid.New().String()
-	r1, _ := credit(t, id, wallet.State{}, 5, "")
-	r2, _ := credit(t, id, wallet.State{}, 6, "") // also version 1
+	r1, _ := credit(t, id, wallet.State{}, 5, "c:1")
+	r2, _ := credit(t, id, wallet.State{}, 6, "c:2") // also version 1
 	if err := s.Append(context.Background(), []eventstore.Record{r1}); err != nil {
 		t.Fatal(err)
 	}
@@ -151,9 +154,10 @@ func TestReopenRestoresState(t *testing.T) {
 			t.Fatalf("wallet %s reopened as %+v, want %+v", id, got[id], st)
 		}
 	}
-	o, found, err := s.Idempotency(ctx, ids[1], "k:3")
-	if err != nil || !found || o.Fingerprint != "credit:40" || string(o.Reply) != `{"balance":100}` {
-		t.Fatalf("idempotency record after reopen: %+v %v %v", o, found, err)
+	k := eventstore.Key{WalletID: ids[1], IdemKey: "k:3"}
+	known, err := s.Lookup(ctx, []eventstore.Key{k, {WalletID: ids[1], IdemKey: "k:99"}})
+	if err != nil || len(known) != 1 || known[k].Balance != 100 || known[k].Event.Version != 4 || string(known[k].Event.Data) != `{"amount":40,"balance_after":100}` {
+		t.Fatalf("idempotency record after reopen: %+v %v", known, err)
 	}
 	if wm, err := s.OutboxWatermark(ctx); err != nil || wm != 4 {
 		t.Fatalf("watermark after reopen %d %v, want 4", wm, err)
@@ -186,5 +190,18 @@ func TestWatermarkNeverMovesBack(t *testing.T) {
 func TestOpenRejectsUnknownSync(t *testing.T) {
 	if _, err := eventstore.Open(context.Background(), filepath.Join(t.TempDir(), "w.db"), eventstore.Options{Sync: "OFF"}); err == nil {
 		t.Fatal("synchronous=OFF accepted")
+	}
+}
+
+func TestSameKeyTwiceIsAConflict(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "w.db"))
+	id := ksuid.New().String()
+	r1, st := credit(t, id, wallet.State{}, 5, "k:same")
+	r2, _ := credit(t, id, st, 6, "k:same")
+	if err := s.Append(context.Background(), []eventstore.Record{r1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(context.Background(), []eventstore.Record{r2}); !errors.Is(err, eventstore.ErrVersionConflict) {
+		t.Fatalf("second event under one key: %v, want ErrVersionConflict", err)
 	}
 }

@@ -19,10 +19,28 @@ import (
 // commitLoop is the single committer: it takes whatever commands are queued
 // (up to MaxBatch) and commits them together, so one fsync serves them all.
 // It returns once the queue is closed and drained.
+//
+// Committing is the first of two stages: while the finisher projects batch n
+// to Redis and answers it, the committer already decides and writes batch
+// n+1. The finisher takes batches in commit order, so Redis sees them in
+// order, and still nobody is answered before their batch is durable and
+// projected.
 func (w *Writer) commitLoop() {
-	batch := make([]*pending, 0, w.cfg.MaxBatch)
+	finish := make(chan finished, 2)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for f := range finish {
+			w.finishBatch(f)
+		}
+	}()
+	defer func() {
+		close(finish)
+		<-done
+	}()
 	for p := range w.queue {
-		batch = append(batch[:0], p)
+		batch := make([]*pending, 1, w.cfg.MaxBatch)
+		batch[0] = p
 	fill:
 		for len(batch) < w.cfg.MaxBatch {
 			select {
@@ -35,7 +53,38 @@ func (w *Writer) commitLoop() {
 				break fill
 			}
 		}
-		w.commit(batch)
+		finish <- w.commit(batch)
+	}
+}
+
+// finished is a decided batch on its way to Redis and to its requesters.
+type finished struct {
+	batch   []*pending
+	answers []answer
+	recs    []eventstore.Record // committed records; nil if none or the commit failed
+	evs     []wallet.Event
+}
+
+// finishBatch projects a committed batch, then answers every command of it.
+func (w *Writer) finishBatch(f finished) {
+	if len(f.recs) > 0 {
+		w.pushCommitted(f.recs, f.evs)
+		w.pokeOutbox()
+	}
+	for i, p := range f.batch {
+		a := f.answers[i]
+		if a.sameAs >= 0 {
+			orig := f.answers[a.sameAs]
+			a.data, a.replayed = orig.data, orig.stored
+		}
+		msg := &nats.Msg{Subject: p.reply, Data: a.data}
+		if a.replayed {
+			w.stats.replayed.Add(1)
+			msg.Header = nats.Header{bus.ReplayedHeader: []string{"true"}}
+		}
+		if err := w.nc.PublishMsg(msg); err != nil {
+			w.log.Warn("cannot answer command", "wallet", p.walletID, "command_id", p.cmd.CommandID, "err", err)
+		}
 	}
 }
 
@@ -57,11 +106,11 @@ func errorAnswer(code bus.Code, detail string, st *wallet.State) answer {
 	return answer{data: data, rec: -1, sameAs: -1}
 }
 
-// commit decides, stores, projects and answers one batch. Storage is the
-// point of no return: nothing is answered or projected before the batch's
-// transaction commits, and if it fails the in-memory states go back to what
-// the log holds.
-func (w *Writer) commit(batch []*pending) {
+// commit decides and stores one batch, and returns it for the finisher.
+// Storage is the point of no return: nothing is answered or projected before
+// the batch's transaction commits, and if it fails the in-memory states go
+// back to what the log holds.
+func (w *Writer) commit(batch []*pending) finished {
 	ctx := context.Background()
 	now := w.now().UTC()
 	answers := make([]answer, len(batch))
@@ -70,9 +119,23 @@ func (w *Writer) commit(batch []*pending) {
 	first := make(map[string]int, len(batch))
 	before := make(map[string]wallet.State)
 
+	// One query finds every command of the batch that was decided before.
+	keys := make([]eventstore.Key, 0, len(batch))
+	for i, p := range batch {
+		k := p.walletID + "\x00" + p.key()
+		if _, ok := first[k]; !ok {
+			first[k] = i
+			keys = append(keys, eventstore.Key{WalletID: p.walletID, IdemKey: p.key()})
+		}
+	}
+	known, lookupErr := w.store.Lookup(ctx, keys)
+	if lookupErr != nil {
+		w.log.Error("idempotency lookup failed", "commands", len(batch), "err", lookupErr)
+	}
+
 	for i, p := range batch {
 		key, fp := p.key(), p.fingerprint()
-		if j, ok := first[p.walletID+"\x00"+key]; ok {
+		if j := first[p.walletID+"\x00"+key]; j != i {
 			if batch[j].fingerprint() != fp {
 				answers[i] = reusedAnswer(key)
 			} else {
@@ -80,20 +143,12 @@ func (w *Writer) commit(batch []*pending) {
 			}
 			continue
 		}
-		first[p.walletID+"\x00"+key] = i
-
-		o, found, err := w.store.Idempotency(ctx, p.walletID, key)
-		if err != nil {
-			w.log.Error("idempotency lookup failed", "wallet", p.walletID, "err", err)
+		if lookupErr != nil {
 			answers[i] = errorAnswer(bus.CodeStorageUnavailable, "the wallet log cannot be read; retry", nil)
 			continue
 		}
-		if found {
-			if o.Fingerprint != fp {
-				answers[i] = reusedAnswer(key)
-			} else {
-				answers[i] = answer{data: o.Reply, replayed: true, stored: true, rec: -1, sameAs: -1}
-			}
+		if rec, found := known[eventstore.Key{WalletID: p.walletID, IdemKey: key}]; found {
+			answers[i] = w.replay(p, fp, rec)
 			continue
 		}
 
@@ -134,7 +189,7 @@ func (w *Writer) commit(batch []*pending) {
 			RequestID: p.cmd.RequestID,
 		}
 		reply := outcomeReply(p.walletID, ev, next, env)
-		recs = append(recs, eventstore.Record{Event: env, State: next, IdemKey: key, Fingerprint: fp, Reply: reply})
+		recs = append(recs, eventstore.Record{Event: env, State: next, IdemKey: key})
 		evs = append(evs, ev)
 		answers[i] = answer{data: reply, stored: true, rec: len(recs) - 1, sameAs: -1}
 	}
@@ -150,34 +205,42 @@ func (w *Writer) commit(batch []*pending) {
 					answers[i] = errorAnswer(bus.CodeStorageUnavailable, "the wallet log cannot be written; nothing was applied; retry", nil)
 				}
 			}
+			recs, evs = nil, nil
 		} else {
-			w.pushCommitted(recs, evs)
-			w.pokeOutbox()
 			w.stats.commits.Add(1)
 			w.stats.events.Add(int64(len(recs)))
 			if int64(len(recs)) > w.stats.maxBatch.Load() {
 				w.stats.maxBatch.Store(int64(len(recs)))
 			}
-			w.log.Debug("batch committed", "commands", len(batch), "events", len(recs))
 		}
 	}
 	w.stats.commands.Add(int64(len(batch)))
+	return finished{batch: batch, answers: answers, recs: recs, evs: evs}
+}
 
-	for i, p := range batch {
-		a := answers[i]
-		if a.sameAs >= 0 {
-			orig := answers[a.sameAs]
-			a.data, a.replayed = orig.data, orig.stored
-		}
-		msg := &nats.Msg{Subject: p.reply, Data: a.data}
-		if a.replayed {
-			w.stats.replayed.Add(1)
-			msg.Header = nats.Header{bus.ReplayedHeader: []string{"true"}}
-		}
-		if err := w.nc.PublishMsg(msg); err != nil {
-			w.log.Warn("cannot answer command", "wallet", p.walletID, "command_id", p.cmd.CommandID, "err", err)
-		}
+// replay answers a command that was decided before with the outcome its
+// event records, byte for byte what the first answer was.
+func (w *Writer) replay(p *pending, fp string, rec eventstore.Recorded) answer {
+	ev, err := wallet.DecodeEvent(wallet.EventType(rec.Event.Type), rec.Event.Schema, rec.Event.Version, rec.Event.Data)
+	if err != nil {
+		w.log.Error("cannot read a recorded event", "wallet", p.walletID, "event", rec.Event.ID, "err", err)
+		return errorAnswer(bus.CodeInternal, "the recorded outcome of this command cannot be read", nil)
 	}
+	if fingerprint(ev) != fp {
+		return reusedAnswer(p.key())
+	}
+	st := wallet.State{Balance: rec.Balance, Version: rec.Event.Version}
+	return answer{data: outcomeReply(p.walletID, ev, st, rec.Event), replayed: true, stored: true, rec: -1, sameAs: -1}
+}
+
+// fingerprint is the request an event answers, in the form of
+// pending.fingerprint.
+func fingerprint(ev wallet.Event) string {
+	action := wallet.Debit
+	if ev.Type == wallet.Credited {
+		action = wallet.Credit
+	}
+	return fmt.Sprintf("%s:%d", action, ev.Amount)
 }
 
 func reusedAnswer(key string) answer {
@@ -231,7 +294,7 @@ func (w *Writer) pushCommitted(recs []eventstore.Record, evs []wallet.Event) {
 			// Redis lacked the history before these changes (it lost
 			// data): the projector fills it in from the log.
 			for _, id := range gaps {
-				w.dirty.add(id, w.states[id].Version)
+				w.dirty.add(id, changes[index[id]].View.Version)
 			}
 			return
 		}

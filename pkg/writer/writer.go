@@ -159,6 +159,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	})
 	bg.Go(func() { w.project(bgCtx) })
 	bg.Go(func() { w.publishOutbox(bgCtx) })
+	bg.Go(func() { w.checkpoint(bgCtx) })
 
 	committed := make(chan struct{})
 	go func() {
@@ -211,6 +212,23 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 	w.log.Info("writer stopped")
 	return runErr
+}
+
+// checkpoint folds the WAL into the database file every half second, beside
+// the committer, so that no commit waits for it.
+func (w *Writer) checkpoint(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := w.store.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("WAL checkpoint failed; retrying", "err", err)
+		}
+	}
 }
 
 // ServingProbe is a readiness probe: it fails until the writer holds its

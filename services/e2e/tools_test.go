@@ -93,7 +93,8 @@ func TestVerifyAndRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(`UPDATE states SET balance = balance + 1 WHERE wallet_id = ? AND version = 2`, ids[1]); err != nil {
+	// The state log is the balance column of the events.
+	if _, err := db.Exec(`UPDATE events SET balance = balance + 1 WHERE wallet_id = ? AND version = 2`, ids[1]); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "verify finds the state log edit", func() bool {
