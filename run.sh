@@ -128,6 +128,10 @@ docker)
 	;;
 --detach | -d)
 	if pid=$(running_pid); then die "a stack is already running for DATA_DIR=$DATA_DIR (pid $pid); ./run.sh stop first"; fi
+	# Checked here too: "ready" must come from the stack started now.
+	if answers "$http_host" "$http_port"; then
+		die "HTTP_ADDR $HTTP_ADDR is taken by another process; stop it or choose another HTTP_ADDR"
+	fi
 	say "starting in the background; logs in $DATA_DIR/run.log"
 	setsid nohup "$0" >"$DATA_DIR/run.log" 2>&1 </dev/null &
 	child=$!
