@@ -66,8 +66,12 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	}
 	defer nc.Close()
 
+	reads := readmodel.New(rdb)
+	pipeCtx, stopPipelines := context.WithCancel(context.Background())
+	defer stopPipelines()
+	reads.EnablePipelining(pipeCtx, 2)
 	srv := &http.Server{
-		Handler:           NewServer(log, readmodel.New(rdb), bus.NewClient(nc, set.WriteTimeout), time.Now),
+		Handler:           NewServer(log, reads, bus.NewClient(nc, set.WriteTimeout), time.Now),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      set.WriteTimeout + 10*time.Second,

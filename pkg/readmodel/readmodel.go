@@ -98,7 +98,8 @@ return 0
 
 // Projection reads and writes the read model.
 type Projection struct {
-	rdb redis.UniversalClient
+	rdb   redis.UniversalClient
+	reads chan balanceReq // nil: every Balance is its own round trip
 }
 
 // New returns a Projection over rdb.
@@ -175,7 +176,7 @@ func (p *Projection) pushOnce(ctx context.Context, changes []Change) ([]string, 
 // 0, zero UpdatedAt. It reads the state and the completeness marker in one
 // MGET.
 func (p *Projection) Balance(ctx context.Context, walletID string) (View, error) {
-	vals, err := p.rdb.MGet(ctx, StateKey(walletID), CompleteKey).Result()
+	vals, err := p.mget(ctx, walletID)
 	if err != nil {
 		return View{}, fmt.Errorf("balance of wallet %s: %w", walletID, err)
 	}

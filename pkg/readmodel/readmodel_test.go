@@ -3,6 +3,8 @@ package readmodel_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,5 +241,36 @@ func TestFinishRebuildNeedsItsOwnToken(t *testing.T) {
 	}
 	if c, err := p.IsComplete(ctx); !c || err != nil {
 		t.Fatalf("IsComplete %v %v", c, err)
+	}
+}
+
+// Reads that share pipelines answer exactly what single reads answer.
+func TestPipelinedBalances(t *testing.T) {
+	ctx := t.Context()
+	p, _ := complete(t)
+	p.EnablePipelining(ctx, 2)
+	ids := make([]string, 50)
+	for i := range ids {
+		ids[i] = ksuid.New().String()
+		if _, err := p.Push(ctx, history(ids[i], i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, 20*len(ids))
+	var wg sync.WaitGroup
+	for range 20 {
+		for i, id := range ids {
+			wg.Go(func() {
+				v, err := p.Balance(ctx, id)
+				if err != nil || v.Version != int64(i+1) || v.Balance != int64(i+1) || v.WalletID != id {
+					errs <- fmt.Errorf("wallet %d: %+v %v", i, v, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

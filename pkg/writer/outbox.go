@@ -3,6 +3,7 @@ package writer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -42,7 +43,11 @@ func (w *Writer) publishOutbox(ctx context.Context) {
 	}
 	final, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := o.drain(final); err != nil {
+	err := o.drain(final)
+	if o.haveWM {
+		err = errors.Join(err, o.save(final, true))
+	}
+	if err != nil {
 		w.log.Warn("outbox not drained at stop; the next start publishes the rest", "watermark", o.wm, "err", err)
 	}
 }
@@ -51,6 +56,8 @@ func (w *Writer) publishOutbox(ctx context.Context) {
 type outbox struct {
 	w           *Writer
 	wm          int64 // seq of the last event JetStream acknowledged
+	saved       int64 // the watermark as last written to SQLite
+	savedAt     time.Time
 	haveWM      bool
 	streamReady bool
 }
@@ -62,7 +69,7 @@ func (o *outbox) drain(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		o.wm, o.haveWM = v, true
+		o.wm, o.saved, o.haveWM = v, v, true
 	}
 	if !o.streamReady {
 		if _, err := o.w.js.CreateOrUpdateStream(ctx, bus.EventsStreamConfig()); err != nil {
@@ -72,20 +79,30 @@ func (o *outbox) drain(ctx context.Context) error {
 	}
 	for {
 		next, n, err := o.w.publishFrom(ctx, o.wm)
-		if next > o.wm {
-			if serr := o.w.store.SetOutboxWatermark(context.WithoutCancel(ctx), next); serr != nil {
-				return serr
-			}
-			o.wm = next
-		}
+		o.wm = max(o.wm, next)
 		if err != nil {
 			o.streamReady = false // it may have gone with JetStream's store
-			return err
+			return errors.Join(err, o.save(ctx, true))
 		}
 		if n < outboxBatch {
-			return nil
+			return o.save(ctx, ctx.Err() != nil)
 		}
 	}
+}
+
+// save records the watermark in SQLite, at most once a second unless forced:
+// every save is a durable commit that would compete with the committer's, and
+// a watermark that lags only means a few events are published again after a
+// crash, which JetStream and the history writer drop as duplicates.
+func (o *outbox) save(ctx context.Context, force bool) error {
+	if o.wm == o.saved || (!force && time.Since(o.savedAt) < time.Second) {
+		return nil
+	}
+	if err := o.w.store.SetOutboxWatermark(context.WithoutCancel(ctx), o.wm); err != nil {
+		return err
+	}
+	o.saved, o.savedAt = o.wm, time.Now()
+	return nil
 }
 
 // publishFrom sends up to outboxBatch events after wm and returns the seq of

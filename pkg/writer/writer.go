@@ -214,10 +214,10 @@ func (w *Writer) Run(ctx context.Context) error {
 	return runErr
 }
 
-// checkpoint folds the WAL into the database file every half second, beside
-// the committer, so that no commit waits for it.
+// checkpoint folds the WAL into the database file every second, beside the
+// committer, so that no commit waits for it.
 func (w *Writer) checkpoint(ctx context.Context) {
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
