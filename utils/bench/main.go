@@ -47,21 +47,19 @@ func main() {
 	}
 }
 
+// result is one line of the report.
 type result struct {
-	Name, Command                      string
-	Requests                           int64
-	Rate                               float64 // requests per second
-	P50, P99, Max                      time.Duration
-	OK, Refused, Other, Errors         int64
-	Check                              string // the conservation check's verdict, for writes
-	Note                               string
-	Target                             string
-	commits, events                    int64 // writer counters over the scenario
-	conns                              int
-	durationUS                         int64
-	rawP90                             time.Duration
-	writerBatchMax                     int64
-	fsyncsPerSecond, eventsPerCommitAv float64
+	Name, Command              string
+	Requests                   int64
+	Rate                       float64 // requests per second
+	P50, P99, Max              time.Duration
+	OK, Refused, Other, Errors int64
+	Check                      string // the conservation check's verdict, for writes
+	Note                       string
+	Target                     string
+	commits, events            int64 // writer counters over the scenario
+	fsyncsPerSecond            float64
+	eventsPerCommit            float64
 }
 
 type bench struct {
@@ -296,13 +294,13 @@ func (b *bench) wrk(conns int, d time.Duration, script, url string, args ...stri
 	return wrkOut{}, fmt.Errorf("no BENCH line from wrk:\n%s", out)
 }
 
-func (b *bench) record(name string, argv []string, w wrkOut, target string, conns int) *result {
+func (b *bench) record(name string, argv []string, w wrkOut, target string) *result {
 	r := &result{
 		Name: name, Command: strings.Join(argv, " "), Requests: w.Requests,
 		Rate: float64(w.Requests) / (float64(w.DurationUS) / 1e6),
 		P50:  time.Duration(w.P50US) * time.Microsecond, P99: time.Duration(w.P99US) * time.Microsecond,
 		Max: time.Duration(w.MaxUS) * time.Microsecond, OK: w.OK, Refused: w.Refused, Other: w.Other, Errors: w.Errors,
-		Target: target, conns: conns,
+		Target: target,
 	}
 	b.results = append(b.results, r)
 	fmt.Printf("%-75s %8.0f req/s  p50 %-8s p99 %-8s max %-8s  ok %d, 409 %d, other %d, errors %d\n",
@@ -326,7 +324,7 @@ func (b *bench) wrkRead(name string, conns int, url, target string) error {
 	if err != nil {
 		return err
 	}
-	b.record(name, argv, w, target, conns)
+	b.record(name, argv, w, target)
 	return nil
 }
 
@@ -347,19 +345,18 @@ func (b *bench) wrkWrite(name string, conns int, script, url, target string, arg
 	if err != nil {
 		return err
 	}
-	r := b.record(name, argv, w, target, conns)
+	r := b.record(name, argv, w, target)
 	sAfter, err := b.writerStats()
 	if err != nil {
 		return err
 	}
 	r.commits, r.events = sAfter.Commits-sBefore.Commits, sAfter.Events-sBefore.Events
 	if r.commits > 0 {
-		r.eventsPerCommitAv = float64(r.events) / float64(r.commits)
+		r.eventsPerCommit = float64(r.events) / float64(r.commits)
 		r.fsyncsPerSecond = float64(r.commits) / (float64(w.DurationUS) / 1e6)
 	}
-	r.writerBatchMax = sAfter.MaxBatch
 	r.Check = b.check(before, w, conns)
-	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; check: %s\n", r.commits, r.eventsPerCommitAv, r.Check)
+	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; check: %s\n", r.commits, r.eventsPerCommit, r.Check)
 	return nil
 }
 
@@ -530,7 +527,7 @@ func (b *bench) openLoop(name string, rate float64, conns int, url string, walle
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 	w := wrkOut{Requests: int64(len(lat)), DurationUS: elapsed.Microseconds(), OK: ok, Refused: refused, Other: other, Errors: errs,
 		P50US: pct(0.50).Microseconds(), P90US: pct(0.90).Microseconds(), P99US: pct(0.99).Microseconds(), MaxUS: lat[len(lat)-1].Microseconds()}
-	r := b.record(name, []string{fmt.Sprintf("utils/bench open loop: %.0f credits/s for %s over %d connections", rate, b.dur, conns)}, w, "p99 ≤ 20 ms", conns)
+	r := b.record(name, []string{fmt.Sprintf("utils/bench open loop: %.0f credits/s for %s over %d connections", rate, b.dur, conns)}, w, "p99 ≤ 20 ms")
 	r.Check = b.check(before, w, 0)
 	fmt.Printf("    check: %s\n", r.Check)
 	return nil
@@ -648,7 +645,7 @@ func (b *bench) report() string {
 			continue
 		}
 		if r.commits > 0 {
-			fmt.Fprintf(&s, "- %s: %d commits (%.0f fsyncs/s), %.1f events per commit. %s\n", r.Name, r.commits, r.fsyncsPerSecond, r.eventsPerCommitAv, r.Check)
+			fmt.Fprintf(&s, "- %s: %d commits (%.0f fsyncs/s), %.1f events per commit. %s\n", r.Name, r.commits, r.fsyncsPerSecond, r.eventsPerCommit, r.Check)
 		} else {
 			fmt.Fprintf(&s, "- %s: %s\n", r.Name, r.Check)
 		}
