@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -92,19 +93,22 @@ func (l *Log) Insert(ctx context.Context, entries []Entry, now time.Time) (int, 
 		return 0, fmt.Errorf("insert: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO events
-		(event_id, domain, stream_id, version, type, schema, data, command_id, request_id, at, stream_seq, recorded_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return 0, fmt.Errorf("insert: %w", err)
-	}
 	added := 0
-	for _, en := range entries {
-		e := en.Event
-		res, err := stmt.ExecContext(ctx, e.ID, e.Domain, e.StreamID, e.Version, e.Type, e.Schema, []byte(e.Data),
-			e.CommandID, e.RequestID, e.Time.UnixNano(), en.StreamSeq, now.UnixNano())
+	const perInsert = 256 // 12 variables a row
+	for start := 0; start < len(entries); start += perInsert {
+		part := entries[start:min(len(entries), start+perInsert)]
+		args := make([]any, 0, 12*len(part))
+		for _, en := range part {
+			e := en.Event
+			args = append(args, e.ID, e.Domain, e.StreamID, e.Version, e.Type, e.Schema, []byte(e.Data),
+				e.CommandID, e.RequestID, e.Time.UnixNano(), en.StreamSeq, now.UnixNano())
+		}
+		row := "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO events
+			(event_id, domain, stream_id, version, type, schema, data, command_id, request_id, at, stream_seq, recorded_at)
+			VALUES `+strings.TrimSuffix(strings.Repeat(row+", ", len(part)), ", "), args...)
 		if err != nil {
-			return 0, fmt.Errorf("insert event %s: %w", e.ID, err)
+			return 0, fmt.Errorf("insert %d events: %w", len(part), err)
 		}
 		n, _ := res.RowsAffected()
 		added += int(n)

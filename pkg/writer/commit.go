@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/segmentio/ksuid"
@@ -67,9 +68,11 @@ type finished struct {
 
 // finishBatch projects a committed batch, then answers every command of it.
 func (w *Writer) finishBatch(f finished) {
+	start := time.Now()
+	defer func() { w.stats.finishNanos.Add(int64(time.Since(start))) }()
 	if len(f.recs) > 0 {
 		w.pushCommitted(f.recs, f.evs)
-		w.pokeOutbox()
+		w.feedOutbox(f.recs)
 	}
 	for i, p := range f.batch {
 		a := f.answers[i]
@@ -111,6 +114,7 @@ func errorAnswer(code bus.Code, detail string, st *wallet.State) answer {
 // the batch's transaction commits, and if it fails the in-memory states go
 // back to what the log holds.
 func (w *Writer) commit(batch []*pending) finished {
+	started := time.Now()
 	ctx := context.Background()
 	now := w.now().UTC()
 	answers := make([]answer, len(batch))
@@ -194,8 +198,12 @@ func (w *Writer) commit(batch []*pending) finished {
 		answers[i] = answer{data: reply, stored: true, rec: len(recs) - 1, sameAs: -1}
 	}
 
+	w.stats.decideNanos.Add(int64(time.Since(started)))
 	if len(recs) > 0 {
-		if err := w.store.Append(ctx, recs); err != nil {
+		appendStart := time.Now()
+		err := w.store.Append(ctx, recs)
+		w.stats.appendNanos.Add(int64(time.Since(appendStart)))
+		if err != nil {
 			for id, st := range before {
 				w.states[id] = st
 			}

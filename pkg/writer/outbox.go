@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"coffer/pkg/bus"
+	"coffer/pkg/event"
 )
 
 // outboxBatch is how many events one pass sends before it waits for acks.
@@ -22,13 +23,25 @@ const outboxBatch = 256
 // watermark; anything sent twice is dropped by JetStream's duplicate window
 // or by the history writer's idempotent insert. When ctx ends it makes one
 // last bounded pass, so a clean stop leaves nothing unpublished.
+//
+// Committed batches normally arrive in memory from the finisher and are sent
+// as they are; the log is read only to catch up (at start, after a failure,
+// or when the outbox fell behind and the finisher dropped a batch).
 func (w *Writer) publishOutbox(ctx context.Context) {
 	o := &outbox{w: w}
 	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	var fed []event.Envelope
 	for ctx.Err() == nil {
-		wait := time.Second // a commit pokes us sooner
-		if err := o.drain(ctx); err != nil {
-			wait = backoff.next()
+		var err error
+		if fed != nil && o.haveWM && o.streamReady && len(fed) > 0 && fed[0].Seq <= o.wm+1 {
+			err = o.publishFed(ctx, fed)
+		} else {
+			err = o.drain(ctx)
+		}
+		fed = nil
+		wait, feed := time.Second, w.feed
+		if err != nil {
+			wait, feed = backoff.next(), nil // the log has everything the feed would bring
 			if ctx.Err() == nil {
 				w.log.Warn("outbox cannot publish yet", "watermark", o.wm, "retry_in", wait.String(), "err", err)
 			}
@@ -37,7 +50,7 @@ func (w *Writer) publishOutbox(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-w.published:
+		case fed = <-feed:
 		case <-time.After(wait):
 		}
 	}
@@ -105,6 +118,21 @@ func (o *outbox) save(ctx context.Context, force bool) error {
 	return nil
 }
 
+// publishFed sends a committed batch handed over in memory, skipping what is
+// already published.
+func (o *outbox) publishFed(ctx context.Context, evs []event.Envelope) error {
+	for len(evs) > 0 && evs[0].Seq <= o.wm {
+		evs = evs[1:]
+	}
+	next, err := o.w.publishEvents(ctx, o.wm, evs)
+	o.wm = max(o.wm, next)
+	if err != nil {
+		o.streamReady = false
+		return errors.Join(err, o.save(ctx, true))
+	}
+	return o.save(ctx, false)
+}
+
 // publishFrom sends up to outboxBatch events after wm and returns the seq of
 // the last one JetStream acknowledged in an unbroken run (wm if none), and how
 // many events it read.
@@ -113,12 +141,19 @@ func (w *Writer) publishFrom(ctx context.Context, wm int64) (int64, int, error) 
 	if err != nil || len(evs) == 0 {
 		return wm, 0, err
 	}
+	last, err := w.publishEvents(ctx, wm, evs)
+	return last, len(evs), err
+}
+
+// publishEvents sends evs, in order, and returns the seq of the last one
+// JetStream acknowledged in an unbroken run from the first (wm if none).
+func (w *Writer) publishEvents(ctx context.Context, wm int64, evs []event.Envelope) (int64, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(evs))
 	var sendErr error
 	for _, e := range evs {
 		data, err := json.Marshal(e)
 		if err != nil {
-			return wm, len(evs), fmt.Errorf("encode event %s: %w", e.ID, err)
+			return wm, fmt.Errorf("encode event %s: %w", e.ID, err)
 		}
 		msg := nats.NewMsg(bus.EventSubject(e.Domain, e.StreamID, e.Type))
 		msg.Data = data
@@ -137,14 +172,14 @@ func (w *Writer) publishFrom(ctx context.Context, wm int64) (int64, int, error) 
 		case <-f.Ok():
 			last = evs[i].Seq
 		case err := <-f.Err():
-			return last, len(evs), fmt.Errorf("publish event %s: %w", evs[i].ID, err)
+			return last, fmt.Errorf("publish event %s: %w", evs[i].ID, err)
 		case <-timeout.C:
-			return last, len(evs), fmt.Errorf("publish event %s: no ack within 5s", evs[i].ID)
+			return last, fmt.Errorf("publish event %s: no ack within 5s", evs[i].ID)
 		case <-ctx.Done():
-			return last, len(evs), ctx.Err()
+			return last, ctx.Err()
 		}
 	}
-	return last, len(evs), sendErr
+	return last, sendErr
 }
 
 // backoff doubles a delay from min up to max.

@@ -22,6 +22,7 @@ import (
 	"github.com/segmentio/ksuid"
 
 	"coffer/pkg/bus"
+	"coffer/pkg/event"
 	"coffer/pkg/eventstore"
 	"coffer/pkg/readmodel"
 	"coffer/pkg/wallet"
@@ -93,9 +94,9 @@ type Writer struct {
 	serving atomic.Bool // holds the lease and takes commands
 	stats   counters
 
-	published chan struct{} // pokes the outbox after a commit
-	dirty     *dirtySet     // wallets Redis is behind on
-	redisDown atomic.Bool   // a push failed; the projector has not reached Redis since
+	feed      chan []event.Envelope // committed batches for the outbox
+	dirty     *dirtySet             // wallets Redis is behind on
+	redisDown atomic.Bool           // a push failed; the projector has not reached Redis since
 
 	// states is the latest state of every wallet, owned by the committer
 	// goroutine.
@@ -111,17 +112,17 @@ func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Pro
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return &Writer{
-		cfg:       cfg,
-		nc:        nc,
-		js:        js,
-		store:     store,
-		proj:      proj,
-		log:       log,
-		now:       now,
-		queue:     make(chan *pending, cfg.QueueSize),
-		published: make(chan struct{}, 1),
-		dirty:     newDirtySet(),
-		states:    make(map[string]wallet.State),
+		cfg:    cfg,
+		nc:     nc,
+		js:     js,
+		store:  store,
+		proj:   proj,
+		log:    log,
+		now:    now,
+		queue:  make(chan *pending, cfg.QueueSize),
+		feed:   make(chan []event.Envelope, 64),
+		dirty:  newDirtySet(),
+		states: make(map[string]wallet.State),
 	}, nil
 }
 
@@ -243,6 +244,7 @@ func (w *Writer) ServingProbe(context.Context) error {
 // counters are the writer's running totals, for /debug/stats.
 type counters struct {
 	commits, commands, events, replayed, maxBatch atomic.Int64
+	appendNanos, finishNanos, decideNanos         atomic.Int64
 }
 
 // Stats is a snapshot of the writer's totals: each commit is one SQLite
@@ -255,7 +257,11 @@ type Stats struct {
 	MaxBatch       int64   `json:"max_batch"`
 	EventsPerFsync float64 `json:"events_per_commit"`
 	QueueDepth     int     `json:"queue_depth"`
-	RedisBehind    int     `json:"redis_wallets_behind"`
+	// Mean time per batch of each stage, in milliseconds.
+	DecideMillis float64 `json:"decide_ms"`
+	AppendMillis float64 `json:"append_ms"`
+	FinishMillis float64 `json:"finish_ms"`
+	RedisBehind  int     `json:"redis_wallets_behind"`
 }
 
 // Stats returns the writer's totals so far.
@@ -271,6 +277,10 @@ func (w *Writer) Stats() Stats {
 	}
 	if s.Commits > 0 {
 		s.EventsPerFsync = float64(s.Events) / float64(s.Commits)
+		per := func(n int64) float64 { return float64(n) / float64(s.Commits) / 1e6 }
+		s.DecideMillis = per(w.stats.decideNanos.Load())
+		s.AppendMillis = per(w.stats.appendNanos.Load())
+		s.FinishMillis = per(w.stats.finishNanos.Load())
 	}
 	return s
 }
@@ -350,9 +360,15 @@ func (w *Writer) closeQueue() {
 	}
 }
 
-func (w *Writer) pokeOutbox() {
+// feedOutbox hands a committed batch to the outbox, or drops it if the
+// outbox is behind: it then reads the batch from the log.
+func (w *Writer) feedOutbox(recs []eventstore.Record) {
+	evs := make([]event.Envelope, len(recs))
+	for i := range recs {
+		evs[i] = recs[i].Event
+	}
 	select {
-	case w.published <- struct{}{}:
+	case w.feed <- evs:
 	default:
 	}
 }
