@@ -41,11 +41,12 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		LogLevel:  env.String("LOG_LEVEL", "info"),
 		Sync:      eventstore.Sync(env.OneOf("SQLITE_SYNC", "FULL", "FULL", "NORMAL")),
 		Writer: Config{
-			Partition:    env.String("WRITER_PARTITION", "0"),
-			MaxBatch:     env.Int("WRITER_MAX_BATCH", 512, 1),
-			QueueSize:    env.Int("WRITER_QUEUE_SIZE", 8192, 1),
-			LeaseTTL:     env.Duration("WRITER_LEASE_TTL", 10*time.Second),
-			RedisTimeout: env.Duration("REDIS_TIMEOUT", 2*time.Second),
+			Partition:       env.String("WRITER_PARTITION", "0"),
+			MaxBatch:        env.Int("WRITER_MAX_BATCH", 512, 1),
+			QueueSize:       env.Int("WRITER_QUEUE_SIZE", 8192, 1),
+			LeaseTTL:        env.Duration("WRITER_LEASE_TTL", 10*time.Second),
+			RedisTimeout:    env.Duration("REDIS_TIMEOUT", 2*time.Second),
+			CheckpointEvery: env.Duration("WRITER_CHECKPOINT_EVERY", 200*time.Millisecond),
 		},
 	}
 	return s, env.Err()

@@ -45,6 +45,10 @@ type Config struct {
 	RedisTimeout time.Duration
 	// Version is reported by the micro service. Default "0.1.0".
 	Version string
+	// CheckpointEvery is how often the WAL is folded into the database
+	// file, beside the committer. Default 200ms: small checkpoints make
+	// short fsync stalls for the commits running beside them.
+	CheckpointEvery time.Duration
 	// Owner identifies this writer in its partition lease. A writer that
 	// restarts with the same Owner takes its lease back at once. Default:
 	// a fresh id, so a restart waits for the old lease to expire.
@@ -69,6 +73,9 @@ func (c *Config) defaults() {
 	}
 	if c.Version == "" {
 		c.Version = "0.1.0"
+	}
+	if c.CheckpointEvery <= 0 {
+		c.CheckpointEvery = 200 * time.Millisecond
 	}
 	if c.Owner == "" {
 		c.Owner = ksuid.New().String()
@@ -215,10 +222,10 @@ func (w *Writer) Run(ctx context.Context) error {
 	return runErr
 }
 
-// checkpoint folds the WAL into the database file every second, beside the
-// committer, so that no commit waits for it.
+// checkpoint folds the WAL into the database file every CheckpointEvery,
+// beside the committer, so that no commit waits for it.
 func (w *Writer) checkpoint(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(w.cfg.CheckpointEvery)
 	defer t.Stop()
 	for {
 		select {
