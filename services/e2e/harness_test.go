@@ -21,6 +21,7 @@ import (
 	"coffer/pkg/httpapi"
 	"coffer/pkg/natstest"
 	"coffer/pkg/redistest"
+	"coffer/pkg/testwait"
 	"coffer/pkg/writer"
 )
 
@@ -232,13 +233,7 @@ func queryInt(t *testing.T, db *sql.DB, q string, args ...any) int64 {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, within, what, cond)
 }
 
 // logSink collects a service's JSON log lines.

@@ -15,17 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+	"coffer/pkg/testwait"
+)
 
 func listening(port int) bool {
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
@@ -45,7 +37,7 @@ func TestRunScript(t *testing.T) {
 	}
 	ports := map[string]int{}
 	for _, k := range []string{"http", "nats", "redis", "writer", "history"} {
-		ports[k] = freePort(t)
+		ports[k] = testwait.FreePort(t)
 	}
 	dataDir := t.TempDir()
 	env := append(os.Environ(),

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"coffer/pkg/testwait"
 )
 
 var (
@@ -64,16 +66,6 @@ type proc struct {
 
 var names = []string{"nats-server", "redis-server", "wallet_writer", "history_writer", "wallet_server"}
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func newCluster(t *testing.T, extra map[string]string) *cluster {
 	t.Helper()
 	for _, bin := range []string{"redis-server", "sqlite3"} {
@@ -83,7 +75,7 @@ func newCluster(t *testing.T, extra map[string]string) *cluster {
 	}
 	c := &cluster{t: t, dir: t.TempDir(), ports: map[string]int{}, extra: extra, running: map[string]*proc{}}
 	for _, k := range []string{"http", "nats", "redis", "writer", "history"} {
-		c.ports[k] = freePort(t)
+		c.ports[k] = testwait.FreePort(t)
 	}
 	t.Cleanup(func() {
 		for _, n := range []string{"wallet_server", "history_writer", "wallet_writer", "redis-server", "nats-server"} {
@@ -241,11 +233,5 @@ func (c *cluster) log(name string) string {
 
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testwait.Until(t, within, what, cond)
 }
