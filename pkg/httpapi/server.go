@@ -186,7 +186,28 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 	if !v.UpdatedAt.IsZero() {
 		resp.UpdatedAt = &v.UpdatedAt
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeRawJSON(w, http.StatusOK, resp.appendJSON(make([]byte, 0, 160)))
+}
+
+// appendJSON appends exactly what encoding/json makes of r (a test holds
+// the two equal); this is the hottest response of the API, and reflection
+// was a tenth of its cost. The wallet id is a KSUID, so it needs no escaping.
+func (r balanceResponse) appendJSON(b []byte) []byte {
+	b = append(b, `{"wallet_id":"`...)
+	b = append(b, r.WalletID...)
+	b = append(b, `","balance":`...)
+	b = strconv.AppendInt(b, r.Balance, 10)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, r.Version, 10)
+	b = append(b, `,"timestamp":"`...)
+	b = r.Timestamp.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","updated_at":`...)
+	if r.UpdatedAt == nil {
+		return append(b, `null}`...)
+	}
+	b = append(b, '"')
+	b = r.UpdatedAt.AppendFormat(b, time.RFC3339Nano)
+	return append(b, `"}`...)
 }
 
 type transactionsResponse struct {
