@@ -61,6 +61,12 @@ http_port=${HTTP_ADDR##*:}
 if [ -z "$http_host" ] || [ "$http_host" = "0.0.0.0" ]; then http_host=127.0.0.1; fi
 base="http://$http_host:$http_port"
 
+http_must_be_free() {
+	if answers "$http_host" "$http_port"; then
+		die "HTTP_ADDR $HTTP_ADDR is taken by another process; stop it or choose another HTTP_ADDR"
+	fi
+}
+
 # ready URL: GET URL/readyz answers 200 (plain bash, no curl needed).
 ready() {
 	local host=$1 port=$2 status
@@ -129,9 +135,7 @@ docker)
 --detach | -d)
 	if pid=$(running_pid); then die "a stack is already running for DATA_DIR=$DATA_DIR (pid $pid); ./run.sh stop first"; fi
 	# Checked here too: "ready" must come from the stack started now.
-	if answers "$http_host" "$http_port"; then
-		die "HTTP_ADDR $HTTP_ADDR is taken by another process; stop it or choose another HTTP_ADDR"
-	fi
+	http_must_be_free
 	say "starting in the background; logs in $DATA_DIR/run.log"
 	setsid nohup "$0" >"$DATA_DIR/run.log" 2>&1 </dev/null &
 	child=$!
@@ -155,9 +159,7 @@ esac
 # --- the local stack, in the foreground ---
 
 if pid=$(running_pid); then die "a stack is already running for DATA_DIR=$DATA_DIR (pid $pid); ./run.sh stop first"; fi
-if answers "$http_host" "$http_port"; then
-	die "HTTP_ADDR $HTTP_ADDR is taken by another process; stop it or choose another HTTP_ADDR"
-fi
+http_must_be_free
 nats_host=$(url_host "$NATS_URL") || die "NATS_URL $NATS_URL: want nats://host:port"
 nats_port=$(url_port "$NATS_URL")
 start_nats=1

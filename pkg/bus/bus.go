@@ -27,8 +27,6 @@ const (
 	WriterService = "wallet_writer"
 	// ReplayedHeader marks a reply that repeats a stored outcome.
 	ReplayedHeader = "Coffer-Replayed"
-	// RequestIDHeader carries the HTTP request id through NATS.
-	RequestIDHeader = "Coffer-Request-Id"
 )
 
 // ErrBadSubject is returned for a subject that is not a command subject.

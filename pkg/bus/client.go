@@ -39,14 +39,9 @@ func (c *Client) Send(ctx context.Context, walletID string, a wallet.Action, cmd
 	if err != nil {
 		return Reply{}, false, fmt.Errorf("encode command: %w", err)
 	}
-	msg := nats.NewMsg(CommandSubject(walletID, a))
-	msg.Data = body
-	if cmd.RequestID != "" {
-		msg.Header.Set(RequestIDHeader, cmd.RequestID)
-	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := c.nc.RequestMsgWithContext(ctx, msg)
+	resp, err := c.nc.RequestWithContext(ctx, CommandSubject(walletID, a), body)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return Reply{}, false, &Error{Code: CodeWriterUnavailable, Detail: "no wallet writer is serving this wallet; retry shortly"}

@@ -257,13 +257,13 @@ type counters struct {
 // Stats is a snapshot of the writer's totals: each commit is one SQLite
 // transaction and, with synchronous=FULL, one fsync of the WAL.
 type Stats struct {
-	Commits        int64   `json:"commits"`
-	Commands       int64   `json:"commands"`
-	Events         int64   `json:"events"`
-	Replayed       int64   `json:"replayed"`
-	MaxBatch       int64   `json:"max_batch"`
-	EventsPerFsync float64 `json:"events_per_commit"`
-	QueueDepth     int     `json:"queue_depth"`
+	Commits         int64   `json:"commits"`
+	Commands        int64   `json:"commands"`
+	Events          int64   `json:"events"`
+	Replayed        int64   `json:"replayed"`
+	MaxBatch        int64   `json:"max_batch"`
+	EventsPerCommit float64 `json:"events_per_commit"`
+	QueueDepth      int     `json:"queue_depth"`
 	// Mean time per batch of each stage, in milliseconds.
 	DecideMillis float64 `json:"decide_ms"`
 	AppendMillis float64 `json:"append_ms"`
@@ -283,7 +283,7 @@ func (w *Writer) Stats() Stats {
 		RedisBehind: w.dirty.len(),
 	}
 	if s.Commits > 0 {
-		s.EventsPerFsync = float64(s.Events) / float64(s.Commits)
+		s.EventsPerCommit = float64(s.Events) / float64(s.Commits)
 		per := func(n int64) float64 { return float64(n) / float64(s.Commits) / 1e6 }
 		s.DecideMillis = per(w.stats.decideNanos.Load())
 		s.AppendMillis = per(w.stats.appendNanos.Load())
