@@ -24,15 +24,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -74,7 +73,12 @@ type bench struct {
 func run() error {
 	dur := flag.Duration("d", 10*time.Second, "how long each scenario runs")
 	out := flag.String("o", "BENCHMARKS.md", "the file whose bench block is rewritten")
+	rate := flag.Float64("rate", 0, "only run the open-loop generator at this many credits/s against -url (a running stack), for -d")
+	target := flag.String("url", "", "with -rate: the credit URL, e.g. http://127.0.0.1:8080/wallet/$W/credit")
 	flag.Parse()
+	if *rate > 0 {
+		return openLoopOnly(*target, *rate, *dur)
+	}
 
 	root, err := filepath.Abs(".")
 	if err != nil {
@@ -123,6 +127,23 @@ func run() error {
 	report := b.report()
 	fmt.Println(report)
 	return writeBlock(*out, report)
+}
+
+// openLoopOnly runs the open-loop generator alone against a running stack:
+// the tool for profiling one service under a steady load.
+func openLoopOnly(target string, rate float64, d time.Duration) error {
+	u, err := url.Parse(target)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("-url %q: want the full credit URL of a running stack", target)
+	}
+	o, err := runOpenLoop(u.Scheme+"://"+u.Host, []string{u.RequestURI()}, `{"amount": 1}`, rate, d, 64)
+	if err != nil {
+		return err
+	}
+	pct := func(p float64) time.Duration { return o.lat[min(len(o.lat)-1, int(p*float64(len(o.lat))))] }
+	fmt.Printf("%d requests in %s: %d ok, %d refused, %d other, %d errors; p50 %s p99 %s max %s\n",
+		len(o.lat), round(o.elapsed), o.ok, o.refused, o.other, o.errs, round(pct(0.5)), round(pct(0.99)), round(o.lat[len(o.lat)-1]))
+	return nil
 }
 
 func freePort() (int, error) {
@@ -219,7 +240,7 @@ func (b *bench) scenarios() error {
 	for _, name := range []string{"POST credit, one hot wallet, 64 connections", "POST credit/debit over 10,000 wallets, 64 connections"} {
 		r := b.find(name)
 		rate := 0.7 * r.Rate
-		target := b.base + "/wallet/" + hot + "/credit"
+		target := "/wallet/" + hot + "/credit"
 		label := fmt.Sprintf("POST credit, one hot wallet, fixed rate %.0f/s (70%% of max)", rate)
 		var ids []string
 		if strings.Contains(name, "10,000") {
@@ -466,66 +487,25 @@ func readLines(path string) []string {
 // openLoop sends credits at a fixed rate for the scenario's duration and
 // measures each latency from when the request was due, so a stall counts
 // against every request it delays (no coordinated omission).
-func (b *bench) openLoop(name string, rate float64, conns int, url string, wallets []string) error {
+func (b *bench) openLoop(name string, rate float64, conns int, path string, wallets []string) error {
 	before, err := b.logCounts()
 	if err != nil {
 		return err
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	defer tr.CloseIdleConnections()
-	due := make(chan time.Time, 100_000)
-	var mu sync.Mutex
-	var lat []time.Duration
-	var ok, refused, other, errs int64
-	var wg sync.WaitGroup
-	for i := range conns {
-		wg.Go(func() {
-			n := i
-			for t := range due {
-				target := url
-				if wallets != nil {
-					target = b.base + "/wallet/" + wallets[n%len(wallets)] + "/credit"
-					n += conns
-				}
-				resp, err := client.Post(target, "application/json", strings.NewReader(`{"amount": 1}`))
-				d := time.Since(t)
-				mu.Lock()
-				switch {
-				case err != nil:
-					errs++
-				case resp.StatusCode == 200:
-					ok++
-				case resp.StatusCode == 409:
-					refused++
-				default:
-					other++
-				}
-				lat = append(lat, d)
-				mu.Unlock()
-				if err == nil {
-					io.Copy(io.Discard, resp.Body) //nolint:errcheck // drained for keep-alive
-					resp.Body.Close()
-				}
-			}
-		})
-	}
-	start := time.Now()
-	interval := time.Duration(float64(time.Second) / rate)
-	n := int(rate * b.dur.Seconds())
-	for i := range n {
-		at := start.Add(time.Duration(i) * interval)
-		if w := time.Until(at); w > 0 {
-			time.Sleep(w)
+	paths := []string{path}
+	if wallets != nil {
+		paths = make([]string, len(wallets))
+		for i, w := range wallets {
+			paths[i] = "/wallet/" + w + "/credit"
 		}
-		due <- at
 	}
-	close(due)
-	wg.Wait()
-	elapsed := time.Since(start)
-	slices.Sort(lat)
+	o, err := runOpenLoop(b.base, paths, `{"amount": 1}`, rate, b.dur, conns)
+	if err != nil {
+		return err
+	}
+	lat := o.lat
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	w := wrkOut{Requests: int64(len(lat)), DurationUS: elapsed.Microseconds(), OK: ok, Refused: refused, Other: other, Errors: errs,
+	w := wrkOut{Requests: int64(len(lat)), DurationUS: o.elapsed.Microseconds(), OK: o.ok, Refused: o.refused, Other: o.other, Errors: o.errs,
 		P50US: pct(0.50).Microseconds(), P90US: pct(0.90).Microseconds(), P99US: pct(0.99).Microseconds(), MaxUS: lat[len(lat)-1].Microseconds()}
 	r := b.record(name, []string{fmt.Sprintf("utils/bench open loop: %.0f credits/s for %s over %d connections", rate, b.dur, conns)}, w, "p99 ≤ 20 ms")
 	r.Check = b.check(before, w, 0)
