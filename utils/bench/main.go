@@ -59,6 +59,7 @@ type result struct {
 	commits, events            int64 // writer counters over the scenario
 	fsyncsPerSecond            float64
 	eventsPerCommit            float64
+	cpu                        cpuUse // CPU per process over the scenario (writes)
 }
 
 type bench struct {
@@ -232,12 +233,12 @@ func (b *bench) scenarios() error {
 	if err != nil {
 		return err
 	}
-	if err := b.wrkWrite("POST credit/debit over 10,000 wallets, 64 connections", 64, "spread.lua", b.base+"/", "≥ 10,000/s, 0 errors", wallets); err != nil {
+	if err := b.wrkWrite(spreadName, 64, "spread.lua", b.base+"/", "≥ 10,000/s, 0 errors", wallets); err != nil {
 		return err
 	}
 
 	// Latency at 70% of the measured maximum, open loop.
-	for _, name := range []string{"POST credit, one hot wallet, 64 connections", "POST credit/debit over 10,000 wallets, 64 connections"} {
+	for _, name := range []string{"POST credit, one hot wallet, 64 connections", spreadName} {
 		r := b.find(name)
 		rate := 0.7 * r.Rate
 		target := "/wallet/" + hot + "/credit"
@@ -260,6 +261,9 @@ func (b *bench) scenarios() error {
 	// Memory with 100,000 wallets loaded.
 	return b.rss100k()
 }
+
+// spreadName is the scenario of writes spread over 10,000 wallets.
+const spreadName = "POST credit/debit over 10,000 wallets, 64 connections"
 
 func (b *bench) find(name string) *result {
 	for _, r := range b.results {
@@ -362,11 +366,13 @@ func (b *bench) wrkWrite(name string, conns int, script, url, target string, arg
 		return err
 	}
 	argv := b.wrkCommand(conns, b.dur, script, url, args...)
+	cpuBefore := b.cpuTimes()
 	w, err := b.wrk(conns, b.dur, script, url, args...)
 	if err != nil {
 		return err
 	}
 	r := b.record(name, argv, w, target)
+	r.cpu = cpuSince(cpuBefore, b.cpuTimes(), time.Duration(w.DurationUS)*time.Microsecond, w.OK+w.Refused)
 	sAfter, err := b.writerStats()
 	if err != nil {
 		return err
@@ -377,7 +383,7 @@ func (b *bench) wrkWrite(name string, conns int, script, url, target string, arg
 		r.fsyncsPerSecond = float64(r.commits) / (float64(w.DurationUS) / 1e6)
 	}
 	r.Check = b.check(before, w, conns)
-	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; check: %s\n", r.commits, r.eventsPerCommit, r.Check)
+	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; %s; check: %s\n", r.commits, r.eventsPerCommit, r.cpu, r.Check)
 	return nil
 }
 
@@ -499,17 +505,20 @@ func (b *bench) openLoop(name string, rate float64, conns int, path string, wall
 			paths[i] = "/wallet/" + w + "/credit"
 		}
 	}
+	cpuBefore := b.cpuTimes()
 	o, err := runOpenLoop(b.base, paths, `{"amount": 1}`, rate, b.dur, conns)
 	if err != nil {
 		return err
 	}
+	cpuAfter := b.cpuTimes()
 	lat := o.lat
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 	w := wrkOut{Requests: int64(len(lat)), DurationUS: o.elapsed.Microseconds(), OK: o.ok, Refused: o.refused, Other: o.other, Errors: o.errs,
 		P50US: pct(0.50).Microseconds(), P90US: pct(0.90).Microseconds(), P99US: pct(0.99).Microseconds(), MaxUS: lat[len(lat)-1].Microseconds()}
 	r := b.record(name, []string{fmt.Sprintf("utils/bench open loop: %.0f credits/s for %s over %d connections", rate, b.dur, conns)}, w, "p99 ≤ 20 ms")
+	r.cpu = cpuSince(cpuBefore, cpuAfter, o.elapsed, o.ok+o.refused)
 	r.Check = b.check(before, w, 0)
-	fmt.Printf("    check: %s\n", r.Check)
+	fmt.Printf("    %s; check: %s\n", r.cpu, r.Check)
 	return nil
 }
 
@@ -625,10 +634,15 @@ func (b *bench) report() string {
 			continue
 		}
 		if r.commits > 0 {
-			fmt.Fprintf(&s, "- %s: %d commits (%.0f fsyncs/s), %.1f events per commit. %s\n", r.Name, r.commits, r.fsyncsPerSecond, r.eventsPerCommit, r.Check)
+			fmt.Fprintf(&s, "- %s: %d commits (%.0f fsyncs/s), %.1f events per commit. %s. %s\n", r.Name, r.commits, r.fsyncsPerSecond, r.eventsPerCommit, r.cpu, r.Check)
 		} else {
-			fmt.Fprintf(&s, "- %s: %s\n", r.Name, r.Check)
+			fmt.Fprintf(&s, "- %s: %s. %s\n", r.Name, r.cpu, r.Check)
 		}
+	}
+	if r := b.find(spreadName); r != nil && r.cpu.writes > 0 {
+		all, writer := r.cpu.perWrite(), r.cpu.perWrite("wallet_writer")
+		fmt.Fprintf(&s, "\nThe CPU bound on spread writes: each write cost %s of CPU across the processes (%s in wallet_writer, %s in the others: HTTP, NATS, history, Redis, the load generator), so %d cores can do at most %.0f writes/s; 10,000/s needs each write to cost at most %s in all.\n",
+			round(all), round(writer), round(all-writer), runtime.NumCPU(), float64(runtime.NumCPU())/all.Seconds(), time.Duration(runtime.NumCPU())*time.Second/10_000)
 	}
 	for _, r := range b.results {
 		if r.Note != "" && r.Requests == 0 && r.Rate > 0 {
