@@ -80,7 +80,8 @@ type Command struct {
 	// IdempotencyKey is the client's Idempotency-Key header, if it sent one.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	Amount         int64  `json:"amount"`
-	RequestID      string `json:"request_id,omitempty"`
+	// RequestID travels in the RequestIDHeader, not in the body.
+	RequestID string `json:"-"`
 }
 
 // Result is a successful outcome: the wallet after the command and the

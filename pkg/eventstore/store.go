@@ -197,7 +197,7 @@ func (s *Store) Close() error {
 	if s.w == nil {
 		return s.r.Close()
 	}
-	if err := s.Checkpoint(context.Background()); err != nil {
+	if _, err := s.Checkpoint(context.Background()); err != nil {
 		return errors.Join(err, s.ckpt.Close(), s.r.Close(), s.w.Close())
 	}
 	return errors.Join(s.ckpt.Close(), s.r.Close(), s.w.Close())
@@ -499,12 +499,15 @@ func (s *Store) SetOutboxWatermark(ctx context.Context, seq int64) error {
 // Checkpoint copies what the WAL holds into the database file without
 // blocking the writer (a PASSIVE checkpoint on a connection of its own), so
 // that commits never pay for it. The writer calls it in the background.
-func (s *Store) Checkpoint(ctx context.Context) error {
+// copied is how many frames of the current WAL are now in the database
+// file (SQLite's count; it starts again from 0 when the WAL restarts).
+func (s *Store) Checkpoint(ctx context.Context) (copied int, err error) {
 	if s.ckpt == nil {
-		return errors.New("checkpoint: the log is open read-only")
+		return 0, errors.New("checkpoint: the log is open read-only")
 	}
-	_, err := s.ckpt.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
-	return err
+	var busy, frames int
+	err = s.ckpt.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied)
+	return copied, err
 }
 
 // Identity returns the id of the writer this log belongs to, making one with

@@ -133,8 +133,9 @@ type Recorder struct {
 	js    jetstream.JetStream
 	log   *Log
 	l     *slog.Logger
-	now   func() time.Time
-	batch int
+	now     func() time.Time
+	batch   int
+	metrics *recorderMetrics
 }
 
 // NewRecorder returns a Recorder that fetches up to batch events at a time.
@@ -146,7 +147,7 @@ func NewRecorder(nc *nats.Conn, log *Log, l *slog.Logger, now func() time.Time, 
 	if batch <= 0 {
 		batch = 256
 	}
-	return &Recorder{js: js, log: log, l: l, now: now, batch: batch}, nil
+	return &Recorder{js: js, log: log, l: l, now: now, batch: batch, metrics: newRecorderMetrics()}, nil
 }
 
 // Run records events until ctx ends. It (re)creates the stream and its
@@ -248,6 +249,7 @@ func (r *Recorder) once(ctx context.Context, cons jetstream.Consumer) error {
 			// A message that is not an event can never be stored: say so
 			// loudly, and do not let it block the stream.
 			r.l.Error("dropping a message that is not a valid event", "subject", m.Subject(), "err", err)
+			r.metrics.events.WithLabelValues("invalid").Inc()
 			continue
 		}
 		entries = append(entries, Entry{Event: e, StreamSeq: meta.Sequence.Stream})
@@ -259,10 +261,14 @@ func (r *Recorder) once(ctx context.Context, cons jetstream.Consumer) error {
 	if len(received) == 0 {
 		return nil
 	}
+	start := time.Now()
 	added, err := r.log.Insert(context.WithoutCancel(ctx), entries, r.now())
 	if err != nil {
 		return err // not acked: JetStream redelivers after AckWait
 	}
+	r.metrics.insert.Observe(time.Since(start).Seconds())
+	r.metrics.events.WithLabelValues("recorded").Add(float64(added))
+	r.metrics.events.WithLabelValues("duplicate").Add(float64(len(entries) - added))
 	// A lost ack only means a redelivery, which the insert ignores.
 	for _, m := range received {
 		if err := m.Ack(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"coffer/pkg/config"
 	"coffer/pkg/connect"
 	"coffer/pkg/health"
+	"coffer/pkg/metrics"
 )
 
 // Settings is everything history_writer reads from its environment.
@@ -71,11 +72,17 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		return err
 	}
 
-	stopAdmin, err := health.Start(set.AdminAddr, health.Mux(
+	admin := health.Mux(
 		health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
 		health.Check{Name: "sqlite", Probe: hl.Ping},
 		health.Check{Name: "consumer", Probe: rec.ConsumingProbe},
-	), log)
+	)
+	reg := metrics.NewRegistry()
+	if err := rec.RegisterMetrics(reg); err != nil {
+		return err
+	}
+	admin.Handle("GET /metrics", metrics.Handler(reg))
+	stopAdmin, err := health.Start(set.AdminAddr, admin, log)
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,7 @@ func FuzzCommandBody(f *testing.F) {
 		f.Add([]byte(seed.body), seed.key)
 	}
 	rec := &sent{}
-	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now)
+	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now, nil)
 	f.Fuzz(func(t *testing.T, body []byte, key string) {
 		rec.calls = rec.calls[:0]
 		req := httptest.NewRequest("POST", "/wallet/2pJ1NbW1uTJ3XQw2fQ4G7mVj0aZ/credit", bytes.NewReader(body))

@@ -18,10 +18,12 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/ksuid"
 
 	"coffer/pkg/bus"
 	"coffer/pkg/health"
+	"coffer/pkg/metrics"
 	"coffer/pkg/readmodel"
 	"coffer/pkg/wallet"
 )
@@ -49,16 +51,39 @@ type Sender interface {
 }
 
 type server struct {
-	log   *slog.Logger
-	reads Reader
-	cmds  Sender
-	now   func() time.Time
+	log      *slog.Logger
+	reads    Reader
+	cmds     Sender
+	now      func() time.Time
+	requests *prometheus.HistogramVec
 }
 
-// NewServer returns the API with all its routes.
-func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time) http.Handler {
-	s := &server{log: log, reads: reads, cmds: cmds, now: now}
+// NewServer returns the API with all its routes, /metrics serving reg
+// (nil: a registry of its own).
+func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time, reg *prometheus.Registry) http.Handler {
+	if reg == nil {
+		reg = metrics.NewRegistry()
+	}
+	s := &server{log: log, reads: reads, cmds: cmds, now: now,
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metrics.Namespace,
+			Name:      "http_request_duration_seconds",
+			Help:      "HTTP requests by route template (unmatched: no route), method and status; _count is the number of requests.",
+			Buckets:   metrics.LatencyBuckets,
+		}, []string{"route", "method", "status"}),
+	}
+	reg.MustRegister(s.requests)
 	r := mux.NewRouter()
+	r.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if info, ok := req.Context().Value(ctxKey{}).(*reqInfo); ok {
+				if route := mux.CurrentRoute(req); route != nil {
+					info.route, _ = route.GetPathTemplate()
+				}
+			}
+			next.ServeHTTP(w, req)
+		})
+	})
 	r.HandleFunc("/wallet", s.createWallet).Methods(http.MethodPost)
 	r.HandleFunc("/wallet/{id}/balance", s.balance).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/wallet/{id}/transactions", s.transactions).Methods(http.MethodGet, http.MethodHead)
@@ -71,6 +96,7 @@ func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time
 		health.Check{Name: "redis", Probe: reads.Ping},
 		health.Check{Name: "writer", Probe: cmds.PingWriter},
 	)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/metrics", metrics.Handler(reg)).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeProblem(w, req, problem(bus.CodeNotFound, fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path)))
 	})
@@ -80,7 +106,7 @@ func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time
 		writeProblem(w, req, problem(bus.CodeMethodNotAllowed,
 			fmt.Sprintf("%s does not accept %s; use %s", req.URL.Path, req.Method, strings.Join(allowed, " or "))))
 	})
-	return s.withRequestID(s.recoverPanics(r))
+	return s.observe(s.recoverPanics(r))
 }
 
 func allowedMethods(r *mux.Router, req *http.Request) []string {
@@ -101,20 +127,78 @@ type ctxKey struct{}
 // RequestIDHeader is the header carrying a request's id.
 const RequestIDHeader = "X-Request-Id"
 
-func (s *server) withRequestID(next http.Handler) http.Handler {
+// reqInfo is what observe learns about one request: its id, the route that
+// matched and the status written. It wraps the ResponseWriter so that one
+// allocation serves all three.
+type reqInfo struct {
+	http.ResponseWriter
+	id     string
+	route  string
+	status int
+}
+
+func (ri *reqInfo) WriteHeader(code int) {
+	if ri.status == 0 {
+		ri.status = code
+	}
+	ri.ResponseWriter.WriteHeader(code)
+}
+
+func (ri *reqInfo) Write(b []byte) (int, error) {
+	if ri.status == 0 {
+		ri.status = http.StatusOK
+	}
+	return ri.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (ri *reqInfo) Unwrap() http.ResponseWriter { return ri.ResponseWriter }
+
+// observe gives every request an id (the client's X-Request-Id if it is
+// sane, else a new one), answers with it, and when the request is done
+// records it in the request histogram and, at debug level, in the log.
+func (s *server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		id := r.Header.Get(RequestIDHeader)
 		if id == "" || len(id) > 128 || !printable(id) {
 			id = ksuid.New().String()
 		}
 		w.Header().Set(RequestIDHeader, id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+		info := &reqInfo{ResponseWriter: w, id: id}
+		next.ServeHTTP(info, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
+		route, status := info.route, info.status
+		if route == "" {
+			route = "unmatched"
+		}
+		if status == 0 {
+			status = http.StatusOK
+		}
+		elapsed := time.Since(start)
+		s.requests.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(status)).Observe(elapsed.Seconds())
+		if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			s.log.Debug("request", "request_id", id, "method", r.Method, "path", r.URL.Path, "route", route,
+				"status", status, "duration_ms", float64(elapsed.Microseconds())/1000)
+		}
 	})
 }
 
+// methodLabel keeps the method label to the methods HTTP defines, so that a
+// client cannot make up new time series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
+
 func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
+	if info, ok := ctx.Value(ctxKey{}).(*reqInfo); ok {
+		return info.id
+	}
+	return ""
 }
 
 func (s *server) recoverPanics(next http.Handler) http.Handler {

@@ -13,6 +13,7 @@ import (
 	"coffer/pkg/config"
 	"coffer/pkg/connect"
 	"coffer/pkg/health"
+	"coffer/pkg/metrics"
 	"coffer/pkg/readmodel"
 )
 
@@ -70,19 +71,22 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	pipeCtx, stopPipelines := context.WithCancel(context.Background())
 	defer stopPipelines()
 	reads.EnablePipelining(pipeCtx, 2)
+	reg := metrics.NewRegistry()
 	srv := &http.Server{
-		Handler:           NewServer(log, reads, bus.NewClient(nc, set.WriteTimeout), time.Now),
+		Handler:           NewServer(log, reads, bus.NewClient(nc, set.WriteTimeout, reg), time.Now, reg),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      set.WriteTimeout + 10*time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
 	if set.AdminAddr != "" {
-		// Probes and the profiler, away from the public API.
-		stopAdmin, err := health.Start(set.AdminAddr, health.Mux(
+		// Probes, metrics and the profiler, away from the public API.
+		admin := health.Mux(
 			health.Check{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 			health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
-		), log)
+		)
+		admin.Handle("GET /metrics", metrics.Handler(reg))
+		stopAdmin, err := health.Start(set.AdminAddr, admin, log)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,6 +71,7 @@ type finished struct {
 func (w *Writer) finishBatch(f finished) {
 	start := time.Now()
 	defer func() { w.stats.finishNanos.Add(int64(time.Since(start))) }()
+	debug := w.log.Enabled(context.Background(), slog.LevelDebug)
 	if len(f.recs) > 0 {
 		w.pushCommitted(f.recs, f.evs)
 		w.feedOutbox(f.recs)
@@ -81,9 +83,21 @@ func (w *Writer) finishBatch(f finished) {
 			a.data, a.replayed = orig.data, orig.stored
 		}
 		msg := &nats.Msg{Subject: p.reply, Data: a.data}
+		outcome := a.outcome
+		if a.sameAs >= 0 {
+			outcome = f.answers[a.sameAs].outcome
+			if a.replayed {
+				outcome = outcomeReplayed
+			}
+		}
 		if a.replayed {
 			w.stats.replayed.Add(1)
 			msg.Header = nats.Header{bus.ReplayedHeader: []string{"true"}}
+		}
+		w.metrics.commands.WithLabelValues(string(p.action), outcome).Inc()
+		if debug {
+			w.log.Debug("command answered", "request_id", p.cmd.RequestID, "command_id", p.cmd.CommandID,
+				"wallet", p.walletID, "action", string(p.action), "amount", p.cmd.Amount, "outcome", outcome)
 		}
 		if err := w.nc.PublishMsg(msg); err != nil {
 			w.log.Warn("cannot answer command", "wallet", p.walletID, "command_id", p.cmd.CommandID, "err", err)
@@ -94,6 +108,7 @@ func (w *Writer) finishBatch(f finished) {
 // answer is what one command of a batch will be told.
 type answer struct {
 	data     []byte
+	outcome  string // for coffer_writer_commands_total
 	replayed bool
 	stored   bool // data is a durable outcome (so duplicates may replay it)
 	rec      int  // index of the record this command adds, or -1
@@ -106,7 +121,11 @@ func errorAnswer(code bus.Code, detail string, st *wallet.State) answer {
 		e.Balance, e.Version = &st.Balance, &st.Version
 	}
 	data, _ := json.Marshal(bus.Reply{Error: e})
-	return answer{data: data, rec: -1, sameAs: -1}
+	outcome := outcomeRefused
+	if code == bus.CodeStorageUnavailable || code == bus.CodeInternal {
+		outcome = outcomeFailed
+	}
+	return answer{data: data, outcome: outcome, rec: -1, sameAs: -1}
 }
 
 // commit decides and stores one batch, and returns it for the finisher.
@@ -195,14 +214,21 @@ func (w *Writer) commit(batch []*pending) finished {
 		reply := outcomeReply(p.walletID, ev, next, env)
 		recs = append(recs, eventstore.Record{Event: env, State: next, IdemKey: key})
 		evs = append(evs, ev)
-		answers[i] = answer{data: reply, stored: true, rec: len(recs) - 1, sameAs: -1}
+		outcome := outcomeApplied
+		if ev.Type == wallet.DebitRejected {
+			outcome = outcomeRejected
+		}
+		answers[i] = answer{data: reply, outcome: outcome, stored: true, rec: len(recs) - 1, sameAs: -1}
 	}
 
 	w.stats.decideNanos.Add(int64(time.Since(started)))
+	w.metrics.batch.Observe(float64(len(batch)))
 	if len(recs) > 0 {
 		appendStart := time.Now()
 		err := w.store.Append(ctx, recs)
-		w.stats.appendNanos.Add(int64(time.Since(appendStart)))
+		took := time.Since(appendStart)
+		w.stats.appendNanos.Add(int64(took))
+		w.metrics.commit.Observe(took.Seconds())
 		if err != nil {
 			for id, st := range before {
 				w.states[id] = st
@@ -215,6 +241,8 @@ func (w *Writer) commit(batch []*pending) finished {
 			}
 			recs, evs = nil, nil
 		} else {
+			w.metrics.fsyncs.WithLabelValues("wal").Inc()
+			w.committedSeq.Store(recs[len(recs)-1].Event.Seq)
 			w.stats.commits.Add(1)
 			w.stats.events.Add(int64(len(recs)))
 			if int64(len(recs)) > w.stats.maxBatch.Load() {
@@ -238,7 +266,7 @@ func (w *Writer) replay(p *pending, fp string, rec eventstore.Recorded) answer {
 		return reusedAnswer(p.key())
 	}
 	st := wallet.State{Balance: rec.Balance, Version: rec.Event.Version}
-	return answer{data: outcomeReply(p.walletID, ev, st, rec.Event), replayed: true, stored: true, rec: -1, sameAs: -1}
+	return answer{data: outcomeReply(p.walletID, ev, st, rec.Event), outcome: outcomeReplayed, replayed: true, stored: true, rec: -1, sameAs: -1}
 }
 
 // fingerprint is the request an event answers, in the form of
@@ -302,7 +330,7 @@ func (w *Writer) pushCommitted(recs []eventstore.Record, evs []wallet.Event) {
 			// Redis lacked the history before these changes (it lost
 			// data): the projector fills it in from the log.
 			for _, id := range gaps {
-				w.dirty.add(id, changes[index[id]].View.Version)
+				w.dirty.add(id, 0, changes[index[id]].View.Version) // how much it lost is unknown: at most all
 			}
 			return
 		}
@@ -310,6 +338,6 @@ func (w *Writer) pushCommitted(recs []eventstore.Record, evs []wallet.Event) {
 		w.log.Warn("redis push failed; the projector will catch up from the log", "wallets", len(changes), "err", err)
 	}
 	for _, c := range changes {
-		w.dirty.add(c.View.WalletID, c.View.Version)
+		w.dirty.add(c.View.WalletID, c.Transactions[0].Version-1, c.View.Version)
 	}
 }

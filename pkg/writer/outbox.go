@@ -39,6 +39,9 @@ func (w *Writer) publishOutbox(ctx context.Context) {
 			err = o.drain(ctx)
 		}
 		fed = nil
+		if o.haveWM {
+			w.publishedSeq.Store(o.wm)
+		}
 		wait, feed := time.Second, w.feed
 		if err != nil {
 			wait, feed = backoff.next(), nil // the log has everything the feed would bring

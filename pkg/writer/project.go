@@ -17,19 +17,28 @@ import (
 // dirtySet holds the wallets whose newest committed version Redis may lack.
 type dirtySet struct {
 	mu   sync.Mutex
-	m    map[string]int64
+	m    map[string]behind
 	poke chan struct{}
 }
 
+// behind is how far Redis is behind on one wallet: it holds version have
+// (as far as the writer knows) and the log holds want.
+type behind struct{ have, want int64 }
+
 func newDirtySet() *dirtySet {
-	return &dirtySet{m: make(map[string]int64), poke: make(chan struct{}, 1)}
+	return &dirtySet{m: make(map[string]behind), poke: make(chan struct{}, 1)}
 }
 
-func (d *dirtySet) add(walletID string, version int64) {
+// add records that Redis may hold only version have of walletID while the
+// log holds version want.
+func (d *dirtySet) add(walletID string, have, want int64) {
 	d.mu.Lock()
-	if version > d.m[walletID] {
-		d.m[walletID] = version
+	b, ok := d.m[walletID]
+	if !ok || have < b.have {
+		b.have = have
 	}
+	b.want = max(b.want, want)
+	d.m[walletID] = b
 	d.mu.Unlock()
 	select {
 	case d.poke <- struct{}{}:
@@ -43,12 +52,13 @@ func (d *dirtySet) empty() bool {
 	return len(d.m) == 0
 }
 
+// snapshot returns the version the log holds of each dirty wallet.
 func (d *dirtySet) snapshot() map[string]int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make(map[string]int64, len(d.m))
 	for k, v := range d.m {
-		out[k] = v
+		out[k] = v.want
 	}
 	return out
 }
@@ -57,9 +67,20 @@ func (d *dirtySet) snapshot() map[string]int64 {
 func (d *dirtySet) done(walletID string, version int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.m[walletID] <= version {
+	if d.m[walletID].want <= version {
 		delete(d.m, walletID)
 	}
+}
+
+// lagVersions is how many versions Redis lacks over all dirty wallets.
+func (d *dirtySet) lagVersions() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var n int64
+	for _, b := range d.m {
+		n += b.want - b.have
+	}
+	return n
 }
 
 func (d *dirtySet) len() int {
@@ -162,7 +183,7 @@ func (w *Writer) reconcile(ctx context.Context) (int, error) {
 		}
 		for i, h := range heads {
 			if versions[i] < h.State.Version {
-				w.dirty.add(h.WalletID, h.State.Version)
+				w.dirty.add(h.WalletID, versions[i], h.State.Version)
 				behind++
 			}
 		}

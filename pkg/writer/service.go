@@ -16,6 +16,7 @@ import (
 	"coffer/pkg/connect"
 	"coffer/pkg/eventstore"
 	"coffer/pkg/health"
+	"coffer/pkg/metrics"
 	"coffer/pkg/readmodel"
 )
 
@@ -139,6 +140,11 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		health.Check{Name: "serving", Probe: w.ServingProbe},
 	)
 	mux.Handle("GET /debug/stats", health.JSON(func() any { return w.Stats() }))
+	reg := metrics.NewRegistry()
+	if err := w.RegisterMetrics(reg); err != nil {
+		return err
+	}
+	mux.Handle("GET /metrics", metrics.Handler(reg))
 	stopAdmin, err := health.Start(set.AdminAddr, mux, log)
 	if err != nil {
 		return err

@@ -100,6 +100,10 @@ type Writer struct {
 
 	serving atomic.Bool // holds the lease and takes commands
 	stats   counters
+	metrics *writerMetrics
+
+	committedSeq atomic.Int64 // seq of the newest committed event
+	publishedSeq atomic.Int64 // seq of the newest event JetStream acknowledged
 
 	feed      chan []event.Envelope // committed batches for the outbox
 	dirty     *dirtySet             // wallets Redis is behind on
@@ -128,8 +132,9 @@ func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Pro
 		now:    now,
 		queue:  make(chan *pending, cfg.QueueSize),
 		feed:   make(chan []event.Envelope, 64),
-		dirty:  newDirtySet(),
-		states: make(map[string]wallet.State),
+		dirty:   newDirtySet(),
+		states:  make(map[string]wallet.State),
+		metrics: newWriterMetrics(),
 	}, nil
 }
 
@@ -155,6 +160,11 @@ func (w *Writer) Run(ctx context.Context) error {
 		return fmt.Errorf("load wallet states: %w", err)
 	}
 	w.log.Info("wallet states loaded", "wallets", loaded)
+	last, err := w.store.LastSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("read the log's end: %w", err)
+	}
+	w.committedSeq.Store(last)
 
 	// Background work lives until bgCtx ends, after the committer is done.
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -227,15 +237,24 @@ func (w *Writer) Run(ctx context.Context) error {
 func (w *Writer) checkpoint(ctx context.Context) {
 	t := time.NewTicker(w.cfg.CheckpointEvery)
 	defer t.Stop()
+	prev := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := w.store.Checkpoint(ctx); err != nil && ctx.Err() == nil {
-			w.log.Warn("WAL checkpoint failed; retrying", "err", err)
+		copied, err := w.store.Checkpoint(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("WAL checkpoint failed; retrying", "err", err)
+			}
+			continue
 		}
+		if copied > 0 && copied != prev {
+			w.metrics.fsyncs.WithLabelValues("db").Inc() // it copied pages and synced the file
+		}
+		prev = copied
 	}
 }
 
@@ -332,6 +351,7 @@ func (w *Writer) handle(req micro.Request) {
 		w.refuse(req, bus.CodeInvalidBody, "command body must be JSON with command_id and amount")
 		return
 	}
+	cmd.RequestID = req.Headers().Get(bus.RequestIDHeader)
 	if req.Reply() == "" {
 		return // nobody to answer; a command is only taken as a request
 	}

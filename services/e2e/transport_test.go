@@ -19,7 +19,7 @@ import (
 // a retried command from being applied twice.
 func TestCommandIDProtectsRetries(t *testing.T) {
 	s := startStack(t)
-	client := bus.NewClient(s.nats.Connect(t), 5*time.Second)
+	client := bus.NewClient(s.nats.Connect(t), 5*time.Second, nil)
 	id := ksuid.New().String()
 	cmd := bus.Command{CommandID: ksuid.New().String(), Amount: 9}
 	first, replayed1, err := client.Send(t.Context(), id, wallet.Credit, cmd)

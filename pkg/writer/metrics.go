@@ -1,0 +1,76 @@
+package writer
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"coffer/pkg/metrics"
+)
+
+// Command outcomes, the values of coffer_writer_commands_total's outcome.
+const (
+	outcomeApplied  = "applied"  // a credit or debit was recorded
+	outcomeRejected = "rejected" // a debit was refused for funds, and the refusal recorded
+	outcomeReplayed = "replayed" // decided before: the stored outcome was answered again
+	outcomeRefused  = "refused"  // not decided: invalid, overflowing, or a reused key
+	outcomeFailed   = "failed"   // the log could not be read or written; nothing applied
+)
+
+// writerMetrics are the writer's Prometheus metrics. They are updated
+// whether or not anyone registered them.
+type writerMetrics struct {
+	batch    prometheus.Histogram
+	commit   prometheus.Histogram
+	fsyncs   *prometheus.CounterVec
+	commands *prometheus.CounterVec
+}
+
+func newWriterMetrics() *writerMetrics {
+	return &writerMetrics{
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: "batch_commands",
+			Help:    "Commands decided together in one batch (one transaction when any of them is recorded).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+		}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: "commit_duration_seconds",
+			Help:    "Time to write one batch to the SQLite log, durable (its fsync included).",
+			Buckets: metrics.LatencyBuckets,
+		}),
+		fsyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: "fsyncs_total",
+			Help: "fsyncs of the SQLite files: file=wal, one per committed batch (synchronous=FULL); file=db, one per checkpoint that copied pages.",
+		}, []string{"file"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: "commands_total",
+			Help: "Commands answered, by action and outcome: applied, rejected (debit refused for funds, recorded), replayed, refused (invalid, overflow, reused key), failed (storage).",
+		}, []string{"action", "outcome"}),
+	}
+}
+
+// RegisterMetrics registers the writer's metrics with reg: those above, and
+// gauges read when scraped.
+func (w *Writer) RegisterMetrics(reg prometheus.Registerer) error {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metrics.Namespace, Subsystem: "writer", Name: name, Help: help}, f)
+	}
+	for _, c := range []prometheus.Collector{
+		w.metrics.batch, w.metrics.commit, w.metrics.fsyncs, w.metrics.commands,
+		gauge("queue_depth", "Commands waiting for the committer.", func() float64 { return float64(len(w.queue)) }),
+		gauge("projection_lag_versions", "Wallet versions committed but not yet in Redis (an upper bound when Redis lost data).",
+			func() float64 { return float64(w.dirty.lagVersions()) }),
+		gauge("projection_lag_wallets", "Wallets whose newest version Redis lacks.", func() float64 { return float64(w.dirty.len()) }),
+		gauge("outbox_lag_events", "Events committed but not yet acknowledged by JetStream.",
+			func() float64 { return float64(max(0, w.committedSeq.Load()-w.publishedSeq.Load())) }),
+		gauge("serving", "1 while this writer holds its partition's lease and takes commands.", func() float64 {
+			if w.serving.Load() {
+				return 1
+			}
+			return 0
+		}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
