@@ -130,9 +130,9 @@ func (l *Log) Count(ctx context.Context) (int64, error) {
 type Recorder struct {
 	consuming atomic.Bool // the durable consumer is bound
 
-	js    jetstream.JetStream
-	log   *Log
-	l     *slog.Logger
+	js      jetstream.JetStream
+	log     *Log
+	l       *slog.Logger
 	now     func() time.Time
 	batch   int
 	metrics *recorderMetrics
