@@ -74,29 +74,29 @@ func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time
 	}
 	reg.MustRegister(s.requests)
 	r := mux.NewRouter()
-	r.Use(func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			if info, ok := req.Context().Value(ctxKey{}).(*reqInfo); ok {
-				if route := mux.CurrentRoute(req); route != nil {
-					info.route, _ = route.GetPathTemplate()
-				}
+	// route registers h on path and names the route in the request's
+	// metrics by its template.
+	route := func(path string, h http.Handler, methods ...string) {
+		r.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if info, ok := w.(*reqInfo); ok {
+				info.route = path
 			}
-			next.ServeHTTP(w, req)
-		})
-	})
-	r.HandleFunc("/wallet", s.createWallet).Methods(http.MethodPost)
-	r.HandleFunc("/wallet/{id}/balance", s.balance).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/wallet/{id}/transactions", s.transactions).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/wallet/{id}/credit", s.command(wallet.Credit)).Methods(http.MethodPost)
-	r.HandleFunc("/wallet/{id}/debit", s.command(wallet.Debit)).Methods(http.MethodPost)
-	r.HandleFunc("/healthz", health.Healthz).Methods(http.MethodGet, http.MethodHead)
+			h.ServeHTTP(w, req)
+		})).Methods(methods...)
+	}
+	route("/wallet", http.HandlerFunc(s.createWallet), http.MethodPost)
+	route("/wallet/{id}/balance", http.HandlerFunc(s.balance), http.MethodGet, http.MethodHead)
+	route("/wallet/{id}/transactions", http.HandlerFunc(s.transactions), http.MethodGet, http.MethodHead)
+	route("/wallet/{id}/credit", s.command(wallet.Credit), http.MethodPost)
+	route("/wallet/{id}/debit", s.command(wallet.Debit), http.MethodPost)
+	route("/healthz", http.HandlerFunc(health.Healthz), http.MethodGet, http.MethodHead)
 	// Ready when Redis answers and a wallet writer answers over NATS (which
 	// also proves NATS is up).
-	r.Handle("/readyz", health.Readyz(
+	route("/readyz", health.Readyz(
 		health.Check{Name: "redis", Probe: reads.Ping},
 		health.Check{Name: "writer", Probe: cmds.PingWriter},
-	)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/metrics", metrics.Handler(reg)).Methods(http.MethodGet, http.MethodHead)
+	), http.MethodGet, http.MethodHead)
+	route("/metrics", metrics.Handler(reg), http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeProblem(w, req, problem(bus.CodeNotFound, fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path)))
 	})
