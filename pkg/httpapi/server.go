@@ -6,6 +6,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +74,17 @@ func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time
 		}, []string{"route", "method", "status"}),
 	}
 	reg.MustRegister(s.requests)
+	return s.observe(s.recoverPanics(s.router(reg)))
+}
+
+// OpenAPI is the description of this API, served at /openapi.yaml; a test
+// holds every route, status and body field the handlers produce to it.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// router maps every route of the API to its handler.
+func (s *server) router(reg *prometheus.Registry) *mux.Router {
 	r := mux.NewRouter()
 	// route registers h on path and names the route in the request's
 	// metrics by its template.
@@ -93,10 +105,14 @@ func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time
 	// Ready when Redis answers and a wallet writer answers over NATS (which
 	// also proves NATS is up).
 	route("/readyz", health.Readyz(
-		health.Check{Name: "redis", Probe: reads.Ping},
-		health.Check{Name: "writer", Probe: cmds.PingWriter},
+		health.Check{Name: "redis", Probe: s.reads.Ping},
+		health.Check{Name: "writer", Probe: s.cmds.PingWriter},
 	), http.MethodGet, http.MethodHead)
 	route("/metrics", metrics.Handler(reg), http.MethodGet, http.MethodHead)
+	route("/openapi.yaml", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Write(OpenAPI) //nolint:errcheck // the client left
+	}), http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		writeProblem(w, req, problem(bus.CodeNotFound, fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path)))
 	})
@@ -106,7 +122,7 @@ func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time
 		writeProblem(w, req, problem(bus.CodeMethodNotAllowed,
 			fmt.Sprintf("%s does not accept %s; use %s", req.URL.Path, req.Method, strings.Join(allowed, " or "))))
 	})
-	return s.observe(s.recoverPanics(r))
+	return r
 }
 
 func allowedMethods(r *mux.Router, req *http.Request) []string {
