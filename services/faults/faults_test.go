@@ -214,6 +214,10 @@ func TestSQLiteHeldByAnotherProcess(t *testing.T) {
 func TestPausedWriter(t *testing.T) {
 	c := newCluster(t, map[string]string{"WRITE_TIMEOUT": "1s"})
 	id := ksuid.New().String()
+	// Pause the writer only once it has marked the read model complete, or
+	// reads after the pause answer 503 until it has (a fresh stack's first
+	// moments, not what this test is about).
+	eventually(t, 10*time.Second, "the read model complete", func() bool { return readable(c, id) })
 	c.signal("wallet_writer", syscall.SIGSTOP)
 	start := time.Now()
 	st, _, b, err := request(c.base(), "POST", "/wallet/"+id+"/credit", `{"amount": 7}`, map[string]string{"Idempotency-Key": "paused"})
