@@ -46,8 +46,8 @@ type Config struct {
 	// Version is reported by the micro service. Default "0.1.0".
 	Version string
 	// CheckpointEvery is how often the WAL is folded into the database
-	// file, between two commits. Default 200ms: the WAL stays small (it
-	// starts over after each checkpoint) and each checkpoint is short.
+	// file. Default 200ms: the WAL stays small (it starts over after each
+	// checkpoint) and each checkpoint is short.
 	CheckpointEvery time.Duration
 	// Owner identifies this writer in its partition lease. A writer that
 	// restarts with the same Owner takes its lease back at once. Default:
@@ -233,8 +233,8 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // checkpoint folds the WAL into the database file every CheckpointEvery
-// that saw commits. It runs between two commits (the store serialises it
-// with Append), so it can copy every frame and the WAL starts over.
+// that saw commits: the bulk beside the committer, the last few frames
+// between two commits, so the WAL starts over (Store.Checkpoint).
 func (w *Writer) checkpoint(ctx context.Context) {
 	t := time.NewTicker(w.cfg.CheckpointEvery)
 	defer t.Stop()
