@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,9 +38,16 @@ func CommandSubject(walletID string, a wallet.Action) string {
 	return "cmd.wallet." + walletID + "." + string(a)
 }
 
-// ParseCommandSubject splits cmd.wallet.<id>.<action>.
+// ParseCommandSubject splits cmd.wallet.<id>.<action>, or the same mapped
+// to a partition, cmd.part.<p>.<id>.<action>.
 func ParseCommandSubject(subject string) (walletID string, a wallet.Action, err error) {
 	parts := strings.Split(subject, ".")
+	if len(parts) == 5 && parts[0] == "cmd" && parts[1] == "part" {
+		if _, err := strconv.Atoi(parts[2]); err != nil {
+			return "", "", fmt.Errorf("%q: %w", subject, ErrBadSubject)
+		}
+		parts = []string{"cmd", "wallet", parts[3], parts[4]}
+	}
 	if len(parts) != 4 || parts[0] != "cmd" || parts[1] != "wallet" || parts[2] == "" {
 		return "", "", fmt.Errorf("%q: %w", subject, ErrBadSubject)
 	}

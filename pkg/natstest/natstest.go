@@ -50,6 +50,15 @@ func StartAt(tb testing.TB, port int, dir string) *Server {
 	return ts
 }
 
+// Map adds a subject mapping to the server's global account, as a
+// "mappings" block of nats.conf does.
+func (s *Server) Map(tb testing.TB, from, to string) {
+	tb.Helper()
+	if err := s.GlobalAccount().AddMapping(from, to); err != nil {
+		tb.Fatalf("natstest: mapping %s -> %s: %v", from, to, err)
+	}
+}
+
 // Stop shuts the server down and waits until it is gone.
 func (s *Server) Stop() {
 	s.Shutdown()
