@@ -69,7 +69,14 @@ func (p *Projection) WalletIDs(ctx context.Context, fn func(id string) error) er
 // Erase deletes the whole read model, the completeness marker first so that
 // reads refuse to answer from then on.
 func (p *Projection) Erase(ctx context.Context) (int, error) {
-	if err := p.rdb.Del(ctx, CompleteKey, RebuildingKey).Err(); err != nil {
+	if err := p.rdb.Del(ctx, CompleteKey).Err(); err != nil {
+		return 0, fmt.Errorf("erase: %w", err)
+	}
+	rebuilding, err := p.rdb.Keys(ctx, RebuildingKey+".*").Result()
+	if err == nil && len(rebuilding) > 0 {
+		err = p.rdb.Del(ctx, rebuilding...).Err()
+	}
+	if err != nil {
 		return 0, fmt.Errorf("erase: %w", err)
 	}
 	n := 0

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -28,13 +29,33 @@ import (
 
 // Completeness markers. Redis is a projection that can lose everything (a
 // restart without persistence, a FLUSHALL); a wallet missing from it must
-// then not read as "never used, balance 0". The writer sets CompleteKey only
-// once Redis holds every wallet of its log, and readers refuse to answer
-// from a read model without it.
+// then not read as "never used, balance 0". CompleteKey holds one character
+// per partition of the deployment, '1' once the writer of that partition has
+// made Redis hold every wallet of its log ("1" with one partition, "0110"
+// while partitions 0 and 3 of 4 are still re-projecting). Readers answer
+// only when every character is '1'; a FLUSHALL removes the key, and each
+// writer puts its own '1' back when it has re-projected its partition.
+// RebuildingKey + ".p<index>" holds the token of a partition's rebuild.
 const (
 	CompleteKey   = "coffer.readmodel.complete"
 	RebuildingKey = "coffer.readmodel.rebuilding"
 )
+
+// Part is one partition, Index of Of, as far as the completeness marker is
+// concerned.
+type Part struct{ Index, Of int }
+
+// Whole is the one partition of an unpartitioned deployment.
+var Whole = Part{Index: 0, Of: 1}
+
+func (pt Part) rebuildingKey() string { return RebuildingKey + ".p" + strconv.Itoa(pt.Index) }
+
+// complete reports whether a value of CompleteKey marks every partition
+// complete.
+func complete(v any) bool {
+	s, ok := v.(string)
+	return ok && s != "" && !strings.ContainsRune(s, '0')
+}
 
 // ErrIncomplete is returned by reads while the read model is being rebuilt.
 var ErrIncomplete = errors.New("the read model is being rebuilt from the event log")
@@ -180,7 +201,7 @@ func (p *Projection) Balance(ctx context.Context, walletID string) (View, error)
 	if err != nil {
 		return View{}, fmt.Errorf("balance of wallet %s: %w", walletID, err)
 	}
-	if vals[1] == nil {
+	if !complete(vals[1]) {
 		return View{}, ErrIncomplete
 	}
 	state, ok := vals[0].(string)
@@ -194,38 +215,50 @@ func (p *Projection) Balance(ctx context.Context, walletID string) (View, error)
 	return v, nil
 }
 
-// BeginRebuild notes that a writer starts comparing Redis with its log and
-// returns the token FinishRebuild needs.
-func (p *Projection) BeginRebuild(ctx context.Context, token string) error {
-	return p.rdb.Set(ctx, RebuildingKey, token, 0).Err()
+// BeginRebuild notes that the writer of part starts comparing Redis with
+// its log, under token; FinishRebuild needs the same token.
+func (p *Projection) BeginRebuild(ctx context.Context, part Part, token string) error {
+	return p.rdb.Set(ctx, part.rebuildingKey(), token, 0).Err()
 }
 
-// finish marks the read model complete only if the rebuild marker still
+// finish marks one partition complete only if its rebuild marker still
 // holds the caller's token: a FLUSHALL during the rebuild removed it, and
-// then what was compared before the flush proves nothing.
+// then what was compared before the flush proves nothing. A marker made for
+// another partition count starts over from all '0'.
 var finish = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[2], ARGV[2])
-  redis.call('DEL', KEYS[1])
-  return 1
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
 end
-return 0
+local n, i = tonumber(ARGV[2]), tonumber(ARGV[3])
+local v = redis.call('GET', KEYS[2])
+if not v or #v ~= n then
+  v = string.rep('0', n)
+end
+redis.call('SET', KEYS[2], string.sub(v, 1, i) .. '1' .. string.sub(v, i + 2))
+redis.call('DEL', KEYS[1])
+return 1
 `)
 
-// FinishRebuild marks the read model complete if nothing erased Redis since
-// BeginRebuild(token), and reports whether it did.
-func (p *Projection) FinishRebuild(ctx context.Context, token, by string) (bool, error) {
-	n, err := finish.Run(ctx, p.rdb, []string{RebuildingKey, CompleteKey}, token, by).Int()
+// FinishRebuild marks part complete if nothing erased Redis since
+// BeginRebuild(part, token), and reports whether it did.
+func (p *Projection) FinishRebuild(ctx context.Context, part Part, token string) (bool, error) {
+	n, err := finish.Run(ctx, p.rdb, []string{part.rebuildingKey(), CompleteKey}, token, part.Of, part.Index).Int()
 	if err != nil {
 		return false, fmt.Errorf("finish rebuild: %w", err)
 	}
 	return n == 1, nil
 }
 
-// IsComplete reports whether the completeness marker is set.
-func (p *Projection) IsComplete(ctx context.Context) (bool, error) {
-	n, err := p.rdb.Exists(ctx, CompleteKey).Result()
-	return n == 1, err
+// IsComplete reports whether the marker says part is complete.
+func (p *Projection) IsComplete(ctx context.Context, part Part) (bool, error) {
+	v, err := p.rdb.Get(ctx, CompleteKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return len(v) == part.Of && v[part.Index] == '1', nil
 }
 
 // Versions returns the stored version of each wallet, 0 for unknown wallets,
@@ -274,16 +307,19 @@ func (p *Projection) Transactions(ctx context.Context, walletID string, before i
 	}
 	rng := &redis.ZRangeBy{Min: "-inf", Max: max, Count: int64(limit) + 1}
 	pipe := p.rdb.Pipeline()
-	complete := pipe.Exists(ctx, CompleteKey)
+	marker := pipe.Get(ctx, CompleteKey)
 	tx := pipe.ZRevRangeByScore(ctx, TransactionsKey(walletID), rng)
 	var rej *redis.StringSliceCmd
 	if withRejected {
 		rej = pipe.ZRevRangeByScore(ctx, RejectedKey(walletID), rng)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Page{}, fmt.Errorf("transactions of wallet %s: %w", walletID, err)
 	}
-	if complete.Val() == 0 {
+	if err := tx.Err(); err != nil {
+		return Page{}, fmt.Errorf("transactions of wallet %s: %w", walletID, err)
+	}
+	if marker.Err() != nil || !complete(marker.Val()) {
 		return Page{}, ErrIncomplete
 	}
 	all, err := decode(tx.Val())

@@ -39,10 +39,10 @@ func complete(t testing.TB) (*readmodel.Projection, *redistest.Server) {
 	t.Helper()
 	rs := redistest.Start(t)
 	p := readmodel.New(rs.Client(t))
-	if err := p.BeginRebuild(context.Background(), "t"); err != nil {
+	if err := p.BeginRebuild(context.Background(), readmodel.Whole, "t"); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := p.FinishRebuild(context.Background(), "t", "test"); !ok || err != nil {
+	if ok, err := p.FinishRebuild(context.Background(), readmodel.Whole, "t"); !ok || err != nil {
 		t.Fatalf("FinishRebuild: %v %v", ok, err)
 	}
 	return p, rs
@@ -221,25 +221,25 @@ func TestFinishRebuildNeedsItsOwnToken(t *testing.T) {
 	ctx := context.Background()
 	rs := redistest.Start(t)
 	p := readmodel.New(rs.Client(t))
-	if err := p.BeginRebuild(ctx, "a"); err != nil {
+	if err := p.BeginRebuild(ctx, readmodel.Whole, "a"); err != nil {
 		t.Fatal(err)
 	}
 	if err := rs.Client(t).FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := p.FinishRebuild(ctx, "a", "w"); ok || err != nil {
+	if ok, err := p.FinishRebuild(ctx, readmodel.Whole, "a"); ok || err != nil {
 		t.Fatalf("finish after FLUSHALL: %v %v", ok, err)
 	}
-	if err := p.BeginRebuild(ctx, "b"); err != nil {
+	if err := p.BeginRebuild(ctx, readmodel.Whole, "b"); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := p.FinishRebuild(ctx, "a", "w"); ok {
+	if ok, _ := p.FinishRebuild(ctx, readmodel.Whole, "a"); ok {
 		t.Fatal("a stale token finished the rebuild")
 	}
-	if ok, err := p.FinishRebuild(ctx, "b", "w"); !ok || err != nil {
+	if ok, err := p.FinishRebuild(ctx, readmodel.Whole, "b"); !ok || err != nil {
 		t.Fatalf("finish with the live token: %v %v", ok, err)
 	}
-	if c, err := p.IsComplete(ctx); !c || err != nil {
+	if c, err := p.IsComplete(ctx, readmodel.Whole); !c || err != nil {
 		t.Fatalf("IsComplete %v %v", c, err)
 	}
 }
@@ -274,3 +274,65 @@ func TestPipelinedBalances(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With partitions, reads answer only once every partition's writer has
+// marked its part complete, and a FLUSHALL takes every part back.
+func TestReadsWaitForEveryPartition(t *testing.T) {
+	ctx := context.Background()
+	rs := redistest.Start(t)
+	p := readmodel.New(rs.Client(t))
+	w := ksuid.New().String()
+	mark := func(i int) {
+		t.Helper()
+		part := readmodel.Part{Index: i, Of: 3}
+		if err := p.BeginRebuild(ctx, part, "t"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := p.FinishRebuild(ctx, part, "t"); !ok || err != nil {
+			t.Fatalf("finish part %d: %v %v", i, ok, err)
+		}
+		if ok, err := p.IsComplete(ctx, part); !ok || err != nil {
+			t.Fatalf("part %d not complete after finishing: %v %v", i, ok, err)
+		}
+	}
+	readable := func() bool {
+		_, berr := p.Balance(ctx, w)
+		_, terr := p.Transactions(ctx, w, 0, 10, true)
+		if errors.Is(berr, readmodel.ErrIncomplete) != errors.Is(terr, readmodel.ErrIncomplete) {
+			t.Fatalf("balance and transactions disagree: %v / %v", berr, terr)
+		}
+		return berr == nil
+	}
+	mark(2)
+	mark(0)
+	if readable() {
+		t.Fatal("reads answered with partition 1 of 3 not yet complete")
+	}
+	if ok, _ := p.IsComplete(ctx, readmodel.Part{Index: 1, Of: 3}); ok {
+		t.Fatal("partition 1 reads as complete before its writer marked it")
+	}
+	mark(1)
+	if !readable() {
+		t.Fatal("reads refused with every partition complete")
+	}
+	if err := rs.Client(t).FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mark(1)
+	if readable() {
+		t.Fatal("reads answered after FLUSHALL with only partition 1 re-marked")
+	}
+	// A writer of a deployment with another partition count starts the
+	// marker over rather than trusting a stale one.
+	part := readmodel.Part{Index: 0, Of: 2}
+	if err := p.BeginRebuild(ctx, part, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p.FinishRebuild(ctx, part, "t"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if v, _ := rs.Client(t).Get(ctx, readmodel.CompleteKey).Result(); v != "10" {
+		t.Fatalf("marker after a 2-partition writer finished part 0: %q, want %q", v, "10")
+	}
+}
+

@@ -120,7 +120,7 @@ func (w *Writer) project(ctx context.Context) {
 
 func (w *Writer) projectOnce(ctx context.Context, complete *bool) error {
 	if *complete {
-		ok, err := w.proj.IsComplete(ctx)
+		ok, err := w.proj.IsComplete(ctx, w.part)
 		if err != nil {
 			return err
 		}
@@ -136,7 +136,7 @@ func (w *Writer) projectOnce(ctx context.Context, complete *bool) error {
 	// only the wallets whose push failed.
 	token := ksuid.New().String()
 	if !*complete {
-		if err := w.proj.BeginRebuild(ctx, token); err != nil {
+		if err := w.proj.BeginRebuild(ctx, w.part, token); err != nil {
 			return err
 		}
 	}
@@ -154,7 +154,7 @@ func (w *Writer) projectOnce(ctx context.Context, complete *bool) error {
 	if *complete || !w.dirty.empty() {
 		return nil
 	}
-	ok, err := w.proj.FinishRebuild(ctx, token, w.cfg.Owner)
+	ok, err := w.proj.FinishRebuild(ctx, w.part, token)
 	if err != nil {
 		return err
 	}

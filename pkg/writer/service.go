@@ -194,6 +194,11 @@ func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout
 	if err != nil {
 		return err
 	}
+	set.Writer.defaults()
+	part, err := set.Writer.part()
+	if err != nil {
+		return err
+	}
 	path := LogPath(set.DataDir, set.Writer.Partition)
 	store, err := eventstore.OpenReadOnly(path)
 	if err != nil {
@@ -207,7 +212,7 @@ func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout
 	defer rdb.Close()
 	proj := readmodel.New(rdb)
 	if cmd == "verify" {
-		return Verify(ctx, store, proj, stdout)
+		return Verify(ctx, part, store, proj, stdout)
 	}
-	return Rebuild(ctx, path, store, proj, stdout)
+	return Rebuild(ctx, part, path, store, proj, stdout)
 }

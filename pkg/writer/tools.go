@@ -25,7 +25,7 @@ var ErrWriterRunning = errors.New("a wallet_writer is running on this log; stop 
 // problem and a summary to out, and returns ErrMismatch if it found any.
 // It only reads, so it may run beside a live writer; a wallet that moves
 // while it is being compared is read again before it counts as a problem.
-func Verify(ctx context.Context, store *eventstore.Store, proj *readmodel.Projection, out io.Writer) error {
+func Verify(ctx context.Context, part readmodel.Part, store *eventstore.Store, proj *readmodel.Projection, out io.Writer) error {
 	v := verifier{store: store, proj: proj, out: out, inLog: map[string]bool{}}
 	if err := store.Heads(ctx, func(h eventstore.Head) error {
 		v.inLog[h.WalletID] = true
@@ -42,7 +42,7 @@ func Verify(ctx context.Context, store *eventstore.Store, proj *readmodel.Projec
 	}); err != nil {
 		return err
 	}
-	if ok, err := proj.IsComplete(ctx); err != nil {
+	if ok, err := proj.IsComplete(ctx, part); err != nil {
 		return err
 	} else if !ok {
 		v.problem("-", "the read model is not marked complete (a writer is rebuilding it, or none has run)")
@@ -187,7 +187,7 @@ func (v *verifier) redis(ctx context.Context, id string, st wallet.State, applie
 // answer 503 from that moment), projects every wallet, and marks it
 // complete. It refuses to run beside a live writer, which would be
 // projecting at the same time.
-func Rebuild(ctx context.Context, logPath string, store *eventstore.Store, proj *readmodel.Projection, out io.Writer) error {
+func Rebuild(ctx context.Context, part readmodel.Part, logPath string, store *eventstore.Store, proj *readmodel.Projection, out io.Writer) error {
 	lock, err := eventstore.Lock(logPath)
 	if errors.Is(err, eventstore.ErrLocked) {
 		return ErrWriterRunning
@@ -198,14 +198,14 @@ func Rebuild(ctx context.Context, logPath string, store *eventstore.Store, proj 
 	defer lock.Close()
 
 	token := ksuid.New().String()
-	if err := proj.BeginRebuild(ctx, token); err != nil {
+	if err := proj.BeginRebuild(ctx, part, token); err != nil {
 		return err
 	}
 	erased, err := proj.Erase(ctx)
 	if err != nil {
 		return err
 	}
-	if err := proj.BeginRebuild(ctx, token); err != nil { // Erase removed the marker too
+	if err := proj.BeginRebuild(ctx, part, token); err != nil { // Erase removed the marker too
 		return err
 	}
 	wallets := 0
@@ -215,7 +215,7 @@ func Rebuild(ctx context.Context, logPath string, store *eventstore.Store, proj 
 	}); err != nil {
 		return err
 	}
-	ok, err := proj.FinishRebuild(ctx, token, "wallet_writer rebuild")
+	ok, err := proj.FinishRebuild(ctx, part, token)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,10 @@ type Config struct {
 	// Partition names the set of wallets this writer owns; one writer at a
 	// time holds it. Default "0": all wallets.
 	Partition string
+	// Partitions is how many partitions the deployment has; Partition is
+	// then a number below it. Default 1. It tells the read model's
+	// completeness marker how many writers must mark it.
+	Partitions int
 	// MaxBatch is the most commands one transaction holds. Default 512.
 	MaxBatch int
 	// QueueSize bounds the commands waiting for the committer; past it a
@@ -59,6 +64,9 @@ func (c *Config) defaults() {
 	if c.Partition == "" {
 		c.Partition = "0"
 	}
+	if c.Partitions <= 0 {
+		c.Partitions = 1
+	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 512
 	}
@@ -82,6 +90,15 @@ func (c *Config) defaults() {
 	}
 }
 
+// part is where the writer stands in the read model's completeness marker.
+func (c *Config) part() (readmodel.Part, error) {
+	i, err := strconv.Atoi(c.Partition)
+	if err != nil || i < 0 || i >= c.Partitions {
+		return readmodel.Part{}, fmt.Errorf("partition %q: want a number from 0 to %d", c.Partition, c.Partitions-1)
+	}
+	return readmodel.Part{Index: i, Of: c.Partitions}, nil
+}
+
 // Writer is one wallet_writer. Build it with New and start it with Run.
 type Writer struct {
 	cfg   Config
@@ -91,6 +108,7 @@ type Writer struct {
 	proj  *readmodel.Projection
 	log   *slog.Logger
 	now   func() time.Time
+	part  readmodel.Part // this writer's place in the completeness marker
 
 	queue chan *pending
 	// mu guards closed, so that no command is queued after the committer's
@@ -118,6 +136,10 @@ type Writer struct {
 // stamped with.
 func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Projection, log *slog.Logger, now func() time.Time) (*Writer, error) {
 	cfg.defaults()
+	part, err := cfg.part()
+	if err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -130,6 +152,7 @@ func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Pro
 		proj:    proj,
 		log:     log,
 		now:     now,
+		part:    part,
 		queue:   make(chan *pending, cfg.QueueSize),
 		feed:    make(chan []event.Envelope, 64),
 		dirty:   newDirtySet(),
