@@ -335,4 +335,3 @@ func TestReadsWaitForEveryPartition(t *testing.T) {
 		t.Fatalf("marker after a 2-partition writer finished part 0: %q, want %q", v, "10")
 	}
 }
-
