@@ -7,7 +7,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -69,6 +71,25 @@ func (e *Env) OneOf(key, def string, allowed ...string) string {
 	}
 	e.errs = append(e.errs, fmt.Errorf("%s=%q: want one of %v", key, v, allowed))
 	return def
+}
+
+// IntList returns the variable key as a comma-separated list of distinct
+// whole numbers from 0 to below, or def.
+func (e *Env) IntList(key string, def []int, below int) []int {
+	v := e.getenv(key)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n >= below || slices.Contains(out, n) {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: want distinct whole numbers from 0 to %d, separated by commas", key, v, below-1))
+			return def
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // Err returns every bad value met so far, or nil.

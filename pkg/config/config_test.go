@@ -10,8 +10,9 @@ import (
 
 func TestEnv(t *testing.T) {
 	vars := map[string]string{
-		"S": "x", "I": "7", "D": "250ms", "O": "NORMAL",
+		"S": "x", "I": "7", "D": "250ms", "O": "NORMAL", "L": "2, 0",
 		"BAD_I": "seven", "LOW_I": "0", "BAD_D": "soon", "NEG_D": "-1s", "BAD_O": "OFF",
+		"BAD_L": "1,x", "HIGH_L": "4", "DUP_L": "1,1",
 	}
 	env := config.New(func(k string) string { return vars[k] })
 	if got := env.String("S", "d"); got != "x" {
@@ -29,9 +30,18 @@ func TestEnv(t *testing.T) {
 	if got := env.OneOf("O", "FULL", "FULL", "NORMAL"); got != "NORMAL" {
 		t.Errorf("OneOf = %q", got)
 	}
+	if got := env.IntList("L", nil, 4); len(got) != 2 || got[0] != 2 || got[1] != 0 {
+		t.Errorf("IntList = %v", got)
+	}
+	if got := env.IntList("UNSET", []int{0}, 4); len(got) != 1 || got[0] != 0 {
+		t.Errorf("IntList default = %v", got)
+	}
 	if err := env.Err(); err != nil {
 		t.Fatalf("good values reported: %v", err)
 	}
+	env.IntList("BAD_L", nil, 4)
+	env.IntList("HIGH_L", nil, 4)
+	env.IntList("DUP_L", nil, 4)
 	env.Int("BAD_I", 1, 1)
 	env.Int("LOW_I", 1, 1)
 	env.Duration("BAD_D", time.Second)
@@ -41,7 +51,7 @@ func TestEnv(t *testing.T) {
 	if err == nil {
 		t.Fatal("bad values accepted")
 	}
-	for _, name := range []string{"BAD_I", "LOW_I", "BAD_D", "NEG_D", "BAD_O"} {
+	for _, name := range []string{"BAD_I", "LOW_I", "BAD_D", "NEG_D", "BAD_O", "BAD_L", "HIGH_L", "DUP_L"} {
 		if !strings.Contains(err.Error(), name+"=") {
 			t.Errorf("error does not name %s: %v", name, err)
 		}

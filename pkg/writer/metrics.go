@@ -24,24 +24,25 @@ type writerMetrics struct {
 	commands *prometheus.CounterVec
 }
 
-func newWriterMetrics() *writerMetrics {
+func newWriterMetrics(partition string) *writerMetrics {
+	labels := prometheus.Labels{"partition": partition}
 	return &writerMetrics{
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: metrics.Namespace, Subsystem: "writer", Name: "batch_commands",
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: "batch_commands", ConstLabels: labels,
 			Help:    "Commands decided together in one batch (one transaction when any of them is recorded).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: metrics.Namespace, Subsystem: "writer", Name: "commit_duration_seconds",
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: "commit_duration_seconds", ConstLabels: labels,
 			Help:    "Time to write one batch to the SQLite log, durable (its fsync included).",
 			Buckets: metrics.LatencyBuckets,
 		}),
 		fsyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metrics.Namespace, Subsystem: "writer", Name: "fsyncs_total",
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: "fsyncs_total", ConstLabels: labels,
 			Help: "fsyncs of the SQLite files: file=wal, one per committed batch (synchronous=FULL); file=db, one per checkpoint that copied pages.",
 		}, []string{"file"}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: metrics.Namespace, Subsystem: "writer", Name: "commands_total",
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: "commands_total", ConstLabels: labels,
 			Help: "Commands answered, by action and outcome: applied, rejected (debit refused for funds, recorded), replayed, refused (invalid, overflow, reused key), failed (storage).",
 		}, []string{"action", "outcome"}),
 	}
@@ -51,7 +52,8 @@ func newWriterMetrics() *writerMetrics {
 // gauges read when scraped.
 func (w *Writer) RegisterMetrics(reg prometheus.Registerer) error {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metrics.Namespace, Subsystem: "writer", Name: name, Help: help}, f)
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metrics.Namespace, Subsystem: "writer", Name: name, Help: help,
+			ConstLabels: prometheus.Labels{"partition": w.cfg.Partition}}, f)
 	}
 	for _, c := range []prometheus.Collector{
 		w.metrics.batch, w.metrics.commit, w.metrics.fsyncs, w.metrics.commands,

@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/segmentio/ksuid"
 
+	"coffer/pkg/bus"
 	"coffer/pkg/config"
 	"coffer/pkg/connect"
 	"coffer/pkg/eventstore"
@@ -28,7 +31,10 @@ type Settings struct {
 	AdminAddr string
 	LogLevel  string
 	Sync      eventstore.Sync
-	Writer    Config
+	// Partitions are the partitions this process serves, each with a
+	// writer of its own; Writer.Partitions is how many the deployment has.
+	Partitions []int
+	Writer     Config
 }
 
 // SettingsFromEnv reads Settings through getenv, with local defaults.
@@ -42,7 +48,7 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		LogLevel:  env.String("LOG_LEVEL", "info"),
 		Sync:      eventstore.Sync(env.OneOf("SQLITE_SYNC", "FULL", "FULL", "NORMAL")),
 		Writer: Config{
-			Partition:       env.String("WRITER_PARTITION", "0"),
+			Partitions:      env.Int("PARTITION_COUNT", 1, 1),
 			MaxBatch:        env.Int("WRITER_MAX_BATCH", 512, 1),
 			QueueSize:       env.Int("WRITER_QUEUE_SIZE", 8192, 1),
 			LeaseTTL:        env.Duration("WRITER_LEASE_TTL", 10*time.Second),
@@ -50,6 +56,7 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 			CheckpointEvery: env.Duration("WRITER_CHECKPOINT_EVERY", 200*time.Millisecond),
 		},
 	}
+	s.Partitions = env.IntList("WRITER_PARTITIONS", []int{0}, s.Writer.Partitions)
 	return s, env.Err()
 }
 
@@ -84,9 +91,12 @@ func waitForLock(ctx context.Context, path string, log *slog.Logger) (*os.File, 
 }
 
 // RunService is wallet_writer's whole life: it reads its settings through
-// getenv, logs JSON to stdout, serves until ctx ends and then shuts down in
-// order: stop taking commands, finish the batch in hand, flush the outbox,
-// release the lease, drain NATS, close SQLite.
+// getenv, logs JSON to stdout, and runs one writer for each partition it
+// owns (WRITER_PARTITIONS, each with its own log file, lock and lease) until
+// ctx ends; then each shuts down in order: stop taking commands, finish the
+// batch in hand, flush the outbox, release the lease; then NATS is drained
+// and SQLite closed. If one partition's writer fails (it lost its lease),
+// the others stop too and the process exits with the error.
 func RunService(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
 	set, err := SettingsFromEnv(getenv)
 	if err != nil {
@@ -96,25 +106,37 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-
 	if err := os.MkdirAll(set.DataDir, 0o755); err != nil {
 		return fmt.Errorf("DATA_DIR: %w", err)
 	}
-	path := LogPath(set.DataDir, set.Writer.Partition)
-	lock, err := waitForLock(ctx, path, log)
-	if err != nil || lock == nil {
-		return err // nil, nil: stopped while waiting
+
+	var stores []*eventstore.Store
+	var cfgs []Config
+	for _, p := range set.Partitions {
+		cfg := set.Writer
+		cfg.Partition = strconv.Itoa(p)
+		path := LogPath(set.DataDir, cfg.Partition)
+		lock, err := waitForLock(ctx, path, log)
+		if err != nil || lock == nil {
+			return err // nil, nil: stopped while waiting
+		}
+		defer lock.Close()
+		store, err := eventstore.Open(ctx, path, eventstore.Options{Sync: set.Sync})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		if cfg.Owner, err = store.Identity(ctx, func() string { return ksuid.New().String() }); err != nil {
+			return err
+		}
+		log.Info("event log open", "path", path, "partition", cfg.Partition, "of", cfg.Partitions,
+			"synchronous", string(set.Sync), "writer_id", cfg.Owner)
+		stores, cfgs = append(stores, store), append(cfgs, cfg)
 	}
-	defer lock.Close()
-	store, err := eventstore.Open(ctx, path, eventstore.Options{Sync: set.Sync})
-	if err != nil {
-		return err
+	if set.Writer.Partitions > 1 {
+		from, to := bus.PartitionMapping(set.Writer.Partitions)
+		log.Info("partitioned: the NATS server must map commands to partitions", "from", from, "to", to)
 	}
-	defer store.Close()
-	if set.Writer.Owner, err = store.Identity(ctx, func() string { return ksuid.New().String() }); err != nil {
-		return err
-	}
-	log.Info("event log open", "path", path, "synchronous", string(set.Sync), "writer_id", set.Writer.Owner)
 
 	rdb, err := connect.Redis(set.RedisURL)
 	if err != nil {
@@ -128,34 +150,60 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	}
 	defer nc.Close()
 
-	w, err := New(set.Writer, nc, store, readmodel.New(rdb), log, time.Now)
-	if err != nil {
-		return err
-	}
-
-	mux := health.Mux(
-		health.Check{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
-		health.Check{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
-		health.Check{Name: "sqlite", Probe: store.Ping},
-		health.Check{Name: "serving", Probe: w.ServingProbe},
-	)
-	mux.Handle("GET /debug/stats", health.JSON(func() any { return w.Stats() }))
 	reg := metrics.NewRegistry()
-	if err := w.RegisterMetrics(reg); err != nil {
-		return err
+	writers := make([]*Writer, len(cfgs))
+	checks := []health.Check{
+		{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
+		{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 	}
+	for i, cfg := range cfgs {
+		if writers[i], err = New(cfg, nc, stores[i], readmodel.New(rdb), log.With("partition", cfg.Partition), time.Now); err != nil {
+			return err
+		}
+		if err := writers[i].RegisterMetrics(reg); err != nil {
+			return err
+		}
+		suffix := ""
+		if len(cfgs) > 1 {
+			suffix = " p" + cfg.Partition
+		}
+		checks = append(checks,
+			health.Check{Name: "sqlite" + suffix, Probe: stores[i].Ping},
+			health.Check{Name: "serving" + suffix, Probe: writers[i].ServingProbe})
+	}
+	mux := health.Mux(checks...)
+	mux.Handle("GET /debug/stats", health.JSON(func() any {
+		if len(writers) == 1 {
+			return writers[0].Stats()
+		}
+		by := map[string]Stats{}
+		for i, w := range writers {
+			by[cfgs[i].Partition] = w.Stats()
+		}
+		return by
+	}))
 	mux.Handle("GET /metrics", metrics.Handler(reg))
 	stopAdmin, err := health.Start(set.AdminAddr, mux, log)
 	if err != nil {
 		return err
 	}
 
-	runErr := w.Run(ctx)
+	runCtx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	errs := make([]error, len(writers))
+	var wg sync.WaitGroup
+	for i, w := range writers {
+		wg.Go(func() {
+			errs[i] = w.Run(runCtx)
+			stopAll() // one partition's writer gone: stop the others
+		})
+	}
+	wg.Wait()
 	adminErr := stopAdmin()
 	if err := connect.Drain(nc, 5*time.Second); err != nil {
 		log.Warn("nats drain", "err", err)
 	}
-	return errors.Join(runErr, adminErr)
+	return errors.Join(append(errs, adminErr)...)
 }
 
 // Usage is wallet_writer's command-line help.
@@ -167,7 +215,8 @@ const Usage = `usage: wallet_writer [serve | verify | rebuild]
   rebuild  erase the Redis read model and recreate it from the log
            (stop the writer first; a running writer heals Redis by itself)
 
-Settings come from the environment (DATA_DIR, REDIS_URL, WRITER_PARTITION, ...); see the README.
+Settings come from the environment (DATA_DIR, REDIS_URL, WRITER_PARTITIONS, ...); see the README.
+verify and rebuild work on each partition in WRITER_PARTITIONS in turn.
 `
 
 // Command runs wallet_writer with its command-line arguments.
@@ -194,25 +243,31 @@ func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout
 	if err != nil {
 		return err
 	}
-	set.Writer.defaults()
-	part, err := set.Writer.part()
-	if err != nil {
-		return err
+	var logs []PartitionLog
+	for _, p := range set.Partitions {
+		path := LogPath(set.DataDir, strconv.Itoa(p))
+		store, err := eventstore.OpenReadOnly(path)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		logs = append(logs, PartitionLog{Part: readmodel.Part{Index: p, Of: set.Writer.Partitions}, Path: path, Store: store})
 	}
-	path := LogPath(set.DataDir, set.Writer.Partition)
-	store, err := eventstore.OpenReadOnly(path)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
 	rdb, err := connect.Redis(set.RedisURL)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
 	proj := readmodel.New(rdb)
-	if cmd == "verify" {
-		return Verify(ctx, part, store, proj, stdout)
+	if cmd == "rebuild" {
+		return Rebuild(ctx, logs, proj, stdout)
 	}
-	return Rebuild(ctx, part, path, store, proj, stdout)
+	var errs []error
+	for _, l := range logs {
+		if len(logs) > 1 {
+			fmt.Fprintf(stdout, "partition %d:\n", l.Part.Index)
+		}
+		errs = append(errs, Verify(ctx, l.Part, l.Store, proj, stdout))
+	}
+	return errors.Join(errs...)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/segmentio/ksuid"
 
+	"coffer/pkg/bus"
 	"coffer/pkg/eventstore"
 	"coffer/pkg/readmodel"
 	"coffer/pkg/wallet"
@@ -35,6 +36,9 @@ func Verify(ctx context.Context, part readmodel.Part, store *eventstore.Store, p
 		return err
 	}
 	if err := proj.WalletIDs(ctx, func(id string) error {
+		if bus.PartitionOf(id, part.Of) != part.Index {
+			return nil // another partition's wallet
+		}
 		if !v.inLog[id] {
 			v.problem(id, "Redis holds keys for a wallet that has no events in the log")
 		}
@@ -183,45 +187,66 @@ func (v *verifier) redis(ctx context.Context, id string, st wallet.State, applie
 	return nil
 }
 
-// Rebuild recreates the Redis read model from the log: it erases it (reads
-// answer 503 from that moment), projects every wallet, and marks it
-// complete. It refuses to run beside a live writer, which would be
-// projecting at the same time.
-func Rebuild(ctx context.Context, part readmodel.Part, logPath string, store *eventstore.Store, proj *readmodel.Projection, out io.Writer) error {
-	lock, err := eventstore.Lock(logPath)
-	if errors.Is(err, eventstore.ErrLocked) {
-		return ErrWriterRunning
-	}
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
+// PartitionLog is one partition's event log, for the tools.
+type PartitionLog struct {
+	Part  readmodel.Part
+	Path  string
+	Store *eventstore.Store
+}
 
+// Rebuild recreates the Redis read model from the logs: it erases it (reads
+// answer 503 from that moment), projects every wallet of each log, and
+// marks each partition complete. It refuses to run beside a live writer of
+// these partitions, which would be projecting at the same time. Writers of
+// other partitions see the marker go and re-project theirs by themselves.
+func Rebuild(ctx context.Context, logs []PartitionLog, proj *readmodel.Projection, out io.Writer) error {
+	for _, l := range logs {
+		lock, err := eventstore.Lock(l.Path)
+		if errors.Is(err, eventstore.ErrLocked) {
+			return ErrWriterRunning
+		}
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+	}
 	token := ksuid.New().String()
-	if err := proj.BeginRebuild(ctx, part, token); err != nil {
+	begin := func() error {
+		for _, l := range logs {
+			if err := proj.BeginRebuild(ctx, l.Part, token); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := begin(); err != nil {
 		return err
 	}
 	erased, err := proj.Erase(ctx)
 	if err != nil {
 		return err
 	}
-	if err := proj.BeginRebuild(ctx, part, token); err != nil { // Erase removed the marker too
+	if err := begin(); err != nil { // Erase removed the markers too
 		return err
 	}
 	wallets := 0
-	if err := store.Heads(ctx, func(h eventstore.Head) error {
-		wallets++
-		return projectWallet(ctx, store, proj, h.WalletID, 0, 30*time.Second)
-	}); err != nil {
-		return err
+	for _, l := range logs {
+		if err := l.Store.Heads(ctx, func(h eventstore.Head) error {
+			wallets++
+			return projectWallet(ctx, l.Store, proj, h.WalletID, 0, 30*time.Second)
+		}); err != nil {
+			return err
+		}
 	}
-	ok, err := proj.FinishRebuild(ctx, part, token)
-	if err != nil {
-		return err
+	for _, l := range logs {
+		ok, err := proj.FinishRebuild(ctx, l.Part, token)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("Redis was erased while it was being rebuilt; run rebuild again")
+		}
 	}
-	if !ok {
-		return errors.New("Redis was erased while it was being rebuilt; run rebuild again")
-	}
-	fmt.Fprintf(out, "rebuilt the read model: erased %d keys, projected %d wallets\n", erased, wallets)
+	fmt.Fprintf(out, "rebuilt the read model: erased %d keys, projected %d wallets of %d partition(s)\n", erased, wallets, len(logs))
 	return nil
 }

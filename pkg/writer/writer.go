@@ -157,7 +157,7 @@ func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Pro
 		feed:    make(chan []event.Envelope, 64),
 		dirty:   newDirtySet(),
 		states:  make(map[string]wallet.State),
-		metrics: newWriterMetrics(),
+		metrics: newWriterMetrics(cfg.Partition),
 	}, nil
 }
 
@@ -217,7 +217,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	})
 	if err == nil {
 		err = svc.AddEndpoint("commands", micro.HandlerFunc(w.handle),
-			micro.WithEndpointSubject(bus.CommandSubjects),
+			micro.WithEndpointSubject(bus.PartitionSubjects(w.part.Index, w.part.Of)),
 			micro.WithEndpointMetadata(map[string]string{"actions": "credit,debit", "format": "application/json"}))
 	}
 	if err != nil {
@@ -228,7 +228,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		return fmt.Errorf("start micro service: %w", err)
 	}
 	w.serving.Store(true)
-	w.log.Info("serving commands", "subject", bus.CommandSubjects, "partition", w.cfg.Partition)
+	w.log.Info("serving commands", "subject", bus.PartitionSubjects(w.part.Index, w.part.Of), "partition", w.cfg.Partition)
 
 	var runErr error
 	select {

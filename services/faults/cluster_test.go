@@ -54,8 +54,21 @@ type cluster struct {
 	dir     string
 	ports   map[string]int
 	extra   map[string]string // environment additions for our services
+	opts    clusterOpts
 	mu      sync.Mutex
 	running map[string]*proc
+}
+
+// clusterOpts shape a cluster beyond the defaults.
+type clusterOpts struct {
+	// natsConf, if set, is given to nats-server as its config file.
+	natsConf string
+	// writers are the wallet_writer processes and each one's own
+	// settings; nil means one, "wallet_writer", with none. A name may
+	// carry a suffix ("wallet_writer#b") to run several.
+	writers map[string]map[string]string
+	// toolEnv is added to the environment of `wallet_writer verify`.
+	toolEnv map[string]string
 }
 
 // proc is one running process; done closes when it has exited.
@@ -68,21 +81,37 @@ var names = []string{"nats-server", "redis-server", "wallet_writer", "history_wr
 
 func newCluster(t *testing.T, extra map[string]string) *cluster {
 	t.Helper()
+	return newClusterWith(t, extra, clusterOpts{})
+}
+
+func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cluster {
+	t.Helper()
+	if opts.writers == nil {
+		opts.writers = map[string]map[string]string{"wallet_writer": nil}
+	}
 	for _, bin := range []string{"redis-server", "sqlite3"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("%s is not installed (%v): run ./build.sh deps test", bin, err)
 		}
 	}
-	c := &cluster{t: t, dir: t.TempDir(), ports: map[string]int{}, extra: extra, running: map[string]*proc{}}
+	c := &cluster{t: t, dir: t.TempDir(), ports: map[string]int{}, extra: extra, opts: opts, running: map[string]*proc{}}
 	for _, k := range []string{"http", "nats", "redis", "writer", "history"} {
 		c.ports[k] = testwait.FreePort(t)
 	}
 	t.Cleanup(func() {
-		for _, n := range []string{"wallet_server", "history_writer", "wallet_writer", "redis-server", "nats-server"} {
+		c.mu.Lock()
+		var all []string
+		for n := range c.running {
+			all = append(all, n)
+		}
+		c.mu.Unlock()
+		for _, n := range all {
 			c.kill(n, syscall.SIGKILL)
 		}
 		if t.Failed() {
-			for _, n := range names {
+			logs, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+			for _, f := range logs {
+				n := strings.TrimSuffix(filepath.Base(f), ".log")
 				b, _ := os.ReadFile(filepath.Join(c.dir, n+".log"))
 				if len(b) > 4000 {
 					b = b[len(b)-4000:]
@@ -92,7 +121,13 @@ func newCluster(t *testing.T, extra map[string]string) *cluster {
 		}
 	})
 	for _, n := range names {
-		c.start(n)
+		if n != "wallet_writer" {
+			c.start(n)
+			continue
+		}
+		for w := range opts.writers {
+			c.start(w)
+		}
 	}
 	c.waitReady(30 * time.Second)
 	return c
@@ -120,14 +155,27 @@ func (c *cluster) start(name string) {
 	var cmd *exec.Cmd
 	switch name {
 	case "nats-server":
-		cmd = exec.Command(filepath.Join(binDir, "nats-server"), "-a", "127.0.0.1", "-p", fmt.Sprint(c.ports["nats"]),
-			"-js", "-sd", filepath.Join(c.dir, "nats"))
+		args := []string{"-a", "127.0.0.1", "-p", fmt.Sprint(c.ports["nats"]), "-js", "-sd", filepath.Join(c.dir, "nats")}
+		if c.opts.natsConf != "" {
+			conf := filepath.Join(c.dir, "nats.conf")
+			if err := os.WriteFile(conf, []byte(c.opts.natsConf), 0o644); err != nil {
+				c.t.Fatal(err)
+			}
+			args = append(args, "-c", conf)
+		}
+		cmd = exec.Command(filepath.Join(binDir, "nats-server"), args...)
 	case "redis-server":
 		cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", fmt.Sprint(c.ports["redis"]),
 			"--save", "", "--appendonly", "no", "--dir", c.dir)
 	case "wallet_writer":
 		cmd = exec.Command(filepath.Join(binDir, name))
 		cmd.Env = append(c.env(), fmt.Sprintf("ADMIN_ADDR=127.0.0.1:%d", c.ports["writer"]))
+	case "wallet_writer#a", "wallet_writer#b", "wallet_writer#c":
+		cmd = exec.Command(filepath.Join(binDir, "wallet_writer"))
+		cmd.Env = append(c.env(), "ADMIN_ADDR=127.0.0.1:0")
+		for k, v := range c.opts.writers[name] {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
 	case "history_writer":
 		cmd = exec.Command(filepath.Join(binDir, name))
 		cmd.Env = append(c.env(), fmt.Sprintf("ADMIN_ADDR=127.0.0.1:%d", c.ports["history"]))
@@ -220,6 +268,9 @@ func (c *cluster) verify() (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "wallet_writer"), "verify")
 	cmd.Env = c.env()
+	for k, v := range c.opts.toolEnv {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -7,6 +7,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/segmentio/ksuid"
+
+	"coffer/pkg/bus"
 )
 
 var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -175,24 +179,38 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 	if len(ops) == 0 {
 		t.Fatal("no operation completed")
 	}
-	db := c.db("wallet_writer-p0.db")
+	logs := c.logs()
 	want := map[string]int64{}
 	for _, o := range ops {
 		want[o.wallet] += o.delta
 	}
-	logged := map[string]int{} // wallet + key → events
-	rows, err := db.Query(`SELECT wallet_id, idem_key FROM events`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var w, k string
-		if err := rows.Scan(&w, &k); err != nil {
+	logged := map[string]int{}    // wallet + key → events
+	fileOf := map[string]string{} // wallet → the one log that holds it
+	for name, db := range logs {
+		rows, err := db.Query(`SELECT wallet_id, idem_key FROM events`)
+		if err != nil {
 			t.Fatal(err)
 		}
-		logged[w+" "+k]++
+		for rows.Next() {
+			var w, k string
+			if err := rows.Scan(&w, &k); err != nil {
+				t.Fatal(err)
+			}
+			logged[w+" "+k]++
+			if f, ok := fileOf[w]; ok && f != name {
+				t.Fatalf("wallet %s has events in both %s and %s: two writers handled it", w, f, name)
+			}
+			fileOf[w] = name
+		}
+		rows.Close()
 	}
-	rows.Close()
+	if n := c.partitionCount(); n > 1 {
+		for w, f := range fileOf {
+			if want := fmt.Sprintf("wallet_writer-p%d.db", bus.PartitionOf(w, n)); f != want {
+				t.Fatalf("wallet %s is in %s, but its partition's log is %s", w, f, want)
+			}
+		}
+	}
 	var applied int
 	for _, o := range ops {
 		if o.applied {
@@ -204,11 +222,19 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 	}
 	// Every event in the log belongs to exactly one resolved operation:
 	// nothing was applied that nobody asked for, nothing twice.
-	if n := count(t, db, `SELECT COUNT(*) FROM events`); n != int64(len(ops)) {
-		t.Fatalf("the log holds %d events for %d resolved operations", n, len(ops))
+	var events int64
+	for _, db := range logs {
+		events += count(t, db, `SELECT COUNT(*) FROM events`)
+	}
+	if events != int64(len(ops)) {
+		t.Fatalf("the logs hold %d events for %d resolved operations", events, len(ops))
 	}
 	for w, sum := range want {
-		if b := count(t, db, `SELECT COALESCE((SELECT balance FROM wallets WHERE wallet_id = ?), 0)`, w); b != sum {
+		var b int64
+		if f, ok := fileOf[w]; ok {
+			b = count(t, logs[f], `SELECT COALESCE((SELECT balance FROM wallets WHERE wallet_id = ?), 0)`, w)
+		}
+		if b != sum {
 			t.Fatalf("wallet %s: SQLite balance %d, acknowledged sum %d", w, b, sum)
 		}
 	}
@@ -242,7 +268,7 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	ids := map[string]bool{}
-	rows, err = hdb.Query(`SELECT event_id FROM events`)
+	rows, err := hdb.Query(`SELECT event_id FROM events`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,19 +278,22 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 		ids[id] = true
 	}
 	rows.Close()
-	logRows, err := db.Query(`SELECT id FROM events`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logRows.Close()
-	for logRows.Next() {
-		var id string
-		logRows.Scan(&id) //nolint:errcheck // a missing id fails below
-		if !ids[id] {
-			t.Fatalf("event %s is in the log but not in the history", id)
+	for _, db := range logs {
+		logRows, err := db.Query(`SELECT id FROM events`)
+		if err != nil {
+			t.Fatal(err)
 		}
+		for logRows.Next() {
+			var id string
+			logRows.Scan(&id) //nolint:errcheck // a missing id fails below
+			if !ids[id] {
+				logRows.Close()
+				t.Fatalf("event %s is in the log but not in the history", id)
+			}
+		}
+		logRows.Close()
 	}
-	t.Logf("invariants hold: %d operations (%d applied, %d refused) over %d wallets", len(ops), applied, len(ops)-applied, len(want))
+	t.Logf("invariants hold: %d operations (%d applied, %d refused) over %d wallets in %d log(s)", len(ops), applied, len(ops)-applied, len(want), len(logs))
 }
 
 func count(t *testing.T, db *sql.DB, q string, args ...any) int64 {
@@ -272,6 +301,29 @@ func count(t *testing.T, db *sql.DB, q string, args ...any) int64 {
 	var n int64
 	if err := db.QueryRow(q, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// logs opens every partition's event log of the cluster, by file name.
+func (c *cluster) logs() map[string]*sql.DB {
+	c.t.Helper()
+	files, err := filepath.Glob(filepath.Join(c.dir, "wallet_writer-p*.db"))
+	if err != nil || len(files) == 0 {
+		c.t.Fatalf("no event log in %s (%v)", c.dir, err)
+	}
+	out := map[string]*sql.DB{}
+	for _, f := range files {
+		out[filepath.Base(f)] = c.db(filepath.Base(f))
+	}
+	return out
+}
+
+// partitionCount is the cluster's PARTITION_COUNT.
+func (c *cluster) partitionCount() int {
+	n, err := strconv.Atoi(c.extra["PARTITION_COUNT"])
+	if err != nil {
+		return 1
 	}
 	return n
 }
