@@ -16,6 +16,9 @@
 # restart.
 #
 #   HTTP_ADDR=127.0.0.1:18080 DATA_DIR=/tmp/coffer ./run.sh
+#   PARTITION_COUNT=4 ./run.sh   partitioned: nats-server maps each wallet's
+#                                commands to one of 4 partitions; the writer
+#                                serves all of them (WRITER_PARTITIONS)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -191,6 +194,23 @@ for admin in WALLET_WRITER_ADMIN_ADDR:127.0.0.1:9091 HISTORY_WRITER_ADMIN_ADDR:1
 	fi
 done
 
+# Partitions: the server-side mapping that sends each wallet's commands to
+# its partition, and one writer process owning every partition unless
+# WRITER_PARTITIONS says otherwise.
+PARTITION_COUNT=${PARTITION_COUNT:-1}
+[[ "$PARTITION_COUNT" =~ ^[1-9][0-9]*$ ]] || die "PARTITION_COUNT=$PARTITION_COUNT: want a whole number of at least 1"
+export PARTITION_COUNT
+nats_conf=()
+if [ "$PARTITION_COUNT" -gt 1 ]; then
+	mkdir -p "$DATA_DIR"
+	printf 'mappings = {\n  "cmd.wallet.*.*": "cmd.part.{{partition(%d,1)}}.{{wildcard(1)}}.{{wildcard(2)}}"\n}\n' \
+		"$PARTITION_COUNT" >"$DATA_DIR/nats-partitions.conf"
+	nats_conf=(-c "$DATA_DIR/nats-partitions.conf")
+	: "${WRITER_PARTITIONS:=$(seq -s, 0 $((PARTITION_COUNT - 1)))}"
+	export WRITER_PARTITIONS
+	[ "$start_nats" -eq 1 ] || say "PARTITION_COUNT=$PARTITION_COUNT: the NATS server at $NATS_URL must map commands to partitions (see $DATA_DIR/nats-partitions.conf)"
+fi
+
 ./build.sh deps
 ./build.sh bin
 
@@ -257,7 +277,7 @@ trap 'exit 143' TERM
 
 if [ "$start_nats" -eq 1 ]; then
 	mkdir -p "$DATA_DIR/nats"
-	start nats-server bin/nats-server -a "$nats_host" -p "$nats_port" -js -sd "$DATA_DIR/nats" -n coffer-local
+	start nats-server bin/nats-server -a "$nats_host" -p "$nats_port" -js -sd "$DATA_DIR/nats" -n coffer-local "${nats_conf[@]}"
 	wait_port "$nats_host" "$nats_port" nats-server
 fi
 if [ "$start_redis" -eq 1 ]; then

@@ -112,6 +112,14 @@ func run() error {
 		"DATA_DIR="+b.dataDir,
 		"LOG_LEVEL=warn",
 	)
+	if n, err := strconv.Atoi(os.Getenv("PARTITION_COUNT")); err == nil && n > 1 && os.Getenv("WRITER_PARTITIONS") == "" {
+		// run.sh gives its one writer every partition; verify checks them all.
+		all := make([]string, n)
+		for i := range all {
+			all[i] = strconv.Itoa(i)
+		}
+		b.env = append(b.env, "WRITER_PARTITIONS="+strings.Join(all, ","))
+	}
 	if b.scripts, err = b.writeScripts(); err != nil {
 		return err
 	}
@@ -392,14 +400,34 @@ type counts struct{ applied, rejected int64 }
 func (b *bench) logCounts() (counts, error) {
 	// Wait for the writer to finish what is in flight.
 	time.Sleep(500 * time.Millisecond)
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(b.dataDir, "wallet_writer-p0.db")+"?mode=ro&_busy_timeout=10000")
-	if err != nil {
-		return counts{}, err
-	}
-	defer db.Close()
 	var c counts
-	err = db.QueryRow(`SELECT COALESCE(SUM(type != 'debit_rejected'), 0), COALESCE(SUM(type = 'debit_rejected'), 0) FROM events`).Scan(&c.applied, &c.rejected)
+	err := b.eachLog(func(db *sql.DB) error {
+		var applied, rejected int64
+		err := db.QueryRow(`SELECT COALESCE(SUM(type != 'debit_rejected'), 0), COALESCE(SUM(type = 'debit_rejected'), 0) FROM events`).Scan(&applied, &rejected)
+		c.applied, c.rejected = c.applied+applied, c.rejected+rejected
+		return err
+	})
 	return c, err
+}
+
+// eachLog runs fn on each partition's event log, opened read-only.
+func (b *bench) eachLog(fn func(*sql.DB) error) error {
+	files, err := filepath.Glob(filepath.Join(b.dataDir, "wallet_writer-p*.db"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no event log in %s", b.dataDir)
+	}
+	for _, f := range files {
+		db, err := sql.Open("sqlite", "file:"+f+"?mode=ro&_busy_timeout=10000")
+		if err != nil {
+			return err
+		}
+		err = fn(db)
+		db.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (b *bench) check(before counts, w wrkOut, conns int) string {
@@ -443,6 +471,8 @@ type writerStats struct {
 	MaxBatch int64 `json:"max_batch"`
 }
 
+// writerStats reads the writer's totals; a writer of several partitions
+// reports each, which are added up.
 func (b *bench) writerStats() (writerStats, error) {
 	var s writerStats
 	resp, err := http.Get(b.admin + "/debug/stats")
@@ -450,7 +480,25 @@ func (b *bench) writerStats() (writerStats, error) {
 		return s, err
 	}
 	defer resp.Body.Close()
-	return s, json.NewDecoder(resp.Body).Decode(&s)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return s, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return s, err
+	}
+	if _, single := top["commits"]; single {
+		return s, json.Unmarshal(body, &s)
+	}
+	for _, raw := range top { // keyed by partition
+		var p writerStats
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return s, err
+		}
+		s.Commits, s.Events, s.MaxBatch = s.Commits+p.Commits, s.Events+p.Events, max(s.MaxBatch, p.MaxBatch)
+	}
+	return s, nil
 }
 
 func (b *bench) post(wallet, action string, amount int) ([]byte, error) {
@@ -577,13 +625,14 @@ func (b *bench) rss100k() error {
 }
 
 func (b *bench) walletCount() (int64, error) {
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(b.dataDir, "wallet_writer-p0.db")+"?mode=ro&_busy_timeout=10000")
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
-	var n int64
-	return n, db.QueryRow(`SELECT COUNT(*) FROM wallets`).Scan(&n)
+	var total int64
+	err := b.eachLog(func(db *sql.DB) error {
+		var n int64
+		err := db.QueryRow(`SELECT COUNT(*) FROM wallets`).Scan(&n)
+		total += n
+		return err
+	})
+	return total, err
 }
 
 func (b *bench) writerRSS() (int64, error) {
@@ -614,6 +663,9 @@ func (b *bench) report() string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "Measured %s on %s, commit %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), machine(), gitCommit())
 	fmt.Fprintf(&s, "Everything on this one machine over loopback: the load generator, nats-server, redis-server and the three services. ")
+	if n := os.Getenv("PARTITION_COUNT"); n != "" && n != "1" {
+		fmt.Fprintf(&s, "Partitioned: PARTITION_COUNT=%s, one wallet_writer process with a committer and a log per partition. ", n)
+	}
 	fmt.Fprintf(&s, "Writes are durable: SQLite `synchronous=FULL` in WAL mode, one fsync per commit, every acknowledged write committed before its answer. ")
 	fmt.Fprintf(&s, "Each scenario ran %s. Versions: %s.\n\n", b.dur, versions())
 	s.WriteString("| scenario | req/s | p50 | p99 | max | 200 / 409 / other / socket errors | target |\n|---|---:|---:|---:|---:|---|---|\n")
