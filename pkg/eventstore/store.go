@@ -521,6 +521,30 @@ func (s *Store) Checkpoint(ctx context.Context) (copied int, err error) {
 	return copied, err
 }
 
+// ErrOtherPartition is returned by ClaimPartition for a log written as
+// another partition, or under another partition count.
+var ErrOtherPartition = errors.New("the log belongs to another partition")
+
+// ClaimPartition records that this log holds partition index of count, the
+// first time, and refuses any other afterwards: with another count the
+// server would route some of its wallets elsewhere, where they would start
+// again from nothing, and their money with them.
+func (s *Store) ClaimPartition(ctx context.Context, index, count int) error {
+	want := fmt.Sprintf("%d/%d", index, count)
+	if _, err := s.w.ExecContext(ctx, `INSERT OR IGNORE INTO meta (key, value) VALUES ('partition', ?)`, want); err != nil {
+		return fmt.Errorf("claim partition: %w", err)
+	}
+	var have string
+	if err := s.w.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'partition'`).Scan(&have); err != nil {
+		return fmt.Errorf("claim partition: %w", err)
+	}
+	if have != want {
+		return fmt.Errorf("%w: it was written as partition %s (index/count), this writer is configured as %s; "+
+			"partitions cannot be renumbered or the count changed on a live log", ErrOtherPartition, have, want)
+	}
+	return nil
+}
+
 // Identity returns the id of the writer this log belongs to, making one with
 // newID the first time. A writer that restarts on the same file is the same
 // writer, so it may take back its own partition lease at once.

@@ -264,3 +264,25 @@ func TestWALStaysSmallUnderContinuousWrites(t *testing.T) {
 	}
 	t.Logf("largest WAL: %d KiB", largest>>10)
 }
+
+// A log written as one partition refuses to be opened as another, or under
+// another partition count: its wallets would be routed elsewhere.
+func TestClaimPartition(t *testing.T) {
+	ctx := context.Background()
+	s, err := eventstore.Open(ctx, filepath.Join(t.TempDir(), "w.db"), eventstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.ClaimPartition(ctx, 1, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ClaimPartition(ctx, 1, 4); err != nil {
+		t.Fatalf("the same claim again: %v", err)
+	}
+	for _, other := range [][2]int{{1, 2}, {0, 4}, {1, 8}} {
+		if err := s.ClaimPartition(ctx, other[0], other[1]); !errors.Is(err, eventstore.ErrOtherPartition) {
+			t.Errorf("claim %d/%d of a 1/4 log: %v", other[0], other[1], err)
+		}
+	}
+}

@@ -126,6 +126,9 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 			return err
 		}
 		defer store.Close()
+		if err := store.ClaimPartition(ctx, p, cfg.Partitions); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
 		if cfg.Owner, err = store.Identity(ctx, func() string { return ksuid.New().String() }); err != nil {
 			return err
 		}
