@@ -65,8 +65,11 @@ func EventSubject(domain, streamID, typ string) string {
 
 // EventsStreamConfig is the one definition of the EVENTS stream; every service
 // that needs it creates or updates it with this config.
-func EventsStreamConfig() jetstream.StreamConfig {
+// replicas is how many JetStream servers keep a copy (1 on a single server,
+// 3 on a three-node cluster).
+func EventsStreamConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
+		Replicas:    max(1, replicas),
 		Name:        EventsStream,
 		Description: "every event of every Coffer domain",
 		Subjects:    []string{EventSubjects},

@@ -130,16 +130,17 @@ func (l *Log) Count(ctx context.Context) (int64, error) {
 type Recorder struct {
 	consuming atomic.Bool // the durable consumer is bound
 
-	js      jetstream.JetStream
-	log     *Log
-	l       *slog.Logger
-	now     func() time.Time
-	batch   int
-	metrics *recorderMetrics
+	js       jetstream.JetStream
+	log      *Log
+	l        *slog.Logger
+	now      func() time.Time
+	batch    int
+	replicas int // of the EVENTS stream, when the recorder creates it
+	metrics  *recorderMetrics
 }
 
 // NewRecorder returns a Recorder that fetches up to batch events at a time.
-func NewRecorder(nc *nats.Conn, log *Log, l *slog.Logger, now func() time.Time, batch int) (*Recorder, error) {
+func NewRecorder(nc *nats.Conn, log *Log, l *slog.Logger, now func() time.Time, batch, replicas int) (*Recorder, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -147,7 +148,7 @@ func NewRecorder(nc *nats.Conn, log *Log, l *slog.Logger, now func() time.Time, 
 	if batch <= 0 {
 		batch = 256
 	}
-	return &Recorder{js: js, log: log, l: l, now: now, batch: batch, metrics: newRecorderMetrics()}, nil
+	return &Recorder{js: js, log: log, l: l, now: now, batch: batch, replicas: replicas, metrics: newRecorderMetrics()}, nil
 }
 
 // Run records events until ctx ends. It (re)creates the stream and its
@@ -208,7 +209,7 @@ func retryWait(d time.Duration) time.Duration {
 }
 
 func (r *Recorder) ensure(ctx context.Context) (jetstream.Consumer, error) {
-	if _, err := r.js.CreateOrUpdateStream(ctx, bus.EventsStreamConfig()); err != nil {
+	if _, err := r.js.CreateOrUpdateStream(ctx, bus.EventsStreamConfig(r.replicas)); err != nil {
 		return nil, fmt.Errorf("ensure stream: %w", err)
 	}
 	return r.js.CreateOrUpdateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{

@@ -31,7 +31,7 @@ func envelope(i int) event.Envelope {
 // runRecorder records until the returned stop is called.
 func runRecorder(t *testing.T, nc *nats.Conn, hl *history.Log) (stop func()) {
 	t.Helper()
-	rec, err := history.NewRecorder(nc, hl, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now, 16)
+	rec, err := history.NewRecorder(nc, hl, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now, 16, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestEveryEventOnceAcrossRedeliveryAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := js.CreateOrUpdateStream(ctx, bus.EventsStreamConfig()); err != nil {
+	if _, err := js.CreateOrUpdateStream(ctx, bus.EventsStreamConfig(1)); err != nil {
 		t.Fatal(err)
 	}
 	publish := func(e event.Envelope) {

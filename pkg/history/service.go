@@ -22,6 +22,7 @@ type Settings struct {
 	AdminAddr string
 	LogLevel  string
 	Batch     int
+	Replicas  int
 }
 
 // SettingsFromEnv reads Settings through getenv, with local defaults.
@@ -33,6 +34,7 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		AdminAddr: env.String("ADMIN_ADDR", ":9092"),
 		LogLevel:  env.String("LOG_LEVEL", "info"),
 		Batch:     env.Int("HISTORY_BATCH", 256, 1),
+		Replicas:  env.Int("NATS_REPLICAS", 1, 1),
 	}
 	return s, env.Err()
 }
@@ -67,7 +69,7 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	}
 	defer nc.Close()
 
-	rec, err := NewRecorder(nc, hl, log, time.Now, set.Batch)
+	rec, err := NewRecorder(nc, hl, log, time.Now, set.Batch, set.Replicas)
 	if err != nil {
 		return err
 	}

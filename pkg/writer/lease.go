@@ -21,19 +21,20 @@ var ErrLeaseLost = errors.New("partition lease lost to another writer")
 // bucket's TTL removes a key its holder stopped renewing, so a crashed writer
 // frees its partition after at most one TTL.
 type lease struct {
-	kv    jetstream.KeyValue
-	key   string
-	owner string
-	ttl   time.Duration
-	rev   uint64
-	log   *slog.Logger
+	replicas int // of the lease bucket, when this writer creates it
+	kv       jetstream.KeyValue
+	key      string
+	owner    string
+	ttl      time.Duration
+	rev      uint64
+	log      *slog.Logger
 }
 
 func leaseKey(partition string) string { return "wallet_writer.partition." + partition }
 
 // acquireLease waits until this writer holds the partition's lease, or ctx ends.
-func acquireLease(ctx context.Context, js jetstream.JetStream, partition, owner string, ttl time.Duration, log *slog.Logger) (*lease, error) {
-	l := &lease{key: leaseKey(partition), owner: owner, ttl: ttl, log: log}
+func acquireLease(ctx context.Context, js jetstream.JetStream, partition, owner string, ttl time.Duration, replicas int, log *slog.Logger) (*lease, error) {
+	l := &lease{key: leaseKey(partition), owner: owner, ttl: ttl, replicas: replicas, log: log}
 	waiting := false
 	for {
 		err := l.tryAcquire(ctx, js)
@@ -61,6 +62,7 @@ func (l *lease) tryAcquire(ctx context.Context, js jetstream.JetStream) error {
 			TTL:         l.ttl,
 			History:     1,
 			Storage:     jetstream.FileStorage,
+			Replicas:    max(1, l.replicas),
 		})
 		if err != nil {
 			return fmt.Errorf("lease bucket: %w", err)

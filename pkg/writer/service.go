@@ -49,6 +49,7 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		Sync:      eventstore.Sync(env.OneOf("SQLITE_SYNC", "FULL", "FULL", "NORMAL")),
 		Writer: Config{
 			Partitions:      env.Int("PARTITION_COUNT", 1, 1),
+			Replicas:        env.Int("NATS_REPLICAS", 1, 1),
 			MaxBatch:        env.Int("WRITER_MAX_BATCH", 512, 1),
 			QueueSize:       env.Int("WRITER_QUEUE_SIZE", 8192, 1),
 			LeaseTTL:        env.Duration("WRITER_LEASE_TTL", 10*time.Second),

@@ -38,6 +38,10 @@ type Config struct {
 	// then a number below it. Default 1. It tells the read model's
 	// completeness marker how many writers must mark it.
 	Partitions int
+	// Replicas is how many JetStream servers keep the EVENTS stream and
+	// the lease bucket when this writer creates them. Default 1; 3 on a
+	// three-node NATS cluster.
+	Replicas int
 	// MaxBatch is the most commands one transaction holds. Default 512.
 	MaxBatch int
 	// QueueSize bounds the commands waiting for the committer; past it a
@@ -166,7 +170,7 @@ func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Pro
 // another writer takes the partition.
 func (w *Writer) Run(ctx context.Context) error {
 	owner := w.cfg.Owner
-	lease, err := acquireLease(ctx, w.js, w.cfg.Partition, owner, w.cfg.LeaseTTL, w.log)
+	lease, err := acquireLease(ctx, w.js, w.cfg.Partition, owner, w.cfg.LeaseTTL, w.cfg.Replicas, w.log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil

@@ -69,6 +69,29 @@ type clusterOpts struct {
 	writers map[string]map[string]string
 	// toolEnv is added to the environment of `wallet_writer verify`.
 	toolEnv map[string]string
+	// natsCluster runs three clustered nats-servers (nats-1, nats-2,
+	// nats-3) instead of one, and gives the services all three URLs.
+	natsCluster bool
+}
+
+// natsNodes are the processes of a clustered NATS.
+var natsNodes = []string{"nats-1", "nats-2", "nats-3"}
+
+// natsNodeConf is one node's config: JetStream, and routes to all three.
+func (c *cluster) natsNodeConf(name string) string {
+	var routes []string
+	for _, n := range natsNodes {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", c.ports["route-"+n]))
+	}
+	return fmt.Sprintf(`server_name: %s
+listen: 127.0.0.1:%d
+jetstream { store_dir: %q }
+cluster {
+  name: coffer
+  listen: 127.0.0.1:%d
+  routes: [%s]
+}
+`, name, c.ports[name], filepath.Join(c.dir, name), c.ports["route-"+name], strings.Join(routes, ", "))
 }
 
 // proc is one running process; done closes when it has exited.
@@ -98,6 +121,11 @@ func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cl
 	for _, k := range []string{"http", "nats", "redis", "writer", "history"} {
 		c.ports[k] = testwait.FreePort(t)
 	}
+	if opts.natsCluster {
+		for _, n := range natsNodes {
+			c.ports[n], c.ports["route-"+n] = testwait.FreePort(t), testwait.FreePort(t)
+		}
+	}
 	t.Cleanup(func() {
 		c.mu.Lock()
 		var all []string
@@ -121,6 +149,12 @@ func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cl
 		}
 	})
 	for _, n := range names {
+		if n == "nats-server" && opts.natsCluster {
+			for _, node := range natsNodes {
+				c.start(node)
+			}
+			continue
+		}
 		if n != "wallet_writer" {
 			c.start(n)
 			continue
@@ -136,8 +170,16 @@ func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cl
 func (c *cluster) base() string { return fmt.Sprintf("http://127.0.0.1:%d", c.ports["http"]) }
 
 func (c *cluster) env() []string {
+	natsURL := fmt.Sprintf("nats://127.0.0.1:%d", c.ports["nats"])
+	if c.opts.natsCluster {
+		var urls []string
+		for _, n := range natsNodes {
+			urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", c.ports[n]))
+		}
+		natsURL = strings.Join(urls, ",")
+	}
 	env := append(os.Environ(),
-		fmt.Sprintf("NATS_URL=nats://127.0.0.1:%d", c.ports["nats"]),
+		"NATS_URL="+natsURL,
 		fmt.Sprintf("REDIS_URL=redis://127.0.0.1:%d/0", c.ports["redis"]),
 		fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", c.ports["http"]),
 		"DATA_DIR="+c.dir,
@@ -164,6 +206,12 @@ func (c *cluster) start(name string) {
 			args = append(args, "-c", conf)
 		}
 		cmd = exec.Command(filepath.Join(binDir, "nats-server"), args...)
+	case "nats-1", "nats-2", "nats-3":
+		conf := filepath.Join(c.dir, name+".conf")
+		if err := os.WriteFile(conf, []byte(c.natsNodeConf(name)), 0o644); err != nil {
+			c.t.Fatal(err)
+		}
+		cmd = exec.Command(filepath.Join(binDir, "nats-server"), "-c", conf)
 	case "redis-server":
 		cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", fmt.Sprint(c.ports["redis"]),
 			"--save", "", "--appendonly", "no", "--dir", c.dir)
@@ -203,6 +251,9 @@ func (c *cluster) start(name string) {
 	if name == "nats-server" || name == "redis-server" {
 		port := c.ports[strings.TrimSuffix(name, "-server")]
 		eventually(c.t, 10*time.Second, name+" listening", func() bool { return listening(port) })
+	}
+	if strings.HasPrefix(name, "nats-") && name != "nats-server" {
+		eventually(c.t, 10*time.Second, name+" listening", func() bool { return listening(c.ports[name]) })
 	}
 }
 
