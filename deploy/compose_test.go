@@ -33,22 +33,52 @@ type compose struct {
 		DependsOn   map[string]struct{ Condition string } `yaml:"depends_on"`
 		Healthcheck *struct{ Test []string }
 		Restart     string
-		StopSignal  string `yaml:"stop_signal"`
+		StopSignal  string   `yaml:"stop_signal"`
+		Profiles    []string `yaml:"profiles"`
 	}
 	Volumes map[string]any
 }
 
-func load(t *testing.T) compose {
+// load reads docker-compose.yml with its ${VAR:-default}s at their
+// defaults; loadWith takes values from env first, as docker compose would.
+func load(t *testing.T) compose { return loadWith(t, nil) }
+
+var interpolation = regexp.MustCompile(`\$\{([A-Z_]+):-([^}]*)\}`)
+
+func loadWith(t *testing.T, env map[string]string) compose {
 	t.Helper()
 	b, err := os.ReadFile("../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	b = interpolation.ReplaceAllFunc(b, func(m []byte) []byte {
+		sub := interpolation.FindSubmatch(m)
+		if v, ok := env[string(sub[1])]; ok {
+			return []byte(v)
+		}
+		return sub[2]
+	})
 	var c compose
 	if err := yaml.Unmarshal(b, &c); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
 	return c
+}
+
+// envFile reads a docker compose --env-file.
+func envFile(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			env[k] = v
+		}
+	}
+	return env
 }
 
 // envRead returns the names a service's SettingsFromEnv reads.
@@ -70,7 +100,7 @@ var ours = map[string]struct {
 
 func TestComposeStack(t *testing.T) {
 	c := load(t)
-	want := []string{"nats", "redis", "wallet_writer", "history_writer", "wallet_server_a", "wallet_server_b", "router"}
+	want := []string{"nats", "nats-2", "nats-3", "redis", "wallet_writer", "history_writer", "wallet_server_a", "wallet_server_b", "router"}
 	var got []string
 	for name := range c.Services {
 		got = append(got, name)
@@ -161,6 +191,64 @@ func checkURLHost(t *testing.T, c compose, raw, service, port string) {
 	}
 	if _, ok := c.Services[service]; !ok {
 		t.Errorf("URL %q names no service", raw)
+	}
+}
+
+// The cluster profile (deploy/cluster.env): three NATS servers routed to
+// each other, every service given all three, and three replicas of what
+// the writers create.
+func TestComposeClusterProfile(t *testing.T) {
+	env := envFile(t, "cluster.env")
+	if env["COMPOSE_PROFILES"] != "cluster" {
+		t.Fatalf("cluster.env does not select the cluster profile: %v", env)
+	}
+	c := loadWith(t, env)
+	nodes := []string{"nats", "nats-2", "nats-3"}
+	conf, err := os.ReadFile("nats-cluster.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		svc, ok := c.Services[n]
+		if !ok {
+			t.Fatalf("no service %s", n)
+		}
+		if n != "nats" && !slices.Contains(svc.Profiles, "cluster") {
+			t.Errorf("%s is not in the cluster profile: %v", n, svc.Profiles)
+		}
+		if svc.Environment["NATS_NAME"] != n || !slices.Equal(svc.Command, []string{"-c", "/etc/nats/nats-cluster.conf"}) ||
+			!slices.Contains(svc.Volumes, "./deploy/nats-cluster.conf:/etc/nats/nats-cluster.conf:ro") {
+			t.Errorf("%s: NATS_NAME %q, command %v, volumes %v", n, svc.Environment["NATS_NAME"], svc.Command, svc.Volumes)
+		}
+		if !strings.Contains(string(conf), "nats-route://"+n+":6222") {
+			t.Errorf("nats-cluster.conf has no route to %s", n)
+		}
+	}
+	if len(slices.Compact(slices.Sorted(func(yield func(string) bool) {
+		for _, n := range nodes {
+			if !yield(c.Services[n].Volumes[0]) {
+				return
+			}
+		}
+	}))) != 3 {
+		t.Error("the three NATS servers do not each have a data volume of their own")
+	}
+	for name := range ours {
+		svc := c.Services[name]
+		urls := strings.Split(svc.Environment["NATS_URL"], ",")
+		if len(urls) != 3 {
+			t.Errorf("%s: NATS_URL %q, want all three servers", name, svc.Environment["NATS_URL"])
+		}
+		for i, u := range urls {
+			checkURLHost(t, c, u, nodes[i], "4222")
+		}
+		if ours[name].reads["NATS_REPLICAS"] && svc.Environment["NATS_REPLICAS"] != "3" {
+			t.Errorf("%s: NATS_REPLICAS %q, want 3", name, svc.Environment["NATS_REPLICAS"])
+		}
+	}
+	out, err := exec.Command("docker-compose", "--env-file", "cluster.env", "-f", "../docker-compose.yml", "config", "-q").CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker-compose config with the cluster profile: %v\n%s", err, out)
 	}
 }
 
