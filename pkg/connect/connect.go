@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,10 +47,26 @@ func NATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// Redis returns a client for url (redis://, rediss:// or unix://). go-redis
+// Redis returns a client for url. go-redis
 // dials lazily and redials on every command, so a Redis that is down now is
 // used as soon as it is back.
-func Redis(url string) (*redis.Client, error) {
+//
+// One server: redis://host:6379/0 (rediss:// for TLS, unix:///path). A
+// primary found through Sentinel: the sentinels' addresses and the
+// primary's name, redis://sentinel-1:26379/0?master_name=coffer&addr=sentinel-2:26379;
+// the client follows a failover by itself.
+func Redis(url string) (redis.UniversalClient, error) {
+	if strings.Contains(url, "master_name=") {
+		opt, err := redis.ParseFailoverURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("redis url %q: %w", url, err)
+		}
+		opt.MaxRetries = 1
+		opt.DialTimeout = time.Second
+		opt.ReadTimeout = 2 * time.Second
+		opt.WriteTimeout = 2 * time.Second
+		return redis.NewFailoverClient(opt), nil
+	}
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis url %q: %w", url, err)

@@ -121,6 +121,19 @@ return 0
 type Projection struct {
 	rdb   redis.UniversalClient
 	reads chan balanceReq // nil: every Balance is its own round trip
+
+	// With replicas, a push counts only once this many replicas have it
+	// (WAIT), so that a failover to a replica never loses a state a writer
+	// has already answered with.
+	minReplicas int
+	waitFor     time.Duration
+}
+
+// RequireReplicas makes every Push wait until n replicas acknowledge it,
+// at most timeout; a push they do not acknowledge in time fails, and the
+// writer retries it as it retries any failed push.
+func (p *Projection) RequireReplicas(n int, timeout time.Duration) {
+	p.minReplicas, p.waitFor = n, timeout
 }
 
 // New returns a Projection over rdb.
@@ -187,6 +200,15 @@ func (p *Projection) pushOnce(ctx context.Context, changes []Change) ([]string, 
 	for i, r := range results {
 		if n, _ := r.Int(); n < 0 {
 			gaps = append(gaps, changes[i].View.WalletID)
+		}
+	}
+	if p.minReplicas > 0 {
+		n, err := p.rdb.Do(ctx, "WAIT", p.minReplicas, p.waitFor.Milliseconds()).Int64()
+		if err != nil {
+			return nil, fmt.Errorf("push %d wallets: wait for replicas: %w", len(changes), err)
+		}
+		if n < int64(p.minReplicas) {
+			return nil, fmt.Errorf("push %d wallets: %d of %d replicas acknowledged within %s", len(changes), n, p.minReplicas, p.waitFor)
 		}
 	}
 	return gaps, nil

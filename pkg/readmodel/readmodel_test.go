@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -333,5 +334,25 @@ func TestReadsWaitForEveryPartition(t *testing.T) {
 	}
 	if v, _ := rs.Client(t).Get(ctx, readmodel.CompleteKey).Result(); v != "10" {
 		t.Fatalf("marker after a 2-partition writer finished part 0: %q, want %q", v, "10")
+	}
+}
+
+// With replicas required, a push no replica acknowledges in time fails,
+// so the writer keeps the wallet dirty and pushes it again later.
+func TestPushWaitsForReplicas(t *testing.T) {
+	ctx := context.Background()
+	p, _ := complete(t)
+	h := history(ksuid.New().String(), 2)
+	if _, err := p.Push(ctx, h[:1]); err != nil {
+		t.Fatalf("without replicas required: %v", err)
+	}
+	p.RequireReplicas(1, 100*time.Millisecond)
+	start := time.Now()
+	_, err := p.Push(ctx, h[1:])
+	if err == nil || !strings.Contains(err.Error(), "0 of 1 replicas") {
+		t.Fatalf("a push on a Redis without replicas: %v", err)
+	}
+	if waited := time.Since(start); waited < 100*time.Millisecond {
+		t.Fatalf("gave up after %s, before the 100ms wait", waited)
 	}
 }

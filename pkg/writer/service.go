@@ -31,6 +31,8 @@ type Settings struct {
 	AdminAddr string
 	LogLevel  string
 	Sync      eventstore.Sync
+	// RedisMinReplicas: each push to Redis waits for this many replicas.
+	RedisMinReplicas int
 	// Partitions are the partitions this process serves, each with a
 	// writer of its own; Writer.Partitions is how many the deployment has.
 	Partitions []int
@@ -41,12 +43,13 @@ type Settings struct {
 func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 	env := config.New(getenv)
 	s := Settings{
-		NATSURL:   env.String("NATS_URL", "nats://127.0.0.1:4222"),
-		RedisURL:  env.String("REDIS_URL", "redis://127.0.0.1:6379/0"),
-		DataDir:   env.String("DATA_DIR", "./data"),
-		AdminAddr: env.String("ADMIN_ADDR", ":9091"),
-		LogLevel:  env.String("LOG_LEVEL", "info"),
-		Sync:      eventstore.Sync(env.OneOf("SQLITE_SYNC", "FULL", "FULL", "NORMAL")),
+		NATSURL:          env.String("NATS_URL", "nats://127.0.0.1:4222"),
+		RedisURL:         env.String("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		DataDir:          env.String("DATA_DIR", "./data"),
+		AdminAddr:        env.String("ADMIN_ADDR", ":9091"),
+		LogLevel:         env.String("LOG_LEVEL", "info"),
+		Sync:             eventstore.Sync(env.OneOf("SQLITE_SYNC", "FULL", "FULL", "NORMAL")),
+		RedisMinReplicas: env.Int("REDIS_MIN_REPLICAS", 0, 0),
 		Writer: Config{
 			Partitions:      env.Int("PARTITION_COUNT", 1, 1),
 			Replicas:        env.Int("NATS_REPLICAS", 1, 1),
@@ -161,7 +164,11 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 	}
 	for i, cfg := range cfgs {
-		if writers[i], err = New(cfg, nc, stores[i], readmodel.New(rdb), log.With("partition", cfg.Partition), time.Now); err != nil {
+		proj := readmodel.New(rdb)
+		if set.RedisMinReplicas > 0 {
+			proj.RequireReplicas(set.RedisMinReplicas, set.Writer.RedisTimeout/2)
+		}
+		if writers[i], err = New(cfg, nc, stores[i], proj, log.With("partition", cfg.Partition), time.Now); err != nil {
 			return err
 		}
 		if err := writers[i].RegisterMetrics(reg); err != nil {

@@ -72,6 +72,9 @@ type clusterOpts struct {
 	// natsCluster runs three clustered nats-servers (nats-1, nats-2,
 	// nats-3) instead of one, and gives the services all three URLs.
 	natsCluster bool
+	// redisSentinel adds a Redis replica and a Sentinel watching the
+	// primary as "coffer", and gives the services the Sentinel's URL.
+	redisSentinel bool
 }
 
 // natsNodes are the processes of a clustered NATS.
@@ -121,6 +124,9 @@ func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cl
 	for _, k := range []string{"http", "nats", "redis", "writer", "history"} {
 		c.ports[k] = testwait.FreePort(t)
 	}
+	if opts.redisSentinel {
+		c.ports["redis-replica"], c.ports["redis-sentinel"] = testwait.FreePort(t), testwait.FreePort(t)
+	}
 	if opts.natsCluster {
 		for _, n := range natsNodes {
 			c.ports[n], c.ports["route-"+n] = testwait.FreePort(t), testwait.FreePort(t)
@@ -155,6 +161,12 @@ func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cl
 			}
 			continue
 		}
+		if n == "redis-server" && opts.redisSentinel {
+			c.start(n)
+			c.start("redis-replica")
+			c.start("redis-sentinel")
+			continue
+		}
 		if n != "wallet_writer" {
 			c.start(n)
 			continue
@@ -178,9 +190,13 @@ func (c *cluster) env() []string {
 		}
 		natsURL = strings.Join(urls, ",")
 	}
+	redisURL := fmt.Sprintf("redis://127.0.0.1:%d/0", c.ports["redis"])
+	if c.opts.redisSentinel {
+		redisURL = fmt.Sprintf("redis://127.0.0.1:%d/0?master_name=coffer", c.ports["redis-sentinel"])
+	}
 	env := append(os.Environ(),
 		"NATS_URL="+natsURL,
-		fmt.Sprintf("REDIS_URL=redis://127.0.0.1:%d/0", c.ports["redis"]),
+		"REDIS_URL="+redisURL,
 		fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", c.ports["http"]),
 		"DATA_DIR="+c.dir,
 		"LOG_LEVEL=info",
@@ -212,6 +228,25 @@ func (c *cluster) start(name string) {
 			c.t.Fatal(err)
 		}
 		cmd = exec.Command(filepath.Join(binDir, "nats-server"), "-c", conf)
+	case "redis-replica":
+		dir := filepath.Join(c.dir, "replica")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			c.t.Fatal(err)
+		}
+		cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", fmt.Sprint(c.ports["redis-replica"]),
+			"--replicaof", "127.0.0.1", fmt.Sprint(c.ports["redis"]), "--save", "", "--appendonly", "no", "--dir", dir)
+	case "redis-sentinel":
+		conf := filepath.Join(c.dir, "sentinel.conf") // Sentinel rewrites it: it must be its own
+		if err := os.WriteFile(conf, []byte(fmt.Sprintf(`bind 127.0.0.1
+port %d
+dir %s
+sentinel monitor coffer 127.0.0.1 %d 1
+sentinel down-after-milliseconds coffer 1000
+sentinel failover-timeout coffer 10000
+`, c.ports["redis-sentinel"], c.dir, c.ports["redis"])), 0o644); err != nil {
+			c.t.Fatal(err)
+		}
+		cmd = exec.Command("redis-server", conf, "--sentinel")
 	case "redis-server":
 		cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", fmt.Sprint(c.ports["redis"]),
 			"--save", "", "--appendonly", "no", "--dir", c.dir)
@@ -252,7 +287,7 @@ func (c *cluster) start(name string) {
 		port := c.ports[strings.TrimSuffix(name, "-server")]
 		eventually(c.t, 10*time.Second, name+" listening", func() bool { return listening(port) })
 	}
-	if strings.HasPrefix(name, "nats-") && name != "nats-server" {
+	if (strings.HasPrefix(name, "nats-") && name != "nats-server") || strings.HasPrefix(name, "redis-") && name != "redis-server" {
 		eventually(c.t, 10*time.Second, name+" listening", func() bool { return listening(c.ports[name]) })
 	}
 }
