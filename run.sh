@@ -172,7 +172,7 @@ if answers "$nats_host" "$nats_port"; then
 	start_nats=0
 fi
 start_redis=0
-if [[ $REDIS_URL == unix://* || $REDIS_URL == *master_name=* ]]; then
+if [[ $REDIS_URL == unix://* || $REDIS_URL == *master_name=* || $REDIS_URL == redis*-cluster://* ]]; then
 	say "using the Redis server at $REDIS_URL"
 else
 	redis_host=$(url_host "$REDIS_URL") || die "REDIS_URL $REDIS_URL: want redis://host:port/db"

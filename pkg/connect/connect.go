@@ -54,8 +54,25 @@ func NATS(url, name string, log *slog.Logger) (*nats.Conn, error) {
 // One server: redis://host:6379/0 (rediss:// for TLS, unix:///path). A
 // primary found through Sentinel: the sentinels' addresses and the
 // primary's name, redis://sentinel-1:26379/0?master_name=coffer&addr=sentinel-2:26379;
-// the client follows a failover by itself.
+// the client follows a failover by itself. A Redis Cluster: any of its
+// nodes, redis-cluster://node-1:6379?addr=node-2:6379 (rediss-cluster://
+// for TLS).
 func Redis(url string) (redis.UniversalClient, error) {
+	if rest, ok := strings.CutPrefix(url, "redis-cluster://"); ok || strings.HasPrefix(url, "rediss-cluster://") {
+		u := "redis://" + rest
+		if !ok {
+			u = "rediss://" + strings.TrimPrefix(url, "rediss-cluster://")
+		}
+		opt, err := redis.ParseClusterURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("redis url %q: %w", url, err)
+		}
+		opt.MaxRetries = 1
+		opt.DialTimeout = time.Second
+		opt.ReadTimeout = 2 * time.Second
+		opt.WriteTimeout = 2 * time.Second
+		return redis.NewClusterClient(opt), nil
+	}
 	if strings.Contains(url, "master_name=") {
 		opt, err := redis.ParseFailoverURL(url)
 		if err != nil {

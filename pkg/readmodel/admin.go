@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -48,61 +49,99 @@ func (p *Projection) Inspect(ctx context.Context, walletID string) (Stored, erro
 	return s, nil
 }
 
-// WalletIDs calls fn with the id of every wallet Redis holds a key for.
-func (p *Projection) WalletIDs(ctx context.Context, fn func(id string) error) error {
-	seen := map[string]bool{}
-	iter := p.rdb.Scan(ctx, 0, "wallet.*", 1000).Iterator()
+// scan calls fn with every key matching pattern, on every primary of a
+// Redis Cluster.
+func (p *Projection) scan(ctx context.Context, pattern string, fn func(key string) error) error {
+	if cc, ok := p.rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+			for iter.Next(ctx) {
+				mu.Lock()
+				err := fn(iter.Val())
+				mu.Unlock()
+				if err != nil {
+					return err
+				}
+			}
+			return iter.Err()
+		})
+	}
+	iter := p.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
 	for iter.Next(ctx) {
-		id := strings.TrimPrefix(iter.Val(), "wallet.")
-		id, _, _ = strings.Cut(id, ".")
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		if err := fn(id); err != nil {
+		if err := fn(iter.Val()); err != nil {
 			return err
 		}
 	}
 	return iter.Err()
 }
 
+// WalletIDs calls fn once with the id of every wallet Redis holds a key
+// for: wallet.<id>, or {wallet.<id>}.tx / .rejected.
+func (p *Projection) WalletIDs(ctx context.Context, fn func(id string) error) error {
+	seen := map[string]bool{}
+	each := func(key string) error {
+		id := strings.TrimPrefix(strings.TrimPrefix(key, "{"), "wallet.")
+		id, _, _ = strings.Cut(id, "}")
+		id, _, _ = strings.Cut(id, ".")
+		if seen[id] {
+			return nil
+		}
+		seen[id] = true
+		return fn(id)
+	}
+	if err := p.scan(ctx, "wallet.*", each); err != nil {
+		return err
+	}
+	return p.scan(ctx, "{wallet.*", each)
+}
+
 // Erase deletes the whole read model, the completeness marker first so that
-// reads refuse to answer from then on.
+// reads refuse to answer from then on. It returns how many wallet keys it
+// deleted.
 func (p *Projection) Erase(ctx context.Context) (int, error) {
 	if err := p.rdb.Del(ctx, CompleteKey).Err(); err != nil {
 		return 0, fmt.Errorf("erase: %w", err)
 	}
-	rebuilding, err := p.rdb.Keys(ctx, RebuildingKey+".*").Result()
-	if err == nil && len(rebuilding) > 0 {
-		err = p.rdb.Del(ctx, rebuilding...).Err()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("erase: %w", err)
-	}
-	n := 0
-	iter := p.rdb.Scan(ctx, 0, "wallet.*", 1000).Iterator()
-	var batch []string
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := p.rdb.Unlink(ctx, batch...).Err(); err != nil {
-			return fmt.Errorf("erase: %w", err)
-		}
-		n += len(batch)
-		batch = batch[:0]
-		return nil
-	}
-	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == 1000 {
-			if err := flush(); err != nil {
-				return n, err
-			}
+	var keys []string
+	for _, pattern := range []string{RebuildingKey + ".*", "wallet.*", "{wallet.*"} {
+		if err := p.scan(ctx, pattern, func(k string) error { keys = append(keys, k); return nil }); err != nil {
+			return 0, fmt.Errorf("erase: %w", err)
 		}
 	}
-	if err := iter.Err(); err != nil {
-		return n, fmt.Errorf("erase: %w", err)
+	for start := 0; start < len(keys); start += 1000 {
+		pipe := p.rdb.Pipeline() // one key per command: no command spans two cluster slots
+		for _, k := range keys[start:min(len(keys), start+1000)] {
+			pipe.Unlink(ctx, k)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return start, fmt.Errorf("erase: %w", err)
+		}
 	}
-	return n, flush()
+	return len(keys), nil
 }
+
+// EnsureLayout makes sure the read model is written in this build's key
+// layout: if Redis holds wallets in another one, it erases the read model
+// (the writers then project it again) and reports that it did.
+func (p *Projection) EnsureLayout(ctx context.Context) (erased bool, err error) {
+	have, err := p.rdb.Get(ctx, LayoutKey).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, fmt.Errorf("read model layout: %w", err)
+	}
+	if have == Layout {
+		return false, nil
+	}
+	any := false
+	if err := p.scan(ctx, "wallet.*", func(string) error { any = true; return errStop }); err != nil && !errors.Is(err, errStop) {
+		return false, fmt.Errorf("read model layout: %w", err)
+	}
+	if any {
+		if _, err := p.Erase(ctx); err != nil {
+			return false, err
+		}
+	}
+	return any, p.rdb.Set(ctx, LayoutKey, Layout, 0).Err()
+}
+
+var errStop = errors.New("stop")

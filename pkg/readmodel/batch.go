@@ -2,6 +2,7 @@ package readmodel
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -50,6 +51,25 @@ func (p *Projection) pipelineLoop(ctx context.Context) {
 			}
 		}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if p.cluster {
+			// A wallet's state and the marker live in different slots.
+			pipe := p.rdb.Pipeline()
+			marker := pipe.Get(pctx, CompleteKey)
+			states := make([]*redis.StringCmd, len(batch))
+			for i, r := range batch {
+				states[i] = pipe.Get(pctx, StateKey(r.walletID))
+			}
+			_, err := pipe.Exec(pctx)
+			cancel()
+			for i, r := range batch {
+				if err != nil && !errors.Is(err, redis.Nil) {
+					r.out <- balanceAns{err: err}
+					continue
+				}
+				r.out <- balanceAns{vals: []any{orNil(states[i]), orNil(marker)}}
+			}
+			continue
+		}
 		pipe := p.rdb.Pipeline()
 		cmds = cmds[:0]
 		for _, r := range batch {
@@ -71,6 +91,14 @@ func (p *Projection) pipelineLoop(ctx context.Context) {
 // shared pipeline when it is enabled.
 func (p *Projection) mget(ctx context.Context, walletID string) ([]any, error) {
 	if p.reads == nil {
+		if p.cluster {
+			pipe := p.rdb.Pipeline()
+			state, marker := pipe.Get(ctx, StateKey(walletID)), pipe.Get(ctx, CompleteKey)
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, err
+			}
+			return []any{orNil(state), orNil(marker)}, nil
+		}
 		return p.rdb.MGet(ctx, StateKey(walletID), CompleteKey).Result()
 	}
 	r := balanceReq{walletID: walletID, out: make(chan balanceAns, 1)}
@@ -85,4 +113,13 @@ func (p *Projection) mget(ctx context.Context, walletID string) ([]any, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// orNil is a GET's value as MGET gives it: the string, or nil if the key
+// does not exist.
+func orNil(c *redis.StringCmd) any {
+	if c.Err() != nil {
+		return nil
+	}
+	return c.Val()
 }

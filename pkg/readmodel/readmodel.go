@@ -37,8 +37,15 @@ import (
 // writer puts its own '1' back when it has re-projected its partition.
 // RebuildingKey + ".p<index>" holds the token of a partition's rebuild.
 const (
-	CompleteKey   = "coffer.readmodel.complete"
-	RebuildingKey = "coffer.readmodel.rebuilding"
+	CompleteKey = "coffer.readmodel.complete"
+	// RebuildingKey shares CompleteKey's Redis Cluster slot (the braces),
+	// so that the script finishing a rebuild may touch both.
+	RebuildingKey = "{coffer.readmodel.complete}.rebuilding"
+	// LayoutKey names the key layout the read model is written in; a
+	// writer that finds another layout erases the read model and
+	// projects it again.
+	LayoutKey = "{coffer.readmodel.complete}.layout"
+	Layout    = "2" // the sorted sets' keys carry a hash tag
 )
 
 // Part is one partition, Index of Of, as far as the completeness marker is
@@ -79,10 +86,12 @@ type Change struct {
 func StateKey(walletID string) string { return "wallet." + walletID }
 
 // TransactionsKey is the Redis key of a wallet's applied transactions.
-func TransactionsKey(walletID string) string { return "wallet." + walletID + ".tx" }
+// Its braces put it in the same Redis Cluster slot as the state key
+// wallet.<id>, so that one script may touch both.
+func TransactionsKey(walletID string) string { return "{wallet." + walletID + "}.tx" }
 
 // RejectedKey is the Redis key of a wallet's rejected debits.
-func RejectedKey(walletID string) string { return "wallet." + walletID + ".rejected" }
+func RejectedKey(walletID string) string { return "{wallet." + walletID + "}.rejected" }
 
 // push keeps one invariant: a wallet whose state key says version V has
 // every transaction up to V in its sorted sets. A push carries the state
@@ -127,6 +136,7 @@ type Projection struct {
 	// has already answered with.
 	minReplicas int
 	waitFor     time.Duration
+	cluster     bool // a Redis Cluster: no command may span two slots
 }
 
 // RequireReplicas makes every Push wait until n replicas acknowledge it,
@@ -137,7 +147,10 @@ func (p *Projection) RequireReplicas(n int, timeout time.Duration) {
 }
 
 // New returns a Projection over rdb.
-func New(rdb redis.UniversalClient) *Projection { return &Projection{rdb: rdb} }
+func New(rdb redis.UniversalClient) *Projection {
+	_, cluster := rdb.(*redis.ClusterClient)
+	return &Projection{rdb: rdb, cluster: cluster}
+}
 
 // Ping checks that Redis answers.
 func (p *Projection) Ping(ctx context.Context) error { return p.rdb.Ping(ctx).Err() }
@@ -246,7 +259,8 @@ func (p *Projection) BeginRebuild(ctx context.Context, part Part, token string) 
 // finish marks one partition complete only if its rebuild marker still
 // holds the caller's token: a FLUSHALL during the rebuild removed it, and
 // then what was compared before the flush proves nothing. A marker made for
-// another partition count starts over from all '0'.
+// another partition count starts over from all '0'. It also records the
+// key layout the model is written in.
 var finish = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
@@ -257,6 +271,7 @@ if not v or #v ~= n then
   v = string.rep('0', n)
 end
 redis.call('SET', KEYS[2], string.sub(v, 1, i) .. '1' .. string.sub(v, i + 2))
+redis.call('SET', KEYS[3], ARGV[4])
 redis.call('DEL', KEYS[1])
 return 1
 `)
@@ -264,7 +279,7 @@ return 1
 // FinishRebuild marks part complete if nothing erased Redis since
 // BeginRebuild(part, token), and reports whether it did.
 func (p *Projection) FinishRebuild(ctx context.Context, part Part, token string) (bool, error) {
-	n, err := finish.Run(ctx, p.rdb, []string{part.rebuildingKey(), CompleteKey}, token, part.Of, part.Index).Int()
+	n, err := finish.Run(ctx, p.rdb, []string{part.rebuildingKey(), CompleteKey, LayoutKey}, token, part.Of, part.Index, Layout).Int()
 	if err != nil {
 		return false, fmt.Errorf("finish rebuild: %w", err)
 	}

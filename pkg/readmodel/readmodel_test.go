@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/ksuid"
 
 	"coffer/pkg/readmodel"
@@ -354,5 +355,34 @@ func TestPushWaitsForReplicas(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 100*time.Millisecond {
 		t.Fatalf("gave up after %s, before the 100ms wait", waited)
+	}
+}
+
+// A read model written in the old key layout (sorted sets without hash
+// tags) is erased once, to be projected again; one in this layout is kept.
+func TestEnsureLayoutErasesAnOldLayout(t *testing.T) {
+	ctx := context.Background()
+	rs := redistest.Start(t)
+	rdb := rs.Client(t)
+	p := readmodel.New(rdb)
+	id := ksuid.New().String()
+	rdb.Set(ctx, "wallet."+id, `{"wallet_id":"`+id+`","balance":1,"version":1}`, 0)
+	rdb.ZAdd(ctx, "wallet."+id+".tx", redis.Z{Score: 1, Member: "x"})
+	rdb.Set(ctx, readmodel.CompleteKey, "1", 0)
+	if erased, err := p.EnsureLayout(ctx); !erased || err != nil {
+		t.Fatalf("old layout: erased %v, %v", erased, err)
+	}
+	if n := rdb.Exists(ctx, "wallet."+id, "wallet."+id+".tx", readmodel.CompleteKey).Val(); n != 0 {
+		t.Fatalf("%d keys of the old layout left", n)
+	}
+	// Projected again in this layout, it is kept.
+	if _, err := p.Push(ctx, history(id, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if erased, err := p.EnsureLayout(ctx); erased || err != nil {
+		t.Fatalf("this layout: erased %v, %v", erased, err)
+	}
+	if n := rdb.Exists(ctx, readmodel.StateKey(id), readmodel.TransactionsKey(id)).Val(); n != 2 {
+		t.Fatalf("%d of the wallet's 2 keys left", n)
 	}
 }

@@ -119,6 +119,17 @@ func (w *Writer) project(ctx context.Context) {
 }
 
 func (w *Writer) projectOnce(ctx context.Context, complete *bool) error {
+	if !w.layoutChecked {
+		erased, err := w.proj.EnsureLayout(ctx)
+		if err != nil {
+			return err
+		}
+		if erased {
+			w.log.Warn("redis held the read model in an older key layout; erased it to project it again")
+			*complete = false
+		}
+		w.layoutChecked = true
+	}
 	if *complete {
 		ok, err := w.proj.IsComplete(ctx, w.part)
 		if err != nil {

@@ -131,6 +131,8 @@ type Writer struct {
 	dirty     *dirtySet             // wallets Redis is behind on
 	redisDown atomic.Bool           // a push failed; the projector has not reached Redis since
 
+	layoutChecked bool // the projector made sure of the read model's key layout
+
 	// states is the latest state of every wallet, owned by the committer
 	// goroutine.
 	states map[string]wallet.State

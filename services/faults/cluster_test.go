@@ -75,7 +75,13 @@ type clusterOpts struct {
 	// redisSentinel adds a Redis replica and a Sentinel watching the
 	// primary as "coffer", and gives the services the Sentinel's URL.
 	redisSentinel bool
+	// redisCluster runs a three-primary Redis Cluster (redis-c1..c3)
+	// instead of one Redis, and gives the services a redis-cluster:// URL.
+	redisCluster bool
 }
+
+// redisNodes are the primaries of a Redis Cluster.
+var redisNodes = []string{"redis-c1", "redis-c2", "redis-c3"}
 
 // natsNodes are the processes of a clustered NATS.
 var natsNodes = []string{"nats-1", "nats-2", "nats-3"}
@@ -127,6 +133,11 @@ func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cl
 	if opts.redisSentinel {
 		c.ports["redis-replica"], c.ports["redis-sentinel"] = testwait.FreePort(t), testwait.FreePort(t)
 	}
+	if opts.redisCluster {
+		for _, n := range redisNodes {
+			c.ports[n], c.ports["bus-"+n] = testwait.FreePort(t), testwait.FreePort(t)
+		}
+	}
 	if opts.natsCluster {
 		for _, n := range natsNodes {
 			c.ports[n], c.ports["route-"+n] = testwait.FreePort(t), testwait.FreePort(t)
@@ -159,6 +170,21 @@ func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cl
 			for _, node := range natsNodes {
 				c.start(node)
 			}
+			continue
+		}
+		if n == "redis-server" && opts.redisCluster {
+			var addrs []string
+			for _, node := range redisNodes {
+				c.start(node)
+				addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", c.ports[node]))
+			}
+			if out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput(); err != nil {
+				t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+			}
+			eventually(t, 30*time.Second, "the Redis Cluster ok", func() bool {
+				out, _ := exec.Command("redis-cli", "-p", fmt.Sprint(c.ports[redisNodes[0]]), "cluster", "info").Output()
+				return strings.Contains(string(out), "cluster_state:ok")
+			})
 			continue
 		}
 		if n == "redis-server" && opts.redisSentinel {
@@ -194,6 +220,10 @@ func (c *cluster) env() []string {
 	if c.opts.redisSentinel {
 		redisURL = fmt.Sprintf("redis://127.0.0.1:%d/0?master_name=coffer", c.ports["redis-sentinel"])
 	}
+	if c.opts.redisCluster {
+		redisURL = fmt.Sprintf("redis-cluster://127.0.0.1:%d?addr=127.0.0.1:%d&addr=127.0.0.1:%d",
+			c.ports[redisNodes[0]], c.ports[redisNodes[1]], c.ports[redisNodes[2]])
+	}
 	env := append(os.Environ(),
 		"NATS_URL="+natsURL,
 		"REDIS_URL="+redisURL,
@@ -228,6 +258,14 @@ func (c *cluster) start(name string) {
 			c.t.Fatal(err)
 		}
 		cmd = exec.Command(filepath.Join(binDir, "nats-server"), "-c", conf)
+	case "redis-c1", "redis-c2", "redis-c3":
+		dir := filepath.Join(c.dir, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			c.t.Fatal(err)
+		}
+		cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", fmt.Sprint(c.ports[name]),
+			"--cluster-enabled", "yes", "--cluster-port", fmt.Sprint(c.ports["bus-"+name]),
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--save", "", "--appendonly", "no", "--dir", dir)
 	case "redis-replica":
 		dir := filepath.Join(c.dir, "replica")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
