@@ -67,10 +67,7 @@ func Redis(url string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis url %q: %w", url, err)
 		}
-		opt.MaxRetries = 1
-		opt.DialTimeout = time.Second
-		opt.ReadTimeout = 2 * time.Second
-		opt.WriteTimeout = 2 * time.Second
+		failFast(&opt.MaxRetries, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 		return redis.NewClusterClient(opt), nil
 	}
 	if strings.Contains(url, "master_name=") {
@@ -78,21 +75,22 @@ func Redis(url string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis url %q: %w", url, err)
 		}
-		opt.MaxRetries = 1
-		opt.DialTimeout = time.Second
-		opt.ReadTimeout = 2 * time.Second
-		opt.WriteTimeout = 2 * time.Second
+		failFast(&opt.MaxRetries, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 		return redis.NewFailoverClient(opt), nil
 	}
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis url %q: %w", url, err)
 	}
-	opt.MaxRetries = 1
-	opt.DialTimeout = time.Second
-	opt.ReadTimeout = 2 * time.Second
-	opt.WriteTimeout = 2 * time.Second
+	failFast(&opt.MaxRetries, &opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 	return redis.NewClient(opt), nil
+}
+
+// failFast sets the same limits on every kind of Redis client: one retry,
+// a second to connect, two to read or write. A slow Redis is a failed push
+// the writer retries, never a request left hanging.
+func failFast(maxRetries *int, dial, read, write *time.Duration) {
+	*maxRetries, *dial, *read, *write = 1, time.Second, 2*time.Second, 2*time.Second
 }
 
 // Logger returns a JSON logger at level ("debug", "info", "warn", "error")
