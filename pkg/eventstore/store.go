@@ -17,6 +17,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -58,7 +59,7 @@ type Store struct {
 	ckpt *sql.DB // one connection for the bulk of each checkpoint
 
 	mu      sync.Mutex        // one Append at a time (there is one writer anyway)
-	lastSeq int64             // seq of the newest event written
+	lastSeq atomic.Int64      // seq of the newest event written (set under mu)
 	inserts map[int]*sql.Stmt // multi-row event inserts, by row count
 }
 
@@ -170,10 +171,12 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	}
 	ckpt.SetMaxOpenConns(1)
 	st := &Store{w: w, r: r, ckpt: ckpt, inserts: map[int]*sql.Stmt{}}
-	if st.lastSeq, err = st.LastSeq(ctx); err != nil {
+	last, err := st.LastSeq(ctx)
+	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	st.lastSeq.Store(last)
 	return st, nil
 }
 
@@ -243,7 +246,7 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
 
-	seq := s.lastSeq
+	seq := s.lastSeq.Load()
 	for start := 0; start < len(recs); start += rowsPerInsert {
 		chunk := recs[start:min(len(recs), start+rowsPerInsert)]
 		args := make([]any, 0, 12*len(chunk))
@@ -287,7 +290,7 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("append: commit: %w", err)
 	}
-	s.lastSeq = seq
+	s.lastSeq.Store(seq)
 	return nil
 }
 
@@ -578,6 +581,10 @@ func (s *Store) StateLog(ctx context.Context, walletID string, after int64, limi
 	}
 	return out, rows.Err()
 }
+
+// Committed returns the seq of the newest committed event, 0 for an empty
+// log, without touching the file (the writer's log only).
+func (s *Store) Committed() int64 { return s.lastSeq.Load() }
 
 // LastSeq returns the seq of the newest event, 0 for an empty log.
 func (s *Store) LastSeq(ctx context.Context) (int64, error) {

@@ -78,26 +78,22 @@ func (w *Writer) finishBatch(f finished) {
 	}
 	for i, p := range f.batch {
 		a := f.answers[i]
-		if a.sameAs >= 0 {
+		if a.sameAs >= 0 { // the same command twice in one batch: answer as the first
 			orig := f.answers[a.sameAs]
-			a.data, a.replayed = orig.data, orig.stored
-		}
-		msg := &nats.Msg{Subject: p.reply, Data: a.data}
-		outcome := a.outcome
-		if a.sameAs >= 0 {
-			outcome = f.answers[a.sameAs].outcome
+			a.data, a.replayed, a.outcome = orig.data, orig.stored, orig.outcome
 			if a.replayed {
-				outcome = outcomeReplayed
+				a.outcome = outcomeReplayed
 			}
 		}
+		msg := &nats.Msg{Subject: p.reply, Data: a.data}
 		if a.replayed {
 			w.stats.replayed.Add(1)
 			msg.Header = nats.Header{bus.ReplayedHeader: []string{"true"}}
 		}
-		w.metrics.commands.WithLabelValues(string(p.action), outcome).Inc()
+		w.metrics.commands.WithLabelValues(string(p.action), a.outcome).Inc()
 		if debug {
 			w.log.Debug("command answered", "request_id", p.cmd.RequestID, "command_id", p.cmd.CommandID,
-				"wallet", p.walletID, "action", string(p.action), "amount", p.cmd.Amount, "outcome", outcome)
+				"wallet", p.walletID, "action", string(p.action), "amount", p.cmd.Amount, "outcome", a.outcome)
 		}
 		if err := w.nc.PublishMsg(msg); err != nil {
 			w.log.Warn("cannot answer command", "wallet", p.walletID, "command_id", p.cmd.CommandID, "err", err)
@@ -242,7 +238,6 @@ func (w *Writer) commit(batch []*pending) finished {
 			recs, evs = nil, nil
 		} else {
 			w.metrics.fsyncs.WithLabelValues("wal").Inc()
-			w.committedSeq.Store(recs[len(recs)-1].Event.Seq)
 			w.stats.commits.Add(1)
 			w.stats.events.Add(int64(len(recs)))
 			if int64(len(recs)) > w.stats.maxBatch.Load() {
@@ -276,7 +271,7 @@ func fingerprint(ev wallet.Event) string {
 	if ev.Type == wallet.Credited {
 		action = wallet.Credit
 	}
-	return fmt.Sprintf("%s:%d", action, ev.Amount)
+	return requestFingerprint(action, ev.Amount)
 }
 
 func reusedAnswer(key string) answer {

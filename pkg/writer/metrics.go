@@ -62,7 +62,7 @@ func (w *Writer) RegisterMetrics(reg prometheus.Registerer) error {
 			func() float64 { return float64(w.dirty.lagVersions()) }),
 		gauge("projection_lag_wallets", "Wallets whose newest version Redis lacks.", func() float64 { return float64(w.dirty.len()) }),
 		gauge("outbox_lag_events", "Events committed but not yet acknowledged by JetStream.",
-			func() float64 { return float64(max(0, w.committedSeq.Load()-w.publishedSeq.Load())) }),
+			func() float64 { return float64(max(0, w.store.Committed()-w.publishedSeq.Load())) }),
 		gauge("serving", "1 while this writer holds its partition's lease and takes commands.", func() float64 {
 			if w.serving.Load() {
 				return 1

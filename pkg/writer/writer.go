@@ -124,7 +124,6 @@ type Writer struct {
 	stats   counters
 	metrics *writerMetrics
 
-	committedSeq atomic.Int64 // seq of the newest committed event
 	publishedSeq atomic.Int64 // seq of the newest event JetStream acknowledged
 
 	feed      chan []event.Envelope // committed batches for the outbox
@@ -189,11 +188,6 @@ func (w *Writer) Run(ctx context.Context) error {
 		return fmt.Errorf("load wallet states: %w", err)
 	}
 	w.log.Info("wallet states loaded", "wallets", loaded)
-	last, err := w.store.LastSeq(ctx)
-	if err != nil {
-		return fmt.Errorf("read the log's end: %w", err)
-	}
-	w.committedSeq.Store(last)
 
 	// Background work lives until bgCtx ends, after the committer is done.
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -364,8 +358,12 @@ func (p *pending) key() string {
 }
 
 // fingerprint tells the same request from another one under the same key.
-func (p *pending) fingerprint() string {
-	return fmt.Sprintf("%s:%d", p.action, p.cmd.Amount)
+func (p *pending) fingerprint() string { return requestFingerprint(p.action, p.cmd.Amount) }
+
+// requestFingerprint is the one form of a fingerprint, for a pending
+// command and for the event a recorded one produced.
+func requestFingerprint(a wallet.Action, amount int64) string {
+	return fmt.Sprintf("%s:%d", a, amount)
 }
 
 // handle runs on the micro service's subscription goroutine: it only checks
