@@ -33,7 +33,6 @@ func (p *Projection) EnablePipelining(ctx context.Context, loops int) {
 
 func (p *Projection) pipelineLoop(ctx context.Context) {
 	batch := make([]balanceReq, 0, 256)
-	cmds := make([]*redis.SliceCmd, 0, 256)
 	for {
 		select {
 		case <-ctx.Done():
@@ -50,56 +49,66 @@ func (p *Projection) pipelineLoop(ctx context.Context) {
 				break fill
 			}
 		}
+		ids := make([]string, len(batch))
+		for i, r := range batch {
+			ids[i] = r.walletID
+		}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if p.cluster {
-			// A wallet's state and the marker live in different slots.
-			pipe := p.rdb.Pipeline()
-			marker := pipe.Get(pctx, CompleteKey)
-			states := make([]*redis.StringCmd, len(batch))
-			for i, r := range batch {
-				states[i] = pipe.Get(pctx, StateKey(r.walletID))
-			}
-			_, err := pipe.Exec(pctx)
-			cancel()
-			for i, r := range batch {
-				if err != nil && !errors.Is(err, redis.Nil) {
-					r.out <- balanceAns{err: err}
-					continue
-				}
-				r.out <- balanceAns{vals: []any{orNil(states[i]), orNil(marker)}}
-			}
-			continue
-		}
-		pipe := p.rdb.Pipeline()
-		cmds = cmds[:0]
-		for _, r := range batch {
-			cmds = append(cmds, pipe.MGet(pctx, StateKey(r.walletID), CompleteKey))
-		}
-		_, err := pipe.Exec(pctx)
+		vals, err := p.fetch(pctx, ids)
 		cancel()
 		for i, r := range batch {
 			if err != nil {
 				r.out <- balanceAns{err: err}
 				continue
 			}
-			r.out <- balanceAns{vals: cmds[i].Val()}
+			r.out <- balanceAns{vals: vals[i]}
 		}
 	}
+}
+
+// fetch reads the state of each wallet and the completeness marker in one
+// pipeline: [state, marker] per wallet, nil for a missing key. It is an MGET
+// of both per wallet, or on a Redis Cluster, where the two live in
+// different slots, a GET of each.
+func (p *Projection) fetch(ctx context.Context, walletIDs []string) ([][]any, error) {
+	pipe := p.rdb.Pipeline()
+	out := make([][]any, len(walletIDs))
+	if !p.cluster {
+		cmds := make([]*redis.SliceCmd, len(walletIDs))
+		for i, id := range walletIDs {
+			cmds[i] = pipe.MGet(ctx, StateKey(id), CompleteKey)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, err
+		}
+		for i, c := range cmds {
+			out[i] = c.Val()
+		}
+		return out, nil
+	}
+	marker := pipe.Get(ctx, CompleteKey)
+	states := make([]*redis.StringCmd, len(walletIDs))
+	for i, id := range walletIDs {
+		states[i] = pipe.Get(ctx, StateKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	for i := range states {
+		out[i] = []any{orNil(states[i]), orNil(marker)}
+	}
+	return out, nil
 }
 
 // mget reads a wallet's state and the completeness marker, through the
 // shared pipeline when it is enabled.
 func (p *Projection) mget(ctx context.Context, walletID string) ([]any, error) {
 	if p.reads == nil {
-		if p.cluster {
-			pipe := p.rdb.Pipeline()
-			state, marker := pipe.Get(ctx, StateKey(walletID)), pipe.Get(ctx, CompleteKey)
-			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-				return nil, err
-			}
-			return []any{orNil(state), orNil(marker)}, nil
+		vals, err := p.fetch(ctx, []string{walletID})
+		if err != nil {
+			return nil, err
 		}
-		return p.rdb.MGet(ctx, StateKey(walletID), CompleteKey).Result()
+		return vals[0], nil
 	}
 	r := balanceReq{walletID: walletID, out: make(chan balanceAns, 1)}
 	select {
