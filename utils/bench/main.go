@@ -149,9 +149,8 @@ func openLoopOnly(target string, rate float64, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	pct := func(p float64) time.Duration { return o.lat[min(len(o.lat)-1, int(p*float64(len(o.lat))))] }
 	fmt.Printf("%d requests in %s: %d ok, %d refused, %d other, %d errors; p50 %s p99 %s max %s\n",
-		len(o.lat), round(o.elapsed), o.ok, o.refused, o.other, o.errs, round(pct(0.5)), round(pct(0.99)), round(o.lat[len(o.lat)-1]))
+		len(o.lat), round(o.elapsed), o.ok, o.refused, o.other, o.errs, round(o.pct(0.5)), round(o.pct(0.99)), round(o.pct(1)))
 	return nil
 }
 
@@ -559,10 +558,8 @@ func (b *bench) openLoop(name string, rate float64, conns int, path string, wall
 		return err
 	}
 	cpuAfter := b.cpuTimes()
-	lat := o.lat
-	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	w := wrkOut{Requests: int64(len(lat)), DurationUS: o.elapsed.Microseconds(), OK: o.ok, Refused: o.refused, Other: o.other, Errors: o.errs,
-		P50US: pct(0.50).Microseconds(), P90US: pct(0.90).Microseconds(), P99US: pct(0.99).Microseconds(), MaxUS: lat[len(lat)-1].Microseconds()}
+	w := wrkOut{Requests: int64(len(o.lat)), DurationUS: o.elapsed.Microseconds(), OK: o.ok, Refused: o.refused, Other: o.other, Errors: o.errs,
+		P50US: o.pct(0.50).Microseconds(), P90US: o.pct(0.90).Microseconds(), P99US: o.pct(0.99).Microseconds(), MaxUS: o.pct(1).Microseconds()}
 	r := b.record(name, []string{fmt.Sprintf("utils/bench open loop: %.0f credits/s for %s over %d connections", rate, b.dur, conns)}, w, "p99 ≤ 20 ms")
 	r.cpu = cpuSince(cpuBefore, cpuAfter, o.elapsed, o.ok+o.refused)
 	r.Check = b.check(before, w, 0)

@@ -31,6 +31,11 @@ type openLoopResult struct {
 	elapsed                  time.Duration
 }
 
+// pct is the p-th quantile of the latencies (p = 1: the largest).
+func (o openLoopResult) pct(p float64) time.Duration {
+	return o.lat[min(len(o.lat)-1, int(p*float64(len(o.lat))))]
+}
+
 // runOpenLoop sends rate requests per second for d over conns connections,
 // request i going to paths[i % len(paths)] on base.
 func runOpenLoop(base string, paths []string, body string, rate float64, d time.Duration, conns int) (openLoopResult, error) {
