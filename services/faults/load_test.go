@@ -268,32 +268,39 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	ids := map[string]bool{}
-	rows, err := hdb.Query(`SELECT event_id FROM events`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id string
-		rows.Scan(&id) //nolint:errcheck // checked by the count below
+	for _, id := range column(t, hdb, `SELECT event_id FROM events`) {
 		ids[id] = true
 	}
-	rows.Close()
 	for _, db := range logs {
-		logRows, err := db.Query(`SELECT id FROM events`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for logRows.Next() {
-			var id string
-			logRows.Scan(&id) //nolint:errcheck // a missing id fails below
+		for _, id := range column(t, db, `SELECT id FROM events`) {
 			if !ids[id] {
-				logRows.Close()
 				t.Fatalf("event %s is in the log but not in the history", id)
 			}
 		}
-		logRows.Close()
 	}
 	t.Logf("invariants hold: %d operations (%d applied, %d refused) over %d wallets in %d log(s)", len(ops), applied, len(ops)-applied, len(want), len(logs))
+}
+
+// column returns the one text column q selects, every row of it.
+func column(t *testing.T, db *sql.DB, q string) []string {
+	t.Helper()
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func count(t *testing.T, db *sql.DB, q string, args ...any) int64 {
