@@ -58,9 +58,12 @@ type Store struct {
 	r    *sql.DB // readers
 	ckpt *sql.DB // one connection for the bulk of each checkpoint
 
-	mu      sync.Mutex        // one Append at a time (there is one writer anyway)
-	lastSeq atomic.Int64      // seq of the newest event written (set under mu)
-	inserts map[int]*sql.Stmt // multi-row event inserts, by row count
+	mu      sync.Mutex   // one Append at a time (there is one writer anyway)
+	lastSeq atomic.Int64 // seq of the newest event written (set under mu)
+
+	inserts *stmtCache // multi-row event inserts, by row count
+	heads   *stmtCache // multi-row wallet head upserts, by wallet count
+	lookups *stmtCache // idempotency lookups, by key count (a power of two)
 }
 
 // schemaVersion is PRAGMA user_version of a log this build writes.
@@ -124,7 +127,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	q.Set("_txlock", "immediate")
 	q.Set("_synchronous", string(opt.Sync))
 	// A page cache large enough for the indexes' hot pages (64 MiB).
-	q.Add("_pragma", "cache_size(-65536)")
+	q.Add("_pragma", "cache_size(-2000)")
 	// The writer checkpoints between batches (Checkpoint), not inside a
 	// commit; after a burst the WAL file shrinks back to 64 MiB.
 	q.Add("_pragma", "wal_autocheckpoint(0)")
@@ -170,7 +173,11 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("open %s for checkpoints: %w", path, err)
 	}
 	ckpt.SetMaxOpenConns(1)
-	st := &Store{w: w, r: r, ckpt: ckpt, inserts: map[int]*sql.Stmt{}}
+	st := &Store{w: w, r: r, ckpt: ckpt,
+		inserts: newStmtCache(w, insertSQL),
+		heads:   newStmtCache(w, headsSQL),
+		lookups: newStmtCache(r, lookupSQL),
+	}
 	last, err := st.LastSeq(ctx)
 	if err != nil {
 		st.Close()
@@ -201,6 +208,9 @@ func OpenReadOnly(path string) (*Store, error) {
 func (s *Store) Close() error {
 	if s.w == nil {
 		return s.r.Close()
+	}
+	for _, c := range []*stmtCache{s.inserts, s.heads, s.lookups} {
+		c.close()
 	}
 	if _, err := s.Checkpoint(context.Background()); err != nil {
 		return errors.Join(err, s.ckpt.Close(), s.r.Close(), s.w.Close())
@@ -234,10 +244,29 @@ const rowsPerInsert = 256
 func (s *Store) Append(ctx context.Context, recs []Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+
+	// One head update per wallet: its last record in the batch.
+	last := make(map[string]int, len(recs))
+	for i := range recs {
+		last[recs[i].Event.StreamID] = i
+	}
+	heads := make([]any, 0, 4*len(last))
+	for i := range recs {
+		if last[recs[i].Event.StreamID] == i {
+			r := &recs[i]
+			heads = append(heads, r.Event.StreamID, r.State.Version, r.State.Balance, r.Event.Time.UnixNano())
+		}
+	}
+
 	// Prepare first: the transaction will hold the only write connection.
 	for start := 0; start < len(recs); start += rowsPerInsert {
-		if _, err := s.insertStmt(ctx, min(len(recs)-start, rowsPerInsert)); err != nil {
-			return err
+		if _, err := s.inserts.get(ctx, min(len(recs)-start, rowsPerInsert)); err != nil {
+			return fmt.Errorf("append: %w", err)
+		}
+	}
+	for start := 0; start < len(heads); start += 4 * rowsPerInsert {
+		if _, err := s.heads.get(ctx, min(len(heads)-start, 4*rowsPerInsert)/4); err != nil {
+			return fmt.Errorf("append: %w", err)
 		}
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
@@ -257,33 +286,21 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 			args = append(args, seq, e.ID, e.StreamID, e.Version, e.Type, e.Schema, []byte(e.Data),
 				chunk[i].State.Balance, e.CommandID, e.RequestID, chunk[i].IdemKey, e.Time.UnixNano())
 		}
-		stmt, err := s.insertStmt(ctx, len(chunk))
+		stmt, err := s.inserts.get(ctx, len(chunk))
 		if err != nil {
-			return err
+			return fmt.Errorf("append: %w", err)
 		}
 		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("append %d events: %w", len(chunk), conflict(err))
 		}
 	}
-
-	// One head update per wallet: its last record in the batch.
-	last := make(map[string]int, len(recs))
-	for i := range recs {
-		last[recs[i].Event.StreamID] = i
-	}
-	heads := make([]any, 0, 4*len(last))
-	for i := range recs {
-		if last[recs[i].Event.StreamID] == i {
-			r := &recs[i]
-			heads = append(heads, r.Event.StreamID, r.State.Version, r.State.Balance, r.Event.Time.UnixNano())
-		}
-	}
 	for start := 0; start < len(heads); start += 4 * rowsPerInsert {
 		part := heads[start:min(len(heads), start+4*rowsPerInsert)]
-		q := `INSERT INTO wallets (wallet_id, version, balance, at) VALUES ` + placeholders(len(part)/4, 4) + `
-			ON CONFLICT (wallet_id) DO UPDATE SET version = excluded.version, balance = excluded.balance, at = excluded.at
-			WHERE excluded.version > wallets.version`
-		if _, err := tx.ExecContext(ctx, q, part...); err != nil {
+		stmt, err := s.heads.get(ctx, len(part)/4)
+		if err != nil {
+			return fmt.Errorf("append: %w", err)
+		}
+		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, part...); err != nil {
 			return fmt.Errorf("append: wallet heads: %w", err)
 		}
 	}
@@ -294,19 +311,21 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 	return nil
 }
 
-// insertStmt returns the prepared insert of n event rows.
-func (s *Store) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
-	if st, ok := s.inserts[n]; ok {
-		return st, nil
-	}
-	st, err := s.w.PrepareContext(ctx, `INSERT INTO events
+// insertSQL inserts n events. OR ROLLBACK: a taken key ends the whole
+// transaction (Append stores all or nothing anyway), so SQLite keeps no
+// statement journal to undo half a statement — 5% of the writer's CPU.
+func insertSQL(n int) string {
+	return `INSERT OR ROLLBACK INTO events
 		(seq, id, wallet_id, version, type, schema, data, balance, command_id, request_id, idem_key, at)
-		VALUES `+placeholders(n, 12))
-	if err != nil {
-		return nil, fmt.Errorf("append: prepare: %w", err)
-	}
-	s.inserts[n] = st
-	return st, nil
+		VALUES ` + placeholders(n, 12)
+}
+
+// headsSQL moves n wallets' heads forward (never back), OR ROLLBACK for
+// the reason insertSQL gives.
+func headsSQL(n int) string {
+	return `INSERT OR ROLLBACK INTO wallets (wallet_id, version, balance, at) VALUES ` + placeholders(n, 4) + `
+		ON CONFLICT (wallet_id) DO UPDATE SET version = excluded.version, balance = excluded.balance, at = excluded.at
+		WHERE excluded.version > wallets.version`
 }
 
 // placeholders returns "(?, ?), (?, ?)" for rows of cols.
@@ -383,18 +402,28 @@ type Recorded struct {
 }
 
 // Lookup returns the events already recorded under any of keys, in one query
-// per few hundred keys.
+// per 256 keys.
 func (s *Store) Lookup(ctx context.Context, keys []Key) (map[Key]Recorded, error) {
 	out := make(map[Key]Recorded)
-	for start := 0; start < len(keys); start += 400 {
-		part := keys[start:min(len(keys), start+400)]
-		args := make([]any, 0, 2*len(part))
-		for _, k := range part {
+	for start := 0; start < len(keys); start += maxLookup {
+		part := keys[start:min(len(keys), start+maxLookup)]
+		// A few statement shapes serve every batch: the keys are padded
+		// to a power of two with the last one again (a key found twice is
+		// the same event).
+		n := 1
+		for n < len(part) {
+			n *= 2
+		}
+		args := make([]any, 0, 2*n)
+		for i := range n {
+			k := part[min(i, len(part)-1)]
 			args = append(args, k.WalletID, k.IdemKey)
 		}
-		rows, err := s.r.QueryContext(ctx, `SELECT e.idem_key, e.balance, `+prefixed("e.", eventColumns)+`
-			FROM (VALUES `+placeholders(len(part), 2)+`) AS k
-			JOIN events AS e ON e.wallet_id = k.column1 AND e.idem_key = k.column2`, args...)
+		stmt, err := s.lookups.get(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("idempotency lookup: %w", err)
+		}
+		rows, err := stmt.QueryContext(ctx, args...)
 		if err != nil {
 			return nil, fmt.Errorf("idempotency lookup: %w", err)
 		}
@@ -413,6 +442,16 @@ func (s *Store) Lookup(ctx context.Context, keys []Key) (map[Key]Recorded, error
 		}
 	}
 	return out, nil
+}
+
+// maxLookup bounds the keys of one idempotency lookup query.
+const maxLookup = 256
+
+// lookupSQL finds the events recorded under n (wallet, key) pairs.
+func lookupSQL(n int) string {
+	return `SELECT e.idem_key, e.balance, ` + prefixed("e.", eventColumns) + `
+		FROM (VALUES ` + placeholders(n, 2) + `) AS k
+		JOIN events AS e ON e.wallet_id = k.column1 AND e.idem_key = k.column2`
 }
 
 func prefixed(p, cols string) string {

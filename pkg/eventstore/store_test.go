@@ -286,3 +286,65 @@ func TestClaimPartition(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupFindsExactlyTheRecordedKeys asks for key sets of sizes around the
+// padded statement shapes and the 256-key chunk: every recorded key is found
+// with its own event, and no unrecorded one.
+func TestLookupFindsExactlyTheRecordedKeys(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "log.db"))
+	const wallets = 3
+	ids := make([]string, wallets)
+	states := make([]wallet.State, wallets)
+	for i := range ids {
+		ids[i] = ksuid.New().String()
+	}
+	var recs []eventstore.Record
+	for i := range 600 {
+		w := i % wallets
+		var rec eventstore.Record
+		rec, states[w] = credit(t, ids[w], states[w], int64(i+1), fmt.Sprintf("k:%d", i))
+		recs = append(recs, rec)
+	}
+	if err := s.Append(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2, 3, 7, 64, 65, 255, 256, 257, 513, 900} {
+		var keys []eventstore.Key
+		for i := range n {
+			// Even i: a recorded key (every other one of the 600); odd i:
+			// a key never used, or a used key asked of the wrong wallet.
+			switch {
+			case i%2 == 0:
+				j := i % 600
+				keys = append(keys, eventstore.Key{WalletID: ids[j%wallets], IdemKey: fmt.Sprintf("k:%d", j)})
+			case i%4 == 1:
+				keys = append(keys, eventstore.Key{WalletID: ids[0], IdemKey: fmt.Sprintf("never:%d", i)})
+			default:
+				j := i % 600
+				keys = append(keys, eventstore.Key{WalletID: ids[(j+1)%wallets], IdemKey: fmt.Sprintf("k:%d", j)})
+			}
+		}
+		known, err := s.Lookup(ctx, keys)
+		if err != nil {
+			t.Fatalf("%d keys: %v", n, err)
+		}
+		want := map[eventstore.Key]bool{}
+		for i, k := range keys {
+			if i%2 == 0 {
+				want[k] = true
+			}
+		}
+		if len(known) != len(want) {
+			t.Fatalf("%d keys: found %d, want %d", n, len(known), len(want))
+		}
+		for k := range want {
+			rec, ok := known[k]
+			var i int
+			fmt.Sscanf(k.IdemKey, "k:%d", &i)
+			if !ok || rec.Event.StreamID != k.WalletID || rec.Event.ID != recs[i].Event.ID {
+				t.Fatalf("%d keys: %+v found as %+v (%v), want event %s", n, k, rec.Event, ok, recs[i].Event.ID)
+			}
+		}
+	}
+}
