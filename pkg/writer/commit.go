@@ -98,6 +98,7 @@ func (w *Writer) finishBatch(f finished) {
 		if err := w.nc.PublishMsg(msg); err != nil {
 			w.log.Warn("cannot answer command", "wallet", p.walletID, "command_id", p.cmd.CommandID, "err", err)
 		}
+		w.metrics.answered.Observe(time.Since(p.arrived).Seconds())
 	}
 }
 
@@ -130,6 +131,9 @@ func errorAnswer(code bus.Code, detail string, st *wallet.State) answer {
 // back to what the log holds.
 func (w *Writer) commit(batch []*pending) finished {
 	started := time.Now()
+	for _, p := range batch {
+		w.metrics.queued.Observe(started.Sub(p.arrived).Seconds())
+	}
 	ctx := context.Background()
 	now := w.now().UTC()
 	answers := make([]answer, len(batch))

@@ -22,6 +22,8 @@ type writerMetrics struct {
 	commit   prometheus.Histogram
 	fsyncs   *prometheus.CounterVec
 	commands *prometheus.CounterVec
+	queued   prometheus.Histogram // arrival to the start of the command's batch
+	answered prometheus.Histogram // arrival to the answer
 }
 
 func newWriterMetrics(partition string) *writerMetrics {
@@ -41,6 +43,16 @@ func newWriterMetrics(partition string) *writerMetrics {
 			Namespace: metrics.Namespace, Subsystem: "writer", Name: "fsyncs_total", ConstLabels: labels,
 			Help: "fsyncs of the SQLite files: file=wal, one per committed batch (synchronous=FULL); file=db, one per checkpoint that copied pages.",
 		}, []string{"file"}),
+		queued: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: "queue_wait_seconds", ConstLabels: labels,
+			Help:    "Time a command waited for the committer: from its arrival until its batch began.",
+			Buckets: metrics.LatencyBuckets,
+		}),
+		answered: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: "command_duration_seconds", ConstLabels: labels,
+			Help:    "Time from a command's arrival to its answer: the queue, the decision, the durable commit and the Redis push.",
+			Buckets: metrics.LatencyBuckets,
+		}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metrics.Namespace, Subsystem: "writer", Name: "commands_total", ConstLabels: labels,
 			Help: "Commands answered, by action and outcome: applied, rejected (debit refused for funds, recorded), replayed, refused (invalid, overflow, reused key), failed (storage).",
@@ -56,7 +68,7 @@ func (w *Writer) RegisterMetrics(reg prometheus.Registerer) error {
 			ConstLabels: prometheus.Labels{"partition": w.cfg.Partition}}, f)
 	}
 	for _, c := range []prometheus.Collector{
-		w.metrics.batch, w.metrics.commit, w.metrics.fsyncs, w.metrics.commands,
+		w.metrics.batch, w.metrics.commit, w.metrics.fsyncs, w.metrics.commands, w.metrics.queued, w.metrics.answered,
 		gauge("queue_depth", "Commands waiting for the committer.", func() float64 { return float64(len(w.queue)) }),
 		gauge("projection_lag_versions", "Wallet versions committed but not yet in Redis (an upper bound when Redis lost data).",
 			func() float64 { return float64(w.dirty.lagVersions()) }),

@@ -344,7 +344,8 @@ type pending struct {
 	walletID string
 	action   wallet.Action
 	cmd      bus.Command
-	reply    string // the requester's inbox
+	reply    string    // the requester's inbox
+	arrived  time.Time // when handle took it
 }
 
 // key is the idempotency key the command is stored under: the client's key
@@ -369,6 +370,7 @@ func requestFingerprint(a wallet.Action, amount int64) string {
 // handle runs on the micro service's subscription goroutine: it only checks
 // the command's shape and queues it, so the committer can batch.
 func (w *Writer) handle(req micro.Request) {
+	arrived := time.Now()
 	walletID, action, err := bus.ParseCommandSubject(req.Subject())
 	if err != nil {
 		w.refuse(req, bus.CodeNotFound, err.Error())
@@ -387,7 +389,7 @@ func (w *Writer) handle(req micro.Request) {
 	if req.Reply() == "" {
 		return // nobody to answer; a command is only taken as a request
 	}
-	p := &pending{walletID: walletID, action: action, cmd: cmd, reply: req.Reply()}
+	p := &pending{walletID: walletID, action: action, cmd: cmd, reply: req.Reply(), arrived: arrived}
 
 	w.mu.RLock()
 	defer w.mu.RUnlock()

@@ -138,6 +138,13 @@ func TestMetrics(t *testing.T) {
 	}
 	wantSample(t, wr, commits, "coffer_writer_fsyncs_total", "file=wal")
 	wantSample(t, wr, 0, "coffer_writer_queue_depth")
+	// Every command is timed twice: queued (arrival to its batch) and
+	// answered (arrival to answer), the second never shorter.
+	wantSample(t, wr, 6, "coffer_writer_queue_wait_seconds")
+	wantSample(t, wr, 6, "coffer_writer_command_duration_seconds")
+	if q, a := histogramSum(wr, "coffer_writer_queue_wait_seconds"), histogramSum(wr, "coffer_writer_command_duration_seconds"); !(a > q) {
+		t.Errorf("time to answer %v s in all, queue wait %v s: the answer must come after the wait", a, q)
+	}
 	wantSample(t, wr, 1, "coffer_writer_serving")
 	eventually(t, 10*time.Second, "outbox lag 0", func() bool {
 		return sample(scrape(t, writerAdmin+"/metrics"), "coffer_writer_outbox_lag_events") == 0
