@@ -76,9 +76,11 @@ func run() error {
 	out := flag.String("o", "BENCHMARKS.md", "the file whose bench block is rewritten")
 	rate := flag.Float64("rate", 0, "only run the open-loop generator at this many credits/s against -url (a running stack), for -d")
 	target := flag.String("url", "", "with -rate: the credit URL, e.g. http://127.0.0.1:8080/wallet/$W/credit")
+	conns := flag.Int("c", 64, "with -rate: connections of the open-loop generator")
+	perSecond := flag.Bool("v", false, "with -rate: also print p50, p99 and max of each second")
 	flag.Parse()
 	if *rate > 0 {
-		return openLoopOnly(*target, *rate, *dur)
+		return openLoopOnly(*target, *rate, *dur, *conns, *perSecond)
 	}
 
 	root, err := filepath.Abs(".")
@@ -140,14 +142,19 @@ func run() error {
 
 // openLoopOnly runs the open-loop generator alone against a running stack:
 // the tool for profiling one service under a steady load.
-func openLoopOnly(target string, rate float64, d time.Duration) error {
+func openLoopOnly(target string, rate float64, d time.Duration, conns int, perSecond bool) error {
 	u, err := url.Parse(target)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("-url %q: want the full credit URL of a running stack", target)
 	}
-	o, err := runOpenLoop(u.Scheme+"://"+u.Host, []string{u.RequestURI()}, `{"amount": 1}`, rate, d, 64)
+	o, err := runOpenLoop(u.Scheme+"://"+u.Host, []string{u.RequestURI()}, `{"amount": 1}`, rate, d, conns)
 	if err != nil {
 		return err
+	}
+	if perSecond {
+		for i, s := range o.perSecond {
+			fmt.Printf("second %2d: %5d requests, p50 %s p99 %s max %s\n", i, len(s), round(quantile(s, 0.5)), round(quantile(s, 0.99)), round(quantile(s, 1)))
+		}
 	}
 	fmt.Printf("%d requests in %s: %d ok, %d refused, %d other, %d errors; p50 %s p99 %s max %s\n",
 		len(o.lat), round(o.elapsed), o.ok, o.refused, o.other, o.errs, round(o.pct(0.5)), round(o.pct(0.99)), round(o.pct(1)))

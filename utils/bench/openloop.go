@@ -26,14 +26,23 @@ import (
 
 // openLoopResult is what one open-loop run saw.
 type openLoopResult struct {
-	lat                      []time.Duration // sorted
+	lat                      []time.Duration   // sorted
+	perSecond                [][]time.Duration // latencies by the second their request was due in, sorted
 	ok, refused, other, errs int64
 	elapsed                  time.Duration
 }
 
 // pct is the p-th quantile of the latencies (p = 1: the largest).
 func (o openLoopResult) pct(p float64) time.Duration {
-	return o.lat[min(len(o.lat)-1, int(p*float64(len(o.lat))))]
+	return quantile(o.lat, p)
+}
+
+// quantile is the p-th quantile of sorted latencies (p = 1: the largest).
+func quantile(lat []time.Duration, p float64) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	return lat[min(len(lat)-1, int(p*float64(len(lat))))]
 }
 
 // runOpenLoop sends rate requests per second for d over conns connections,
@@ -53,6 +62,7 @@ func runOpenLoop(base string, paths []string, body string, rate float64, d time.
 		req []byte
 	}
 	jobs := make(chan job, 100_000)
+	start := time.Now()
 	var mu sync.Mutex
 	var res openLoopResult
 	var wg sync.WaitGroup
@@ -60,18 +70,19 @@ func runOpenLoop(base string, paths []string, body string, rate float64, d time.
 		wg.Go(func() {
 			var c *clientConn
 			var lat []time.Duration
+			var due []time.Duration // when each request of lat was due, from start
 			var ok, refused, other, errs int64
 			for j := range jobs {
 				if c == nil {
 					var err error
 					if c, err = dialConn(u.Host); err != nil {
 						errs++
-						lat = append(lat, time.Since(j.due))
+						lat, due = append(lat, time.Since(j.due)), append(due, j.due.Sub(start))
 						continue
 					}
 				}
 				status, err := c.do(j.req)
-				lat = append(lat, time.Since(j.due))
+				lat, due = append(lat, time.Since(j.due)), append(due, j.due.Sub(start))
 				switch {
 				case err != nil:
 					errs++
@@ -90,6 +101,13 @@ func runOpenLoop(base string, paths []string, body string, rate float64, d time.
 			}
 			mu.Lock()
 			res.lat = append(res.lat, lat...)
+			for i, l := range lat {
+				sec := int(due[i] / time.Second)
+				for len(res.perSecond) <= sec {
+					res.perSecond = append(res.perSecond, nil)
+				}
+				res.perSecond[sec] = append(res.perSecond[sec], l)
+			}
 			res.ok, res.refused, res.other, res.errs = res.ok+ok, res.refused+refused, res.other+other, res.errs+errs
 			mu.Unlock()
 		})
@@ -97,7 +115,6 @@ func runOpenLoop(base string, paths []string, body string, rate float64, d time.
 	// Wake once a millisecond and hand out every request due by then: a
 	// sleep per request would cost the machine thousands of wake-ups a
 	// second, and latency counts from the due time either way.
-	start := time.Now()
 	interval := time.Duration(float64(time.Second) / rate)
 	n := int(rate * d.Seconds())
 	for i := 0; i < n; {
@@ -115,6 +132,9 @@ func runOpenLoop(base string, paths []string, body string, rate float64, d time.
 	wg.Wait()
 	res.elapsed = time.Since(start)
 	slices.Sort(res.lat)
+	for _, s := range res.perSecond {
+		slices.Sort(s)
+	}
 	return res, nil
 }
 
