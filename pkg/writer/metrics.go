@@ -28,31 +28,26 @@ type writerMetrics struct {
 
 func newWriterMetrics(partition string) *writerMetrics {
 	labels := prometheus.Labels{"partition": partition}
+	latency := func(name, help string) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metrics.Namespace, Subsystem: "writer", Name: name, ConstLabels: labels,
+			Help: help, Buckets: metrics.LatencyBuckets,
+		})
+	}
 	return &writerMetrics{
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metrics.Namespace, Subsystem: "writer", Name: "batch_commands", ConstLabels: labels,
 			Help:    "Commands decided together in one batch (one transaction when any of them is recorded).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
-		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: metrics.Namespace, Subsystem: "writer", Name: "commit_duration_seconds", ConstLabels: labels,
-			Help:    "Time to write one batch to the SQLite log, durable (its fsync included).",
-			Buckets: metrics.LatencyBuckets,
-		}),
+		commit: latency("commit_duration_seconds", "Time to write one batch to the SQLite log, durable (its fsync included)."),
+		queued: latency("queue_wait_seconds", "Time a command waited for the committer: from its arrival until its batch began."),
+		answered: latency("command_duration_seconds",
+			"Time from a command's arrival to its answer: the queue, the decision, the durable commit and the Redis push."),
 		fsyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metrics.Namespace, Subsystem: "writer", Name: "fsyncs_total", ConstLabels: labels,
 			Help: "fsyncs of the SQLite files: file=wal, one per committed batch (synchronous=FULL); file=db, one per checkpoint that copied pages.",
 		}, []string{"file"}),
-		queued: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: metrics.Namespace, Subsystem: "writer", Name: "queue_wait_seconds", ConstLabels: labels,
-			Help:    "Time a command waited for the committer: from its arrival until its batch began.",
-			Buckets: metrics.LatencyBuckets,
-		}),
-		answered: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: metrics.Namespace, Subsystem: "writer", Name: "command_duration_seconds", ConstLabels: labels,
-			Help:    "Time from a command's arrival to its answer: the queue, the decision, the durable commit and the Redis push.",
-			Buckets: metrics.LatencyBuckets,
-		}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metrics.Namespace, Subsystem: "writer", Name: "commands_total", ConstLabels: labels,
 			Help: "Commands answered, by action and outcome: applied, rejected (debit refused for funds, recorded), replayed, refused (invalid, overflow, reused key), failed (storage).",
