@@ -22,13 +22,20 @@ func Until(tb testing.TB, within time.Duration, what string, cond func() bool) {
 	}
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(tb testing.TB) int {
+// FreePorts returns n distinct loopback TCP ports that were free a moment
+// ago. It holds each port open until all n are chosen: choosing them one
+// at a time can hand out the same port twice (the kernel may reuse one just
+// closed), which once gave Redis the port of the NATS server.
+func FreePorts(tb testing.TB, n int) []int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }

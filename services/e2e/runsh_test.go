@@ -36,8 +36,9 @@ func TestRunScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	ports := map[string]int{}
-	for _, k := range []string{"http", "nats", "redis", "writer", "history"} {
-		ports[k] = testwait.FreePort(t)
+	names := []string{"http", "nats", "redis", "writer", "history"}
+	for i, port := range testwait.FreePorts(t, len(names)) {
+		ports[names[i]] = port
 	}
 	dataDir := t.TempDir()
 	env := append(os.Environ(),

@@ -127,21 +127,22 @@ func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cl
 		}
 	}
 	c := &cluster{t: t, dir: t.TempDir(), ports: map[string]int{}, extra: extra, opts: opts, running: map[string]*proc{}}
-	for _, k := range []string{"http", "nats", "redis", "writer", "history"} {
-		c.ports[k] = testwait.FreePort(t)
-	}
+	ports := []string{"http", "nats", "redis", "writer", "history"}
 	if opts.redisSentinel {
-		c.ports["redis-replica"], c.ports["redis-sentinel"] = testwait.FreePort(t), testwait.FreePort(t)
+		ports = append(ports, "redis-replica", "redis-sentinel")
 	}
 	if opts.redisCluster {
 		for _, n := range redisNodes {
-			c.ports[n], c.ports["bus-"+n] = testwait.FreePort(t), testwait.FreePort(t)
+			ports = append(ports, n, "bus-"+n)
 		}
 	}
 	if opts.natsCluster {
 		for _, n := range natsNodes {
-			c.ports[n], c.ports["route-"+n] = testwait.FreePort(t), testwait.FreePort(t)
+			ports = append(ports, n, "route-"+n)
 		}
+	}
+	for i, port := range testwait.FreePorts(t, len(ports)) {
+		c.ports[ports[i]] = port
 	}
 	t.Cleanup(func() {
 		c.mu.Lock()
