@@ -22,20 +22,20 @@ func Until(tb testing.TB, within time.Duration, what string, cond func() bool) {
 	}
 }
 
-// FreePorts returns n distinct loopback TCP ports that were free a moment
-// ago. It holds each port open until all n are chosen: choosing them one
+// FreePorts returns a distinct loopback TCP port for each name, each free a
+// moment ago. It holds each port open until all are chosen: choosing them one
 // at a time can hand out the same port twice (the kernel may reuse one just
 // closed), which once gave Redis the port of the NATS server.
-func FreePorts(tb testing.TB, n int) []int {
+func FreePorts(tb testing.TB, names ...string) map[string]int {
 	tb.Helper()
-	ports := make([]int, n)
-	for i := range ports {
+	ports := make(map[string]int, len(names))
+	for _, name := range names {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			tb.Fatal(err)
 		}
 		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		ports[name] = l.Addr().(*net.TCPAddr).Port
 	}
 	return ports
 }

@@ -35,11 +35,7 @@ func TestRunScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports := map[string]int{}
-	names := []string{"http", "nats", "redis", "writer", "history"}
-	for i, port := range testwait.FreePorts(t, len(names)) {
-		ports[names[i]] = port
-	}
+	ports := testwait.FreePorts(t, "http", "nats", "redis", "writer", "history")
 	dataDir := t.TempDir()
 	env := append(os.Environ(),
 		fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", ports["http"]),

@@ -126,7 +126,7 @@ func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cl
 			t.Fatalf("%s is not installed (%v): run ./build.sh deps test", bin, err)
 		}
 	}
-	c := &cluster{t: t, dir: t.TempDir(), ports: map[string]int{}, extra: extra, opts: opts, running: map[string]*proc{}}
+	c := &cluster{t: t, dir: t.TempDir(), extra: extra, opts: opts, running: map[string]*proc{}}
 	ports := []string{"http", "nats", "redis", "writer", "history"}
 	if opts.redisSentinel {
 		ports = append(ports, "redis-replica", "redis-sentinel")
@@ -141,9 +141,7 @@ func newClusterWith(t *testing.T, extra map[string]string, opts clusterOpts) *cl
 			ports = append(ports, n, "route-"+n)
 		}
 	}
-	for i, port := range testwait.FreePorts(t, len(ports)) {
-		c.ports[ports[i]] = port
-	}
+	c.ports = testwait.FreePorts(t, ports...)
 	t.Cleanup(func() {
 		c.mu.Lock()
 		var all []string
