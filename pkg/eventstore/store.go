@@ -136,6 +136,12 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	// commit; after a burst the WAL file shrinks back to 64 MiB.
 	q.Add("_pragma", "wal_autocheckpoint(0)")
 	q.Add("_pragma", "journal_size_limit(67108864)")
+	// Multi-row statements inside a transaction keep a statement journal
+	// (a copy of each page before they change it). By default SQLite spills
+	// it past 64 KiB to a temporary file it creates, writes page by page
+	// and deletes again, several times a second under load: in memory it
+	// costs a copy instead of those system calls.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	w, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)

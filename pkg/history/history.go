@@ -61,6 +61,9 @@ func Open(ctx context.Context, path string) (*Log, error) {
 	q.Set("_busy_timeout", "5000")
 	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate")
+	// The multi-row insert's statement journal stays in memory instead of
+	// spilling to a temporary file it creates and deletes per batch.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
