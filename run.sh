@@ -211,6 +211,19 @@ if [ "$PARTITION_COUNT" -gt 1 ]; then
 	[ "$start_nats" -eq 1 ] || say "PARTITION_COUNT=$PARTITION_COUNT: the NATS server at $NATS_URL must map commands to partitions (see $DATA_DIR/nats-partitions.conf)"
 fi
 
+# On a machine of two cores or fewer, the processes of the stack compete for
+# the same cores, and a Go process with two Ps wakes threads on both for
+# every burst of work. nats-server, wallet_writer and history_writer do
+# mostly serial work and get one P each (wallet_server keeps both: balance
+# reads use them). Measured on 2 cores (BENCHMARKS.md entry 13): 8-17% more
+# spread writes per second and less CPU per write in every process. A
+# GOMAXPROCS set by the caller applies to every process instead.
+one_p=()
+if [ -z "${GOMAXPROCS:-}" ] && [ "$(nproc)" -le 2 ]; then
+	one_p=(GOMAXPROCS=1)
+	say "$(nproc) cores: nats-server, wallet_writer and history_writer run with GOMAXPROCS=1"
+fi
+
 ./build.sh deps
 ./build.sh bin
 
@@ -277,7 +290,7 @@ trap 'exit 143' TERM
 
 if [ "$start_nats" -eq 1 ]; then
 	mkdir -p "$DATA_DIR/nats"
-	start nats-server bin/nats-server -a "$nats_host" -p "$nats_port" -js -sd "$DATA_DIR/nats" -n coffer-local "${nats_conf[@]}"
+	start nats-server env "${one_p[@]}" bin/nats-server -a "$nats_host" -p "$nats_port" -js -sd "$DATA_DIR/nats" -n coffer-local "${nats_conf[@]}"
 	wait_port "$nats_host" "$nats_port" nats-server
 fi
 if [ "$start_redis" -eq 1 ]; then
@@ -287,8 +300,8 @@ if [ "$start_redis" -eq 1 ]; then
 	wait_port "$redis_host" "$redis_port" redis-server
 fi
 
-start wallet_writer env ADMIN_ADDR="$WALLET_WRITER_ADMIN_ADDR" bin/wallet_writer
-start history_writer env ADMIN_ADDR="$HISTORY_WRITER_ADMIN_ADDR" bin/history_writer
+start wallet_writer env "${one_p[@]}" ADMIN_ADDR="$WALLET_WRITER_ADMIN_ADDR" bin/wallet_writer
+start history_writer env "${one_p[@]}" ADMIN_ADDR="$HISTORY_WRITER_ADMIN_ADDR" bin/history_writer
 start wallet_server env ADMIN_ADDR="${WALLET_SERVER_ADMIN_ADDR:-}" bin/wallet_server
 
 if wait_ready "$http_host" "$http_port" 30; then

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -69,6 +70,7 @@ func TestRunScript(t *testing.T) {
 	if !strings.Contains(out, "Coffer is ready at "+base) {
 		t.Fatalf("run.sh --detach said:\n%s", out)
 	}
+	checkGOMAXPROCS(t, dataDir)
 	loadOut, code := runPython(t, "loadtest", "--url", base, "--wallets", "3", "--workers", "4", "--count", "200", "--seed", "2")
 	if code != 0 {
 		t.Fatalf("loadtest against run.sh: exit %d\n%s", code, loadOut)
@@ -121,6 +123,32 @@ func TestRunScript(t *testing.T) {
 		t.Fatalf("balance after a restart of the stack: %d, want 777", bal.Balance)
 	}
 	script("stop")
+}
+
+// checkGOMAXPROCS holds run.sh to its rule for the Go runtime: on two cores
+// or fewer, the mostly serial services run with one P and wallet_server
+// with the runtime's default; a GOMAXPROCS of the caller reaches every one.
+func checkGOMAXPROCS(t *testing.T, dataDir string) {
+	t.Helper()
+	for _, binary := range []string{"nats-server", "wallet_writer", "history_writer", "wallet_server"} {
+		want := os.Getenv("GOMAXPROCS")
+		if want == "" && runtime.NumCPU() <= 2 && binary != "wallet_server" {
+			want = "1"
+		}
+		environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pidOf(t, binary, dataDir)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for _, kv := range strings.Split(string(environ), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
+				got = v
+			}
+		}
+		if got != want {
+			t.Errorf("%s runs with GOMAXPROCS=%q, want %q (%d cores)", binary, got, want, runtime.NumCPU())
+		}
+	}
 }
 
 // pidOf finds the process running binary with DATA_DIR=dataDir in its environment.
