@@ -186,7 +186,10 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	st := &Store{w: w, r: r, ckpt: ckpt,
 		inserts: newStmtCache(w, insertSQL),
 		heads:   newStmtCache(w, headsSQL),
-		lookups: newStmtCache(r, lookupSQL),
+		// On the write connection: its page cache survives its own
+		// commits, where a reader's is dropped whenever the log changed
+		// since its last read, which under load is every batch.
+		lookups: newStmtCache(w, lookupSQL),
 	}
 	last, err := st.LastSeq(ctx)
 	if err != nil {
