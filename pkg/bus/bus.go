@@ -112,6 +112,17 @@ type Reply struct {
 	Error  *Error          `json:"error,omitempty"`
 }
 
+// ResultReply is the Reply carrying result, a compact JSON object, as
+// json.Marshal would write it: built directly, since the writer answers
+// every command with one and Marshal would validate and copy the result a
+// second time.
+func ResultReply(result []byte) []byte {
+	out := make([]byte, 0, len(`{"result":}`)+len(result))
+	out = append(out, `{"result":`...)
+	out = append(out, result...)
+	return append(out, '}')
+}
+
 // Error is a refused or failed command.
 type Error struct {
 	Code   Code   `json:"code"`

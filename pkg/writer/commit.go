@@ -297,8 +297,7 @@ func outcomeReply(walletID string, ev wallet.Event, st wallet.State, env event.E
 		Timestamp:   env.Time,
 		Transaction: wallet.NewTransaction(env.ID, ev, env.Time),
 	})
-	data, _ := json.Marshal(bus.Reply{Result: res})
-	return data
+	return bus.ResultReply(res)
 }
 
 // pushCommitted projects a committed batch to Redis before anyone is
