@@ -12,31 +12,41 @@ import (
 	"coffer/pkg/wallet"
 )
 
+// benchLog opens a log in a temporary directory and returns it with a
+// maker of batches of credits spread over 1,000 wallets in turn.
+func benchLog(b *testing.B) (*eventstore.Store, func(n int) []eventstore.Record) {
+	b.Helper()
+	s, err := eventstore.Open(context.Background(), filepath.Join(b.TempDir(), "w.db"), eventstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	ids := make([]string, 1000)
+	states := make([]wallet.State, len(ids))
+	for i := range ids {
+		ids[i] = ksuid.New().String()
+	}
+	k := 0
+	return s, func(n int) []eventstore.Record {
+		recs := make([]eventstore.Record, n)
+		for j := range recs {
+			w := k % len(ids)
+			k++
+			recs[j], states[w] = credit(b, ids[w], states[w], 5, "c:"+ksuid.New().String())
+		}
+		return recs
+	}
+}
+
 // BenchmarkAppend commits one batch of n events per iteration, durably
 // (synchronous=FULL, so one fsync per batch), spread over 1,000 wallets.
 func BenchmarkAppend(b *testing.B) {
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
-			s, err := eventstore.Open(context.Background(), filepath.Join(b.TempDir(), "w.db"), eventstore.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			ids := make([]string, 1000)
-			states := make([]wallet.State, len(ids))
-			for i := range ids {
-				ids[i] = ksuid.New().String()
-			}
+			s, batch := benchLog(b)
 			b.ReportAllocs()
-			k := 0
 			for b.Loop() {
-				recs := make([]eventstore.Record, n)
-				for j := range recs {
-					w := k % len(ids)
-					k++
-					recs[j], states[w] = credit(b, ids[w], states[w], 5, "c:"+ksuid.New().String())
-				}
-				if err := s.Append(context.Background(), recs); err != nil {
+				if err := s.Append(context.Background(), batch(n)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -53,26 +63,7 @@ func BenchmarkLookup(b *testing.B) {
 	for _, n := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			ctx := context.Background()
-			s, err := eventstore.Open(ctx, filepath.Join(b.TempDir(), "w.db"), eventstore.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			ids := make([]string, 1000)
-			states := make([]wallet.State, len(ids))
-			for i := range ids {
-				ids[i] = ksuid.New().String()
-			}
-			k := 0
-			batch := func(size int) []eventstore.Record {
-				recs := make([]eventstore.Record, size)
-				for j := range recs {
-					w := k % len(ids)
-					k++
-					recs[j], states[w] = credit(b, ids[w], states[w], 5, "c:"+ksuid.New().String())
-				}
-				return recs
-			}
+			s, batch := benchLog(b)
 			for range 20 {
 				if err := s.Append(ctx, batch(1000)); err != nil {
 					b.Fatal(err)
