@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -358,6 +359,7 @@ func round(d time.Duration) time.Duration {
 }
 
 func (b *bench) wrkRead(name string, conns int, url, target string) error {
+	b.settle()
 	argv := b.wrkCommand(conns, b.dur, "get.lua", url)
 	w, err := b.wrk(conns, b.dur, "get.lua", url)
 	if err != nil {
@@ -371,6 +373,7 @@ func (b *bench) wrkRead(name string, conns int, url, target string) error {
 // and Redis agree (wallet_writer verify), and the log grew by every
 // acknowledged write plus at most the writes in flight when wrk stopped.
 func (b *bench) wrkWrite(name string, conns int, script, url, target string, args ...string) error {
+	b.settle()
 	before, err := b.logCounts()
 	if err != nil {
 		return err
@@ -399,6 +402,60 @@ func (b *bench) wrkWrite(name string, conns int, script, url, target string, arg
 	r.Check = b.check(before, w, conns)
 	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; %s; check: %s\n", r.commits, r.eventsPerCommit, r.cpu, r.Check)
 	return nil
+}
+
+// settle waits until the write path's background work has caught up with
+// the previous scenario — every committed event published by the writer's
+// outbox and recorded by history_writer — so that a scenario does not share
+// the two cores with what the one before left behind (after the hot-wallet
+// top-up, history_writer was still recording for most of the next read
+// scenario).
+func (b *bench) settle() {
+	history := fmt.Sprintf("http://127.0.0.1:%d/metrics", b.ports["history"])
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		outbox, err := metricSum(b.admin+"/metrics", "coffer_writer_outbox_lag_events")
+		if err == nil && outbox == 0 {
+			var lag float64
+			if lag, err = metricSum(history, "coffer_history_consumer_lag_messages"); err == nil && lag == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			fmt.Printf("    (the outbox or history_writer had not caught up after 2 minutes: %v; going on)\n", err)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// metricSum adds up every series of a Prometheus metric at url; a missing
+// metric or a NaN (a gauge that could not be read) is an error.
+func metricSum(url, name string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	found := false
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (!strings.HasPrefix(rest, "{") && !strings.HasPrefix(rest, " ")) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil || math.IsNaN(v) {
+			return 0, fmt.Errorf("%s: %q", name, line)
+		}
+		sum, found = sum+v, true
+	}
+	if !found {
+		return 0, fmt.Errorf("no %s at %s", name, url)
+	}
+	return sum, sc.Err()
 }
 
 type counts struct{ applied, rejected int64 }
@@ -548,6 +605,7 @@ func readLines(path string) []string {
 // measures each latency from when the request was due, so a stall counts
 // against every request it delays (no coordinated omission).
 func (b *bench) openLoop(name string, rate float64, conns int, path string, wallets []string) error {
+	b.settle()
 	before, err := b.logCounts()
 	if err != nil {
 		return err
@@ -577,6 +635,7 @@ func (b *bench) openLoop(name string, rate float64, conns int, path string, wall
 var redisRate = regexp.MustCompile(`GET: ([0-9.]+) requests per second`)
 
 func (b *bench) redisBenchmark() error {
+	b.settle()
 	argv := []string{"redis-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(b.ports["redis"]), "-t", "get", "-c", "64", "-n", "500000", "-q"}
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
