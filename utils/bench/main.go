@@ -390,14 +390,8 @@ func (b *bench) wrkWrite(name string, conns int, script, url, target string, arg
 	}
 	r := b.record(name, argv, w, target)
 	r.cpu = cpuSince(cpuBefore, b.cpuTimes(), time.Duration(w.DurationUS)*time.Microsecond, w.OK+w.Refused)
-	sAfter, err := b.writerStats()
-	if err != nil {
+	if err := b.groupCommit(r, sBefore, time.Duration(w.DurationUS)*time.Microsecond); err != nil {
 		return err
-	}
-	r.commits, r.events = sAfter.Commits-sBefore.Commits, sAfter.Events-sBefore.Events
-	if r.commits > 0 {
-		r.eventsPerCommit = float64(r.events) / float64(r.commits)
-		r.fsyncsPerSecond = float64(r.commits) / (float64(w.DurationUS) / 1e6)
 	}
 	r.Check = b.check(before, w, conns)
 	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; %s; check: %s\n", r.commits, r.eventsPerCommit, r.cpu, r.Check)
@@ -456,6 +450,21 @@ func metricSum(url, name string) (float64, error) {
 		return 0, fmt.Errorf("no %s at %s", name, url)
 	}
 	return sum, sc.Err()
+}
+
+// groupCommit records in r the writer's commits since before, over a
+// scenario that ran for elapsed.
+func (b *bench) groupCommit(r *result, before writerStats, elapsed time.Duration) error {
+	after, err := b.writerStats()
+	if err != nil {
+		return err
+	}
+	r.commits, r.events = after.Commits-before.Commits, after.Events-before.Events
+	if r.commits > 0 {
+		r.eventsPerCommit = float64(r.events) / float64(r.commits)
+		r.fsyncsPerSecond = float64(r.commits) / elapsed.Seconds()
+	}
+	return nil
 }
 
 type counts struct{ applied, rejected int64 }
@@ -617,6 +626,10 @@ func (b *bench) openLoop(name string, rate float64, conns int, path string, wall
 			paths[i] = "/wallet/" + w + "/credit"
 		}
 	}
+	sBefore, err := b.writerStats()
+	if err != nil {
+		return err
+	}
 	cpuBefore := b.cpuTimes()
 	o, err := runOpenLoop(b.base, paths, `{"amount": 1}`, rate, b.dur, conns)
 	if err != nil {
@@ -627,8 +640,11 @@ func (b *bench) openLoop(name string, rate float64, conns int, path string, wall
 		P50US: o.pct(0.50).Microseconds(), P90US: o.pct(0.90).Microseconds(), P99US: o.pct(0.99).Microseconds(), MaxUS: o.pct(1).Microseconds()}
 	r := b.record(name, []string{fmt.Sprintf("utils/bench open loop: %.0f credits/s for %s over %d connections", rate, b.dur, conns)}, w, "p99 ≤ 20 ms")
 	r.cpu = cpuSince(cpuBefore, cpuAfter, o.elapsed, o.ok+o.refused)
+	if err := b.groupCommit(r, sBefore, o.elapsed); err != nil {
+		return err
+	}
 	r.Check = b.check(before, w, 0)
-	fmt.Printf("    %s; check: %s\n", r.cpu, r.Check)
+	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; %s; check: %s\n", r.commits, r.eventsPerCommit, r.cpu, r.Check)
 	return nil
 }
 
