@@ -79,9 +79,10 @@ func run() error {
 	target := flag.String("url", "", "with -rate: the credit URL, e.g. http://127.0.0.1:8080/wallet/$W/credit")
 	conns := flag.Int("c", 64, "with -rate: connections of the open-loop generator")
 	perSecond := flag.Bool("v", false, "with -rate: also print p50, p99 and max of each second")
+	walletsFile := flag.String("wallets", "", "with -rate: credit the wallets listed in this file (one id a line) in turn instead of -url's; -url gives the server")
 	flag.Parse()
 	if *rate > 0 {
-		return openLoopOnly(*target, *rate, *dur, *conns, *perSecond)
+		return openLoopOnly(*target, *walletsFile, *rate, *dur, *conns, *perSecond)
 	}
 
 	root, err := filepath.Abs(".")
@@ -143,12 +144,23 @@ func run() error {
 
 // openLoopOnly runs the open-loop generator alone against a running stack:
 // the tool for profiling one service under a steady load.
-func openLoopOnly(target string, rate float64, d time.Duration, conns int, perSecond bool) error {
+func openLoopOnly(target, walletsFile string, rate float64, d time.Duration, conns int, perSecond bool) error {
 	u, err := url.Parse(target)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("-url %q: want the full credit URL of a running stack", target)
 	}
-	o, err := runOpenLoop(u.Scheme+"://"+u.Host, []string{u.RequestURI()}, `{"amount": 1}`, rate, d, conns)
+	paths := []string{u.RequestURI()}
+	if walletsFile != "" {
+		ids := readLines(walletsFile)
+		if len(ids) == 0 {
+			return fmt.Errorf("-wallets %s: no wallet ids", walletsFile)
+		}
+		paths = make([]string, len(ids))
+		for i, id := range ids {
+			paths[i] = "/wallet/" + id + "/credit"
+		}
+	}
+	o, err := runOpenLoop(u.Scheme+"://"+u.Host, paths, `{"amount": 1}`, rate, d, conns)
 	if err != nil {
 		return err
 	}
