@@ -155,10 +155,7 @@ func openLoopOnly(target, walletsFile string, rate float64, d time.Duration, con
 		if len(ids) == 0 {
 			return fmt.Errorf("-wallets %s: no wallet ids", walletsFile)
 		}
-		paths = make([]string, len(ids))
-		for i, id := range ids {
-			paths[i] = "/wallet/" + id + "/credit"
-		}
+		paths = creditPaths(ids)
 	}
 	o, err := runOpenLoop(u.Scheme+"://"+u.Host, paths, `{"amount": 1}`, rate, d, conns)
 	if err != nil {
@@ -617,6 +614,15 @@ func (b *bench) walletFile(n int) (string, error) {
 	return path, os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
+// creditPaths is the credit path of each wallet, in order.
+func creditPaths(wallets []string) []string {
+	paths := make([]string, len(wallets))
+	for i, w := range wallets {
+		paths[i] = "/wallet/" + w + "/credit"
+	}
+	return paths
+}
+
 func readLines(path string) []string {
 	b, _ := os.ReadFile(path)
 	return strings.Fields(string(b))
@@ -633,10 +639,7 @@ func (b *bench) openLoop(name string, rate float64, conns int, path string, wall
 	}
 	paths := []string{path}
 	if wallets != nil {
-		paths = make([]string, len(wallets))
-		for i, w := range wallets {
-			paths[i] = "/wallet/" + w + "/credit"
-		}
+		paths = creditPaths(wallets)
 	}
 	sBefore, err := b.writerStats()
 	if err != nil {
