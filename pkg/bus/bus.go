@@ -64,7 +64,7 @@ func EventSubject(domain, streamID, typ string) string {
 }
 
 // EventsStreamConfig is the one definition of the EVENTS stream; every service
-// that needs it creates or updates it with this config.
+// that needs it ensures it with this config (EnsureStream).
 // replicas is how many JetStream servers keep a copy (1 on a single server,
 // 3 on a three-node cluster).
 func EventsStreamConfig(replicas int) jetstream.StreamConfig {

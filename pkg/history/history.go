@@ -212,10 +212,10 @@ func retryWait(d time.Duration) time.Duration {
 }
 
 func (r *Recorder) ensure(ctx context.Context) (jetstream.Consumer, error) {
-	if _, err := r.js.CreateOrUpdateStream(ctx, bus.EventsStreamConfig(r.replicas)); err != nil {
+	if _, err := bus.EnsureStream(ctx, r.js, bus.EventsStreamConfig(r.replicas)); err != nil {
 		return nil, fmt.Errorf("ensure stream: %w", err)
 	}
-	return r.js.CreateOrUpdateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{
+	return bus.EnsureConsumer(ctx, r.js, bus.EventsStream, jetstream.ConsumerConfig{
 		Durable:       Consumer,
 		Description:   "history_writer: the global event log",
 		FilterSubject: bus.EventSubjects,

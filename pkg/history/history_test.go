@@ -74,7 +74,7 @@ func TestEveryEventOnceAcrossRedeliveryAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := js.CreateOrUpdateStream(ctx, bus.EventsStreamConfig(1)); err != nil {
+	if _, err := bus.EnsureStream(ctx, js, bus.EventsStreamConfig(1)); err != nil {
 		t.Fatal(err)
 	}
 	publish := func(e event.Envelope) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"coffer/pkg/bus"
 )
 
 // LeaseBucket is the JetStream KV bucket holding one key per writer partition.
@@ -56,7 +58,7 @@ func acquireLease(ctx context.Context, js jetstream.JetStream, partition, owner 
 
 func (l *lease) tryAcquire(ctx context.Context, js jetstream.JetStream) error {
 	if l.kv == nil {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err := bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 			Bucket:      LeaseBucket,
 			Description: "wallet_writer partition leases",
 			TTL:         l.ttl,

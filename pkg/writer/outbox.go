@@ -88,7 +88,7 @@ func (o *outbox) drain(ctx context.Context) error {
 		o.wm, o.saved, o.haveWM = v, v, true
 	}
 	if !o.streamReady {
-		if _, err := o.w.js.CreateOrUpdateStream(ctx, bus.EventsStreamConfig(o.w.cfg.Replicas)); err != nil {
+		if _, err := bus.EnsureStream(ctx, o.w.js, bus.EventsStreamConfig(o.w.cfg.Replicas)); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", bus.EventsStream, err)
 		}
 		o.streamReady = true
