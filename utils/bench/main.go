@@ -61,6 +61,7 @@ type result struct {
 	fsyncsPerSecond            float64
 	eventsPerCommit            float64
 	cpu                        cpuUse // CPU per process over the scenario (writes)
+	aofRewrite                 bool   // Redis rewrote its AOF during the scenario
 }
 
 type bench struct {
@@ -392,19 +393,35 @@ func (b *bench) wrkWrite(name string, conns int, script, url, target string, arg
 		return err
 	}
 	argv := b.wrkCommand(conns, b.dur, script, url, args...)
+	rewrote, err := b.aofWatch()
+	if err != nil {
+		return err
+	}
 	cpuBefore := b.cpuTimes()
 	w, err := b.wrk(conns, b.dur, script, url, args...)
 	if err != nil {
 		return err
 	}
 	r := b.record(name, argv, w, target)
+	if r.aofRewrite, err = rewrote(); err != nil {
+		return err
+	}
 	r.cpu = cpuSince(cpuBefore, b.cpuTimes(), time.Duration(w.DurationUS)*time.Microsecond, w.OK+w.Refused)
 	if err := b.groupCommit(r, sBefore, time.Duration(w.DurationUS)*time.Microsecond); err != nil {
 		return err
 	}
 	r.Check = b.check(before, w, conns)
-	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; %s; check: %s\n", r.commits, r.eventsPerCommit, r.cpu, r.Check)
+	r.printWrite()
 	return nil
+}
+
+// printWrite prints what a write scenario left besides its latencies.
+func (r *result) printWrite() {
+	aof := ""
+	if r.aofRewrite {
+		aof = "; Redis rewrote its AOF meanwhile"
+	}
+	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; %s; check: %s%s\n", r.commits, r.eventsPerCommit, r.cpu, r.Check, aof)
 }
 
 // settle waits until the write path's background work has caught up with
@@ -645,21 +662,30 @@ func (b *bench) openLoop(name string, rate float64, conns int, path string, wall
 	if err != nil {
 		return err
 	}
+	rewrote, err := b.aofWatch()
+	if err != nil {
+		return err
+	}
 	cpuBefore := b.cpuTimes()
 	o, err := runOpenLoop(b.base, paths, `{"amount": 1}`, rate, b.dur, conns)
 	if err != nil {
 		return err
 	}
 	cpuAfter := b.cpuTimes()
+	aofRewrite, err := rewrote()
+	if err != nil {
+		return err
+	}
 	w := wrkOut{Requests: int64(len(o.lat)), DurationUS: o.elapsed.Microseconds(), OK: o.ok, Refused: o.refused, Other: o.other, Errors: o.errs,
 		P50US: o.pct(0.50).Microseconds(), P90US: o.pct(0.90).Microseconds(), P99US: o.pct(0.99).Microseconds(), MaxUS: o.pct(1).Microseconds()}
 	r := b.record(name, []string{fmt.Sprintf("utils/bench open loop: %.0f credits/s for %s over %d connections", rate, b.dur, conns)}, w, "p99 ≤ 20 ms")
 	r.cpu = cpuSince(cpuBefore, cpuAfter, o.elapsed, o.ok+o.refused)
+	r.aofRewrite = aofRewrite
 	if err := b.groupCommit(r, sBefore, o.elapsed); err != nil {
 		return err
 	}
 	r.Check = b.check(before, w, 0)
-	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; %s; check: %s\n", r.commits, r.eventsPerCommit, r.cpu, r.Check)
+	r.printWrite()
 	return nil
 }
 
@@ -779,10 +805,14 @@ func (b *bench) report() string {
 		if r.Check == "" {
 			continue
 		}
+		aof := ""
+		if r.aofRewrite {
+			aof = " Redis rewrote its AOF during this scenario."
+		}
 		if r.commits > 0 {
-			fmt.Fprintf(&s, "- %s: %d commits (%.0f fsyncs/s), %.1f events per commit. %s. %s\n", r.Name, r.commits, r.fsyncsPerSecond, r.eventsPerCommit, r.cpu, r.Check)
+			fmt.Fprintf(&s, "- %s: %d commits (%.0f fsyncs/s), %.1f events per commit. %s. %s%s\n", r.Name, r.commits, r.fsyncsPerSecond, r.eventsPerCommit, r.cpu, r.Check, aof)
 		} else {
-			fmt.Fprintf(&s, "- %s: %s. %s\n", r.Name, r.cpu, r.Check)
+			fmt.Fprintf(&s, "- %s: %s. %s%s\n", r.Name, r.cpu, r.Check, aof)
 		}
 	}
 	if r := b.find(spreadName); r != nil && r.cpu.writes > 0 {
