@@ -807,7 +807,7 @@ func (b *bench) report() string {
 		}
 		aof := ""
 		if r.aofRewrite {
-			aof = " Redis rewrote its AOF during this scenario."
+			aof = "; Redis rewrote its AOF during this scenario"
 		}
 		if r.commits > 0 {
 			fmt.Fprintf(&s, "- %s: %d commits (%.0f fsyncs/s), %.1f events per commit. %s. %s%s\n", r.Name, r.commits, r.fsyncsPerSecond, r.eventsPerCommit, r.cpu, r.Check, aof)
