@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -38,6 +37,8 @@ import (
 
 	"github.com/segmentio/ksuid"
 	_ "modernc.org/sqlite"
+
+	"coffer/pkg/testwait"
 )
 
 func main() {
@@ -96,10 +97,13 @@ func run() error {
 		}
 	}
 	b := &bench{root: root, dur: *dur, ports: map[string]int{}}
-	for _, k := range []string{"http", "nats", "redis", "writer", "history", "server"} {
-		if b.ports[k], err = freePort(); err != nil {
-			return err
-		}
+	names := []string{"http", "nats", "redis", "writer", "history", "server"}
+	ports, err := testwait.PickPorts(len(names))
+	if err != nil {
+		return err
+	}
+	for i, k := range names {
+		b.ports[k] = ports[i]
 	}
 	if b.dataDir, err = os.MkdirTemp("", "coffer-bench"); err != nil {
 		return err
@@ -170,15 +174,6 @@ func openLoopOnly(target, walletsFile string, rate float64, d time.Duration, con
 	fmt.Printf("%d requests in %s: %d ok, %d refused, %d other, %d errors; p50 %s p99 %s max %s\n",
 		len(o.lat), round(o.elapsed), o.ok, o.refused, o.other, o.errs, round(o.pct(0.5)), round(o.pct(0.99)), round(o.pct(1)))
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (b *bench) runSh(args ...string) error {
