@@ -243,8 +243,8 @@ func (p *Projection) Balance(ctx context.Context, walletID string) (View, error)
 	if !ok {
 		return View{WalletID: walletID}, nil
 	}
-	var v View
-	if err := json.Unmarshal([]byte(state), &v); err != nil {
+	v, err := decodeView([]byte(state))
+	if err != nil {
 		return View{}, fmt.Errorf("balance of wallet %s: stored state %q: %w", walletID, state, err)
 	}
 	return v, nil
@@ -318,8 +318,8 @@ func (p *Projection) Versions(ctx context.Context, walletIDs []string) ([]int64,
 		if err != nil {
 			return nil, fmt.Errorf("version of wallet %s: %w", walletIDs[i], err)
 		}
-		var v View
-		if err := json.Unmarshal(b, &v); err != nil {
+		v, err := decodeView(b)
+		if err != nil {
 			// A state that cannot be read is as good as none: re-push it.
 			continue
 		}

@@ -1,0 +1,132 @@
+package readmodel
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/segmentio/ksuid"
+)
+
+// plainDecode is encoding/json's reading of a View, the reference.
+func plainDecode(b []byte) (View, error) {
+	var v View
+	err := json.Unmarshal(b, &v)
+	return v, err
+}
+
+func sameView(a, b View) bool {
+	return a.WalletID == b.WalletID && a.Balance == b.Balance && a.Version == b.Version &&
+		a.UpdatedAt.Equal(b.UpdatedAt) && a.UpdatedAt.Format(time.RFC3339Nano) == b.UpdatedAt.Format(time.RFC3339Nano)
+}
+
+func randomView(r *rand.Rand) View {
+	ints := []int64{0, 1, -1, 7, 1234567, math.MaxInt64, math.MinInt64, r.Int64(), -r.Int64()}
+	zones := []*time.Location{time.UTC, time.FixedZone("", 3600), time.FixedZone("", -5*3600-1800)}
+	at := time.Unix(r.Int64N(1<<34), r.Int64N(1e9)).In(zones[r.IntN(len(zones))])
+	if r.IntN(5) == 0 {
+		at = at.Truncate(time.Second)
+	}
+	if r.IntN(20) == 0 {
+		at = time.Time{}
+	}
+	return View{WalletID: ksuid.New().String(), Balance: ints[r.IntN(len(ints))], Version: ints[r.IntN(len(ints))], UpdatedAt: at}
+}
+
+// What the writer stores is read without reflection, and to the same View
+// as encoding/json reads it.
+func TestViewDecodeFastPath(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		want := randomView(r)
+		b, err := json.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, ok := parseView(b)
+		if !ok {
+			t.Fatalf("the fast path refused what the writer stores: %s", b)
+		}
+		ref, err := plainDecode(b)
+		if err != nil || !sameView(fast, ref) || !sameView(fast, want) {
+			t.Fatalf("%s: fast %+v, encoding/json %+v (%v), stored %+v", b, fast, ref, err, want)
+		}
+	}
+}
+
+// Any other input reads as encoding/json reads it: the same View, or an
+// error. Stored states with bytes changed, and shapes the fast path leaves
+// alone.
+func TestViewDecodeOtherwiseAsEncodingJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	inputs := []string{
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
+		`{"balance":1,"wallet_id":"a","version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a\u0062","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"é","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":1.0,"version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":1e2,"version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":01,"version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":-0,"version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":99999999999999999999,"version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02 03:04:05Z"}`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z"} `,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z","x":1}`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":null}`,
+		`{"wallet_id":"a","balance":1,"version":2}`,
+		`{"wallet_id":"a","balance":-,"version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
+		`{}`, `null`, ``, `{"wallet_id":"`,
+	}
+	for range 300 {
+		b, _ := json.Marshal(randomView(r))
+		for range 5 {
+			m := []byte(string(b))
+			const alphabet = "\"\\-.0123456789eE,:{} aZ\x00\xff"
+			m[r.IntN(len(m))] = alphabet[r.IntN(len(alphabet))]
+			inputs = append(inputs, string(m))
+		}
+	}
+	for _, in := range inputs {
+		ref, refErr := plainDecode([]byte(in))
+		got, err := decodeView([]byte(in))
+		if (err != nil) != (refErr != nil) || (err == nil && !sameView(got, ref)) {
+			t.Errorf("%q: got %+v (%v), encoding/json %+v (%v)", in, got, err, ref, refErr)
+		}
+		if fast, ok := parseView([]byte(in)); ok && (refErr != nil || !sameView(fast, ref)) {
+			t.Errorf("%q: the fast path read %+v, encoding/json %+v (%v)", in, fast, ref, refErr)
+		}
+	}
+}
+
+func FuzzViewDecode(f *testing.F) {
+	f.Add([]byte(`{"wallet_id":"3MuL10yhxGgGrJjHtArviPQxwhL","balance":5,"version":1,"updated_at":"2026-12-02T07:08:06.38Z"}`))
+	f.Add([]byte(`{"wallet_id":"a","balance":-9223372036854775808,"version":0,"updated_at":"0001-01-01T00:00:00+01:00"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ref, refErr := plainDecode(b)
+		if fast, ok := parseView(b); ok && (refErr != nil || !sameView(fast, ref)) {
+			t.Fatalf("%q: the fast path read %+v, encoding/json %+v (%v)", b, fast, ref, refErr)
+		}
+	})
+}
+
+func BenchmarkViewDecode(b *testing.B) {
+	data, _ := json.Marshal(View{WalletID: ksuid.New().String(), Balance: 123456, Version: 42, UpdatedAt: time.Now().UTC()})
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := plainDecode(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("fast", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeView(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
