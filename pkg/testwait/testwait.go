@@ -54,6 +54,11 @@ func FreePorts(tb testing.TB, names ...string) map[string]int {
 // at a time, the kernel once gave Redis the port of the NATS server).
 func PickPorts(n int) ([]int, error) {
 	lo, hi := portRange()
+	return pickPortsIn(n, lo, hi)
+}
+
+// pickPortsIn picks n distinct free ports from lo to hi.
+func pickPortsIn(n, lo, hi int) ([]int, error) {
 	var ports []int
 	var held []net.Listener
 	defer func() {
