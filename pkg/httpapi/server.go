@@ -457,6 +457,9 @@ func decodeAmount(w http.ResponseWriter, r *http.Request) (int64, *bus.Error) {
 		}
 		return 0, problem(bus.CodeInvalidBody, "the request body could not be read")
 	}
+	if amount, ok := plainAmount(body); ok {
+		return amount, nil
+	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return 0, problem(bus.CodeInvalidBody, "the request body is empty; "+amountHelp)
 	}
@@ -469,6 +472,50 @@ func decodeAmount(w http.ResponseWriter, r *http.Request) (int64, *bus.Error) {
 		return 0, problem(bus.CodeInvalidAmount, err.Error()+"; "+amountHelp)
 	}
 	return amount, nil
+}
+
+// plainAmount reads the body nearly every command carries, {"amount": N}
+// with N a whole number in range written plainly, without the token walk
+// and the exact arithmetic below (about two microseconds and 30 allocations
+// a command). ok is false for anything else, which then goes the long way:
+// the answer for any body is the same either way (TestPlainAmount,
+// FuzzCommandBody).
+func plainAmount(b []byte) (amount int64, ok bool) {
+	b = skipJSONSpace(b)
+	if b, ok = bytes.CutPrefix(b, []byte("{")); !ok {
+		return 0, false
+	}
+	if b, ok = bytes.CutPrefix(skipJSONSpace(b), []byte(`"amount"`)); !ok {
+		return 0, false
+	}
+	if b, ok = bytes.CutPrefix(skipJSONSpace(b), []byte(":")); !ok {
+		return 0, false
+	}
+	b = skipJSONSpace(b)
+	n := 0
+	for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		n++
+	}
+	// 1 to 16 digits, no leading zero: at most 10^15 once parsed.
+	if n == 0 || n > 16 || b[0] == '0' {
+		return 0, false
+	}
+	amount, err := strconv.ParseInt(string(b[:n]), 10, 64)
+	if err != nil || amount > wallet.MaxAmount {
+		return 0, false
+	}
+	if b, ok = bytes.CutPrefix(skipJSONSpace(b[n:]), []byte("}")); !ok || len(skipJSONSpace(b)) != 0 {
+		return 0, false
+	}
+	return amount, true
+}
+
+// skipJSONSpace drops the whitespace JSON allows between tokens.
+func skipJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
 }
 
 // amountField returns the raw value of the one field of a body that must be
