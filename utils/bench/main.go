@@ -374,10 +374,25 @@ func (b *bench) wrkRead(name string, conns int, url, target string) error {
 	return nil
 }
 
-// wrkWrite runs a write scenario and then checks it: the log, the state log
-// and Redis agree (wallet_writer verify), and the log grew by every
-// acknowledged write plus at most the writes in flight when wrk stopped.
+// wrkWrite runs a write scenario with wrk (measureWrites).
 func (b *bench) wrkWrite(name string, conns int, script, url, target string, args ...string) error {
+	return b.measureWrites(conns, func() (*result, wrkOut, error) {
+		w, err := b.wrk(conns, b.dur, script, url, args...)
+		if err != nil {
+			return nil, w, err
+		}
+		return b.record(name, b.wrkCommand(conns, b.dur, script, url, args...), w, target), w, nil
+	})
+}
+
+// measureWrites runs a write scenario — run records its result and returns
+// what it counted — once the stack has settled, and then checks it: the log
+// grew by every acknowledged write plus at most inFlight writes still in
+// flight when it stopped, and the log, the state log and Redis agree
+// (wallet_writer verify). It also records the CPU of each process per
+// write, the writer's group commits, and whether Redis rewrote its AOF
+// meanwhile.
+func (b *bench) measureWrites(inFlight int, run func() (*result, wrkOut, error)) error {
 	b.settle()
 	before, err := b.logCounts()
 	if err != nil {
@@ -387,25 +402,24 @@ func (b *bench) wrkWrite(name string, conns int, script, url, target string, arg
 	if err != nil {
 		return err
 	}
-	argv := b.wrkCommand(conns, b.dur, script, url, args...)
 	rewrote, err := b.aofWatch()
 	if err != nil {
 		return err
 	}
 	cpuBefore := b.cpuTimes()
-	w, err := b.wrk(conns, b.dur, script, url, args...)
+	r, w, err := run()
 	if err != nil {
 		return err
 	}
-	r := b.record(name, argv, w, target)
+	elapsed := time.Duration(w.DurationUS) * time.Microsecond
+	r.cpu = cpuSince(cpuBefore, b.cpuTimes(), elapsed, w.OK+w.Refused)
 	if r.aofRewrite, err = rewrote(); err != nil {
 		return err
 	}
-	r.cpu = cpuSince(cpuBefore, b.cpuTimes(), time.Duration(w.DurationUS)*time.Microsecond, w.OK+w.Refused)
-	if err := b.groupCommit(r, sBefore, time.Duration(w.DurationUS)*time.Microsecond); err != nil {
+	if err := b.groupCommit(r, sBefore, elapsed); err != nil {
 		return err
 	}
-	r.Check = b.check(before, w, conns)
+	r.Check = b.check(before, w, inFlight)
 	r.printWrite()
 	return nil
 }
@@ -642,46 +656,23 @@ func readLines(path string) []string {
 
 // openLoop sends credits at a fixed rate for the scenario's duration and
 // measures each latency from when the request was due, so a stall counts
-// against every request it delays (no coordinated omission).
+// against every request it delays (no coordinated omission). It waits for
+// every answer, so no write is in flight when it stops.
 func (b *bench) openLoop(name string, rate float64, conns int, path string, wallets []string) error {
-	b.settle()
-	before, err := b.logCounts()
-	if err != nil {
-		return err
-	}
 	paths := []string{path}
 	if wallets != nil {
 		paths = creditPaths(wallets)
 	}
-	sBefore, err := b.writerStats()
-	if err != nil {
-		return err
-	}
-	rewrote, err := b.aofWatch()
-	if err != nil {
-		return err
-	}
-	cpuBefore := b.cpuTimes()
-	o, err := runOpenLoop(b.base, paths, `{"amount": 1}`, rate, b.dur, conns)
-	if err != nil {
-		return err
-	}
-	cpuAfter := b.cpuTimes()
-	aofRewrite, err := rewrote()
-	if err != nil {
-		return err
-	}
-	w := wrkOut{Requests: int64(len(o.lat)), DurationUS: o.elapsed.Microseconds(), OK: o.ok, Refused: o.refused, Other: o.other, Errors: o.errs,
-		P50US: o.pct(0.50).Microseconds(), P90US: o.pct(0.90).Microseconds(), P99US: o.pct(0.99).Microseconds(), MaxUS: o.pct(1).Microseconds()}
-	r := b.record(name, []string{fmt.Sprintf("utils/bench open loop: %.0f credits/s for %s over %d connections", rate, b.dur, conns)}, w, "p99 ≤ 20 ms")
-	r.cpu = cpuSince(cpuBefore, cpuAfter, o.elapsed, o.ok+o.refused)
-	r.aofRewrite = aofRewrite
-	if err := b.groupCommit(r, sBefore, o.elapsed); err != nil {
-		return err
-	}
-	r.Check = b.check(before, w, 0)
-	r.printWrite()
-	return nil
+	return b.measureWrites(0, func() (*result, wrkOut, error) {
+		o, err := runOpenLoop(b.base, paths, `{"amount": 1}`, rate, b.dur, conns)
+		if err != nil {
+			return nil, wrkOut{}, err
+		}
+		w := wrkOut{Requests: int64(len(o.lat)), DurationUS: o.elapsed.Microseconds(), OK: o.ok, Refused: o.refused, Other: o.other, Errors: o.errs,
+			P50US: o.pct(0.50).Microseconds(), P90US: o.pct(0.90).Microseconds(), P99US: o.pct(0.99).Microseconds(), MaxUS: o.pct(1).Microseconds()}
+		argv := []string{fmt.Sprintf("utils/bench open loop: %.0f credits/s for %s over %d connections", rate, b.dur, conns)}
+		return b.record(name, argv, w, "p99 ≤ 20 ms"), w, nil
+	})
 }
 
 var redisRate = regexp.MustCompile(`GET: ([0-9.]+) requests per second`)
