@@ -27,23 +27,18 @@ func Until(tb testing.TB, within time.Duration, what string, cond func() bool) {
 	}
 }
 
-// FreePorts returns a distinct free loopback TCP port for each name, for
-// processes the test starts and that bind the ports themselves (PickPorts).
+// FreePorts is PickPorts for a test: it fails tb if the ports cannot be had.
 func FreePorts(tb testing.TB, names ...string) map[string]int {
 	tb.Helper()
-	picked, err := PickPorts(len(names))
+	ports, err := PickPorts(names...)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	ports := make(map[string]int, len(names))
-	for i, name := range names {
-		ports[name] = picked[i]
 	}
 	return ports
 }
 
-// PickPorts returns n distinct loopback TCP ports, each free a moment ago,
-// for a process that will bind it.
+// PickPorts returns a distinct loopback TCP port for each name, each free a
+// moment ago, for a process that will bind it.
 //
 // They come from outside the kernel's ephemeral range
 // (/proc/sys/net/ipv4/ip_local_port_range): a port from there, once closed
@@ -52,9 +47,17 @@ func FreePorts(tb testing.TB, names ...string) map[string]int {
 // test packages run side by side making thousands of connections. Each port
 // is held open until all are chosen, so one call never repeats a port (one
 // at a time, the kernel once gave Redis the port of the NATS server).
-func PickPorts(n int) ([]int, error) {
+func PickPorts(names ...string) (map[string]int, error) {
 	lo, hi := portRange()
-	return pickPortsIn(n, lo, hi)
+	picked, err := pickPortsIn(len(names), lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	ports := make(map[string]int, len(names))
+	for i, name := range names {
+		ports[name] = picked[i]
+	}
+	return ports, nil
 }
 
 // pickPortsIn picks n distinct free ports from lo to hi.

@@ -10,9 +10,17 @@ import (
 // TestPickPorts: distinct ports, outside the kernel's ephemeral range where
 // it can be read, and free for the caller to bind.
 func TestPickPorts(t *testing.T) {
-	ports, err := PickPorts(40)
+	var names []string
+	for i := range 40 {
+		names = append(names, fmt.Sprint("p", i))
+	}
+	named, err := PickPorts(names...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var ports []int
+	for _, p := range named {
+		ports = append(ports, p)
 	}
 	eLo, eHi, rangeErr := ephemeralRange()
 	seen := map[int]bool{}

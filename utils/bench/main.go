@@ -96,14 +96,9 @@ func run() error {
 			return fmt.Errorf("%s is not installed: run ./build.sh bench, which installs it", bin)
 		}
 	}
-	b := &bench{root: root, dur: *dur, ports: map[string]int{}}
-	names := []string{"http", "nats", "redis", "writer", "history", "server"}
-	ports, err := testwait.PickPorts(len(names))
-	if err != nil {
+	b := &bench{root: root, dur: *dur}
+	if b.ports, err = testwait.PickPorts("http", "nats", "redis", "writer", "history", "server"); err != nil {
 		return err
-	}
-	for i, k := range names {
-		b.ports[k] = ports[i]
 	}
 	if b.dataDir, err = os.MkdirTemp("", "coffer-bench"); err != nil {
 		return err
