@@ -25,10 +25,17 @@ var stackProcesses = []string{"wallet_writer", "wallet_server", "history_writer"
 // clockTick is the unit of /proc/<pid>/stat times (USER_HZ, 100 on Linux).
 const clockTick = 10 * time.Millisecond
 
+// cpuSnapshot is the CPU time used so far by each process of this bench's
+// stack and by the load generator, and by the whole machine.
+type cpuSnapshot struct {
+	per         map[string]time.Duration
+	busy, total int64 // ticks of all cores: busy (not idle, not waiting for I/O) and in all
+}
+
 // cpuTimes is the CPU time used so far by each process of this bench's
 // stack, and by the load generator (wrk, a waited-for child, or this
-// process itself for the open loop).
-func (b *bench) cpuTimes() map[string]time.Duration {
+// process itself for the open loop), and the machine's busy and total ticks.
+func (b *bench) cpuTimes() cpuSnapshot {
 	t := map[string]time.Duration{}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
@@ -64,7 +71,41 @@ func (b *bench) cpuTimes() map[string]time.Duration {
 			t[loadGenerator] += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
 	}
-	return t
+	busy, total := machineTicks()
+	return cpuSnapshot{per: t, busy: busy, total: total}
+}
+
+// machineTicks reads the machine's CPU ticks from the first line of
+// /proc/stat: the kernel's work for every process (softirqs of loopback
+// traffic, interrupts) counts too, which no single process is charged for.
+// Both are 0 if /proc/stat cannot be read.
+func machineTicks() (busy, total int64) {
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	return parseMachineTicks(stat)
+}
+
+func parseMachineTicks(stat []byte) (busy, total int64) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	// user nice system idle iowait irq softirq steal guest guest_nice.
+	// Stolen time counts as busy: the stack could not have used it.
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i == 8 || i == 9 { // guest time is already in user and nice
+			continue
+		}
+		total += n
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return busy, total
 }
 
 // cpuUse is the CPU each process used over one scenario.
@@ -72,12 +113,16 @@ type cpuUse struct {
 	per     map[string]time.Duration
 	elapsed time.Duration
 	writes  int64
+	machine float64 // the share of all cores' time they were busy; 0 if unknown
 }
 
-func cpuSince(before, after map[string]time.Duration, elapsed time.Duration, writes int64) cpuUse {
+func cpuSince(before, after cpuSnapshot, elapsed time.Duration, writes int64) cpuUse {
 	u := cpuUse{per: map[string]time.Duration{}, elapsed: elapsed, writes: writes}
-	for k, v := range after {
-		u.per[k] = v - before[k]
+	for k, v := range after.per {
+		u.per[k] = v - before.per[k]
+	}
+	if total := after.total - before.total; total > 0 {
+		u.machine = float64(after.busy-before.busy) / float64(total)
 	}
 	return u
 }
@@ -113,5 +158,9 @@ func (u cpuUse) String() string {
 	for _, n := range names {
 		parts = append(parts, fmt.Sprintf("%s %d µs", n, u.perWrite(n).Microseconds()))
 	}
-	return fmt.Sprintf("CPU per write: %s; %.2f cores busy in all", strings.Join(parts, ", "), u.cores())
+	machine := ""
+	if u.machine > 0 {
+		machine = fmt.Sprintf(" (the machine %.0f%% busy, kernel included)", 100*u.machine)
+	}
+	return fmt.Sprintf("CPU per write: %s; %.2f cores busy in all%s", strings.Join(parts, ", "), u.cores(), machine)
 }
