@@ -85,7 +85,10 @@ var OpenAPI []byte
 
 // router maps every route of the API to its handler.
 func (s *server) router(reg *prometheus.Registry) *mux.Router {
-	r := mux.NewRouter()
+	// No path cleaning: mux would answer /wallet//balance or a path with
+	// "." or ".." segments with an empty 301 to the cleaned path, which
+	// turns a redirected POST into a GET. Such a path is no route: 404.
+	r := mux.NewRouter().SkipClean(true)
 	// route registers h on path and names the route in the request's
 	// metrics by its template.
 	route := func(path string, h http.Handler, methods ...string) {

@@ -48,11 +48,15 @@ type service struct {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	s := &stack{
-		t:        t,
-		nats:     natstest.Start(t),
-		redis:    redistest.Start(t),
-		dataDir:  t.TempDir(),
-		client:   &http.Client{Timeout: 15 * time.Second},
+		t:       t,
+		nats:    natstest.Start(t),
+		redis:   redistest.Start(t),
+		dataDir: t.TempDir(),
+		// Answers are checked as the server gave them: a redirect is
+		// never followed (the API has none to give).
+		client: &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
 		services: map[string]*service{},
 	}
 	s.start("wallet_writer")
