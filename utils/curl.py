@@ -13,9 +13,15 @@ and status-code counts every second until Ctrl-C or --duration:
 
 import argparse
 import collections
+import os
 import sys
 import threading
 import time
+
+if not __package__:
+    # Run as a file (python3 utils/curl.py) rather than as a module
+    # (python3 -m utils.curl): the utils package is beside this file.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils._http import Conn
 

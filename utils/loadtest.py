@@ -11,12 +11,18 @@ It exits 1 on any mismatch or any operation whose outcome stayed unknown.
 """
 
 import argparse
+import os
 import json
 import random
 import sys
 import threading
 import time
 import uuid
+
+if not __package__:
+    # Run as a file (python3 utils/loadtest.py) rather than as a module
+    # (python3 -m utils.loadtest): the utils package is beside this file.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils._http import Conn, percentile
 

@@ -2,6 +2,10 @@
 
 import contextlib
 import io
+import os
+import subprocess
+import sys
+import tempfile
 import unittest
 
 from utils._http import percentile
@@ -41,3 +45,20 @@ class Args(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RunAsFile(unittest.TestCase):
+    """Each tool runs as `python3 -m utils.<tool>` and as `python3 utils/<tool>.py`, from anywhere."""
+
+    def test_help_both_ways(self):
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        for tool in ("curl", "loadtest"):
+            for argv, cwd in (
+                ([sys.executable, "-m", "utils." + tool, "--help"], root),
+                ([sys.executable, os.path.join(root, "utils", tool + ".py"), "--help"], tempfile.gettempdir()),
+            ):
+                with self.subTest(tool=tool, argv=argv[1]):
+                    out = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=30,
+                                         env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+                    self.assertEqual(out.returncode, 0, out.stderr)
+                    self.assertIn("usage:", out.stdout)
