@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/big"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -261,6 +264,10 @@ func walletID(r *http.Request) (string, *bus.Error) {
 }
 
 func (s *server) createWallet(w http.ResponseWriter, r *http.Request) {
+	if _, perr := queryParams(r); perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
 	id := ksuid.New().String()
 	w.Header().Set("Location", "/wallet/"+id+"/balance")
 	writeJSON(w, http.StatusCreated, map[string]string{"wallet_id": id})
@@ -276,6 +283,9 @@ type balanceResponse struct {
 
 func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 	id, perr := walletID(r)
+	if perr == nil {
+		_, perr = queryParams(r)
+	}
 	if perr != nil {
 		writeProblem(w, r, perr)
 		return
@@ -322,11 +332,14 @@ type transactionsResponse struct {
 
 func (s *server) transactions(w http.ResponseWriter, r *http.Request) {
 	id, perr := walletID(r)
+	var q url.Values
+	if perr == nil {
+		q, perr = queryParams(r, "limit", "cursor", "include")
+	}
 	if perr != nil {
 		writeProblem(w, r, perr)
 		return
 	}
-	q := r.URL.Query()
 	limit := DefaultLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -385,6 +398,9 @@ const ReplayedHeader = "Idempotent-Replayed"
 func (s *server) command(a wallet.Action) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, perr := walletID(r)
+		if perr == nil {
+			_, perr = queryParams(r)
+		}
 		if perr != nil {
 			writeProblem(w, r, perr)
 			return
@@ -422,6 +438,31 @@ func (s *server) command(a wallet.Action) http.HandlerFunc {
 		}
 		writeRawJSON(w, http.StatusOK, reply.Result)
 	}
+}
+
+// queryParams returns the request's query parameters when each is one the
+// route takes and none is given twice, so that a typo such as ?limt=10 is
+// refused instead of read as no limit at all, as a body with an unknown
+// field is.
+func queryParams(r *http.Request, takes ...string) (url.Values, *bus.Error) {
+	if r.URL.RawQuery == "" {
+		return nil, nil
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, problem(bus.CodeInvalidQuery, fmt.Sprintf("the query string %q cannot be read: %v", r.URL.RawQuery, err))
+	}
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		switch {
+		case !slices.Contains(takes, name) && len(takes) == 0:
+			return nil, problem(bus.CodeInvalidQuery, fmt.Sprintf("%s takes no query parameters, not %q", r.URL.Path, name))
+		case !slices.Contains(takes, name):
+			return nil, problem(bus.CodeInvalidQuery, fmt.Sprintf("%s takes the query parameters %s, not %q", r.URL.Path, strings.Join(takes, ", "), name))
+		case len(q[name]) > 1:
+			return nil, problem(bus.CodeInvalidQuery, fmt.Sprintf("query parameter %q is given %d times; give it once", name, len(q[name])))
+		}
+	}
+	return q, nil
 }
 
 // idempotencyKey returns the Idempotency-Key header: absent, or 1 to 255

@@ -55,6 +55,12 @@ func TestBadInput(t *testing.T) {
 		{"limit too large", "GET", "/wallet/" + id + "/transactions?limit=1001", "", nil, 400, bus.CodeInvalidQuery},
 		{"bad cursor", "GET", "/wallet/" + id + "/transactions?cursor=abc", "", nil, 400, bus.CodeInvalidQuery},
 		{"bad include", "GET", "/wallet/" + id + "/transactions?include=all", "", nil, 400, bus.CodeInvalidQuery},
+		{"unknown query parameter", "GET", "/wallet/" + id + "/transactions?limt=10", "", nil, 400, bus.CodeInvalidQuery},
+		{"limit given twice", "GET", "/wallet/" + id + "/transactions?limit=1&limit=2", "", nil, 400, bus.CodeInvalidQuery},
+		{"unreadable query", "GET", "/wallet/" + id + "/transactions?limit=5;include=rejected", "", nil, 400, bus.CodeInvalidQuery},
+		{"query on balance", "GET", "/wallet/" + id + "/balance?limit=1", "", nil, 400, bus.CodeInvalidQuery},
+		{"amount in the query", "POST", credit + "?amount=5", `{"amount": 5}`, nil, 400, bus.CodeInvalidQuery},
+		{"query on create", "POST", "/wallet?owner=me", "", nil, 400, bus.CodeInvalidQuery},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
