@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,3 +95,23 @@ func (e *Env) IntList(key string, def []int, below int) []int {
 
 // Err returns every bad value met so far, or nil.
 func (e *Env) Err() error { return errors.Join(e.errs...) }
+
+// NoArgs reads the command line of a service that takes no arguments, whose
+// settings all come from the environment: none means run; help, -h or
+// --help prints usage to stdout and means stop; anything else prints usage
+// to stderr and is an error, rather than starting a server the caller did
+// not ask for.
+func NoArgs(args []string, usage string, stdout, stderr io.Writer) (run bool, err error) {
+	switch {
+	case len(args) == 0:
+		return true, nil
+	case len(args) == 1 && IsHelp(args[0]):
+		fmt.Fprint(stdout, usage)
+		return false, nil
+	}
+	fmt.Fprint(stderr, usage)
+	return false, fmt.Errorf("unknown arguments %q", args)
+}
+
+// IsHelp reports whether a command-line argument asks for help.
+func IsHelp(arg string) bool { return arg == "help" || arg == "-h" || arg == "--help" }

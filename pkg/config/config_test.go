@@ -57,3 +57,29 @@ func TestEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestNoArgs(t *testing.T) {
+	const usage = "usage: svc\n"
+	for _, c := range []struct {
+		name           string
+		args           []string
+		run, fails     bool
+		stdout, stderr string
+	}{
+		{"none: run", nil, true, false, "", ""},
+		{"--help", []string{"--help"}, false, false, usage, ""},
+		{"-h", []string{"-h"}, false, false, usage, ""},
+		{"help", []string{"help"}, false, false, usage, ""},
+		{"an unknown flag", []string{"--port=1"}, false, true, "", usage},
+		{"help and more", []string{"--help", "x"}, false, true, "", usage},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errOut strings.Builder
+			run, err := config.NoArgs(c.args, usage, &out, &errOut)
+			if run != c.run || (err != nil) != c.fails || out.String() != c.stdout || errOut.String() != c.stderr {
+				t.Errorf("NoArgs(%q) = %v, %v; stdout %q, stderr %q; want %v, error %v, stdout %q, stderr %q",
+					c.args, run, err, out.String(), errOut.String(), c.run, c.fails, c.stdout, c.stderr)
+			}
+		})
+	}
+}

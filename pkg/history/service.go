@@ -39,6 +39,23 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 	return s, env.Err()
 }
 
+// Usage is history_writer's help text.
+const Usage = `usage: history_writer
+
+Records every event of the EVENTS stream in the global history. It takes no
+arguments: settings come from the environment (NATS_URL, DATA_DIR,
+HISTORY_BATCH, ...); see the README.
+`
+
+// Command runs history_writer with its command-line arguments: none, or a
+// request for help.
+func Command(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if run, err := config.NoArgs(args, Usage, stdout, stderr); !run {
+		return err
+	}
+	return RunService(ctx, getenv, stdout, stderr)
+}
+
 // RunService is history_writer's whole life: settings through getenv, JSON
 // logs to stdout, recording until ctx ends, then the batch in hand is stored
 // and acknowledged before NATS is drained and SQLite closed.

@@ -43,6 +43,22 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 	return s, env.Err()
 }
 
+// Usage is wallet_server's help text.
+const Usage = `usage: wallet_server
+
+Serves Coffer's HTTP API. It takes no arguments: settings come from the
+environment (HTTP_ADDR, NATS_URL, REDIS_URL, WRITE_TIMEOUT, ...); see the README.
+`
+
+// Command runs wallet_server with its command-line arguments: none, or a
+// request for help.
+func Command(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if run, err := config.NoArgs(args, Usage, stdout, stderr); !run {
+		return err
+	}
+	return RunService(ctx, getenv, stdout, stderr)
+}
+
 // RunService is wallet_server's whole life: settings through getenv, JSON
 // logs to stdout, serving HTTP until ctx ends, then in-flight requests are
 // given SHUTDOWN_TIMEOUT to finish before NATS is drained.

@@ -241,7 +241,7 @@ func Command(ctx context.Context, args []string, getenv func(string) string, std
 		return RunService(ctx, getenv, stdout, stderr)
 	case (cmd == "verify" || cmd == "rebuild") && len(args) == 1:
 		return runTool(ctx, cmd, getenv, stdout)
-	case cmd == "help" || cmd == "-h" || cmd == "--help":
+	case config.IsHelp(cmd) && len(args) == 1:
 		fmt.Fprint(stdout, Usage)
 		return nil
 	}

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/segmentio/ksuid"
 
+	"coffer/pkg/history"
+	"coffer/pkg/httpapi"
 	"coffer/pkg/readmodel"
 	"coffer/pkg/writer"
 )
@@ -103,12 +107,28 @@ func TestVerifyAndRebuild(t *testing.T) {
 	})
 }
 
-func TestWriterCommandLine(t *testing.T) {
-	var out, errOut bytes.Buffer
-	if err := writer.Command(t.Context(), []string{"--help"}, func(string) string { return "" }, &out, &errOut); err != nil || !strings.Contains(out.String(), "usage: wallet_writer") {
-		t.Fatalf("--help: %v %q", err, out.String())
-	}
-	if err := writer.Command(t.Context(), []string{"frobnicate"}, func(string) string { return "" }, &out, &errOut); err == nil {
-		t.Fatal("an unknown command was accepted")
+// TestCommandLines holds each service to its command line: --help prints
+// its usage and starts nothing; an argument it does not take is an error,
+// not a server started anyway.
+func TestCommandLines(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for _, c := range []struct {
+		name string
+		cmd  func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+	}{
+		{"wallet_writer", writer.Command},
+		{"wallet_server", httpapi.Command},
+		{"history_writer", history.Command},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if err := c.cmd(t.Context(), []string{"--help"}, noEnv, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "usage: "+c.name) {
+				t.Fatalf("--help: %v %q", err, out.String())
+			}
+			out.Reset()
+			if err := c.cmd(t.Context(), []string{"--frobnicate"}, noEnv, &out, &errOut); err == nil || !strings.Contains(errOut.String(), "usage: "+c.name) {
+				t.Fatalf("an unknown argument: %v, stderr %q", err, errOut.String())
+			}
+		})
 	}
 }

@@ -15,7 +15,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := history.RunService(ctx, os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := history.Command(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "history_writer:", err)
 		os.Exit(1)
 	}

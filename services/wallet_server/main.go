@@ -26,7 +26,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := httpapi.RunService(ctx, os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := httpapi.Command(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "wallet_server:", err)
 		os.Exit(1)
 	}
