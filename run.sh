@@ -203,8 +203,6 @@ export PARTITION_COUNT
 nats_conf=()
 if [ "$PARTITION_COUNT" -gt 1 ]; then
 	mkdir -p "$DATA_DIR"
-	printf 'mappings = {\n  "cmd.wallet.*.*": "cmd.part.{{partition(%d,1)}}.{{wildcard(1)}}.{{wildcard(2)}}"\n}\n' \
-		"$PARTITION_COUNT" >"$DATA_DIR/nats-partitions.conf"
 	nats_conf=(-c "$DATA_DIR/nats-partitions.conf")
 	: "${WRITER_PARTITIONS:=$(seq -s, 0 $((PARTITION_COUNT - 1)))}"
 	export WRITER_PARTITIONS
@@ -226,6 +224,11 @@ fi
 
 ./build.sh deps
 ./build.sh bin
+if [ "$PARTITION_COUNT" -gt 1 ]; then
+	# The mapping is written in one place, the code (wallet_writer
+	# partitions-conf); the writers serve what it maps to.
+	bin/wallet_writer partitions-conf >"$DATA_DIR/nats-partitions.conf"
+fi
 
 echo $$ >"$pidfile"
 pids=()

@@ -1,6 +1,8 @@
 // Package bus holds what the services agree on over NATS: subjects, the
 // command and reply wire types, the stable error codes, the EVENTS stream, and
-// the client wallet_server uses to send commands.
+// the client wallet_server uses to send commands. It knows no domain: a
+// command names its domain, stream and action in its subject,
+// cmd.<domain>.<id>.<action>, and carries the domain's own data.
 package bus
 
 import (
@@ -12,14 +14,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"coffer/pkg/wallet"
 )
 
 // Subjects and names on the bus.
 const (
-	// CommandSubjects is the subject filter the writer serves: cmd.wallet.<id>.<action>.
-	CommandSubjects = "cmd.wallet.*.*"
+	// CommandSubjects is the subject filter the writer serves:
+	// cmd.<domain>.<id>.<action>, for every domain.
+	CommandSubjects = "cmd.*.*.*"
 	// EventsStream is the JetStream stream holding every event of every domain.
 	EventsStream = "EVENTS"
 	// EventSubjects is the stream's subject filter: evt.<domain>.<id>.<type>.
@@ -31,31 +32,31 @@ const (
 )
 
 // ErrBadSubject is returned for a subject that is not a command subject.
-var ErrBadSubject = errors.New("not a wallet command subject")
+var ErrBadSubject = errors.New("not a command subject")
 
-// CommandSubject is the subject a command for walletID travels on.
-func CommandSubject(walletID string, a wallet.Action) string {
-	return "cmd.wallet." + walletID + "." + string(a)
+// partToken is the second token of a command subject mapped to a partition,
+// so no domain may be named so.
+const partToken = "part"
+
+// CommandSubject is the subject a command for stream id of domain travels on.
+func CommandSubject(domain, id, action string) string {
+	return "cmd." + domain + "." + id + "." + action
 }
 
-// ParseCommandSubject splits cmd.wallet.<id>.<action>, or the same mapped
-// to a partition, cmd.part.<p>.<id>.<action>.
-func ParseCommandSubject(subject string) (walletID string, a wallet.Action, err error) {
+// ParseCommandSubject splits cmd.<domain>.<id>.<action>, or the same mapped
+// to a partition, cmd.part.<p>.<domain>.<id>.<action>.
+func ParseCommandSubject(subject string) (domain, id, action string, err error) {
 	parts := strings.Split(subject, ".")
-	if len(parts) == 5 && parts[0] == "cmd" && parts[1] == "part" {
+	if len(parts) == 6 && parts[0] == "cmd" && parts[1] == partToken {
 		if _, err := strconv.Atoi(parts[2]); err != nil {
-			return "", "", fmt.Errorf("%q: %w", subject, ErrBadSubject)
+			return "", "", "", fmt.Errorf("%q: %w", subject, ErrBadSubject)
 		}
-		parts = []string{"cmd", "wallet", parts[3], parts[4]}
+		parts = append([]string{"cmd"}, parts[3:]...)
 	}
-	if len(parts) != 4 || parts[0] != "cmd" || parts[1] != "wallet" || parts[2] == "" {
-		return "", "", fmt.Errorf("%q: %w", subject, ErrBadSubject)
+	if len(parts) != 4 || parts[0] != "cmd" || parts[1] == "" || parts[1] == partToken || parts[2] == "" || parts[3] == "" {
+		return "", "", "", fmt.Errorf("%q: %w", subject, ErrBadSubject)
 	}
-	a, err = wallet.ParseAction(parts[3])
-	if err != nil {
-		return "", "", fmt.Errorf("%q: %w", subject, err)
-	}
-	return parts[2], a, nil
+	return parts[1], parts[2], parts[3], nil
 }
 
 // EventSubject is the subject an event is published on.
@@ -82,27 +83,18 @@ func EventsStreamConfig(replicas int) jetstream.StreamConfig {
 	}
 }
 
-// Command is the body of a command request. The wallet and the action are in
-// the subject.
+// Command is the body of a command request. The domain, the stream and the
+// action are in the subject.
 type Command struct {
 	// CommandID is made by wallet_server for every request; a retry of the
 	// same request carries the same id.
 	CommandID string `json:"command_id"`
 	// IdempotencyKey is the client's Idempotency-Key header, if it sent one.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
-	Amount         int64  `json:"amount"`
+	// Data is the command's own body, read by its domain.
+	Data json.RawMessage `json:"data,omitempty"`
 	// RequestID travels in the RequestIDHeader, not in the body.
 	RequestID string `json:"-"`
-}
-
-// Result is a successful outcome: the wallet after the command and the
-// transaction it recorded. Its JSON is the HTTP response body.
-type Result struct {
-	WalletID    string             `json:"wallet_id"`
-	Balance     int64              `json:"balance"`
-	Version     int64              `json:"version"`
-	Timestamp   time.Time          `json:"timestamp"`
-	Transaction wallet.Transaction `json:"transaction"`
 }
 
 // Reply is the body of every answer to a command: exactly one of Result and
@@ -127,9 +119,10 @@ func ResultReply(result []byte) []byte {
 type Error struct {
 	Code   Code   `json:"code"`
 	Detail string `json:"detail"`
-	// Balance and Version describe the wallet for refusals that depend on it.
-	Balance *int64 `json:"balance,omitempty"`
-	Version *int64 `json:"version,omitempty"`
+	// Fields, a JSON object, describe the stream for refusals that depend
+	// on it (a wallet's balance and version); they become members of the
+	// problem the API answers with.
+	Fields json.RawMessage `json:"fields,omitempty"`
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Detail }

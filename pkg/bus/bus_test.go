@@ -7,19 +7,24 @@ import (
 	"time"
 
 	"coffer/pkg/bus"
-	"coffer/pkg/wallet"
 )
 
 // TestResultReplyIsWhatMarshalWrites holds the hand-built reply to the
 // bytes encoding/json makes of the same Reply, and to what decodes back.
 func TestResultReplyIsWhatMarshalWrites(t *testing.T) {
 	at := time.Date(2026, 12, 2, 6, 0, 0, 123456789, time.UTC)
-	for _, ev := range []wallet.Event{
-		{Type: wallet.Credited, Version: 1, Amount: 5, BalanceAfter: 5},
-		{Type: wallet.Debited, Version: 9, Amount: 1 << 40, BalanceAfter: 0},
+	type result struct {
+		ID      string    `json:"id"`
+		Balance int64     `json:"balance"`
+		Version int64     `json:"version"`
+		At      time.Time `json:"at"`
+		Note    string    `json:"note"`
+	}
+	for _, r := range []result{
+		{ID: "2bX6UCoXsk3yZkCeeW8j5lTxGqk", Balance: 5, Version: 1, At: at},
+		{ID: "3MuBBtwItK5dW8aBVeIbd263adK", Balance: 1 << 40, Version: 9, At: at, Note: "<\u00e9\"\\>"},
 	} {
-		res, err := json.Marshal(bus.Result{WalletID: "2bX6UCoXsk3yZkCeeW8j5lTxGqk", Balance: ev.BalanceAfter, Version: ev.Version,
-			Timestamp: at, Transaction: wallet.NewTransaction("3MuBBtwItK5dW8aBVeIbd263adK", ev, at)})
+		res, err := json.Marshal(r)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"coffer/pkg/metrics"
-	"coffer/pkg/wallet"
 )
 
 // RequestIDHeader is the NATS header that carries the id of the HTTP request
@@ -32,28 +31,28 @@ func NewClient(nc *nats.Conn, timeout time.Duration, reg prometheus.Registerer) 
 	requests := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: metrics.Namespace,
 		Name:      "nats_request_duration_seconds",
-		Help:      "Command requests to wallet_writer over NATS, by action and outcome: ok (the writer answered, whatever it decided), not_connected, no_responders, timeout, canceled, error.",
+		Help:      "Command requests to wallet_writer over NATS, by domain, action and outcome: ok (the writer answered, whatever it decided), not_connected, no_responders, timeout, canceled, error.",
 		Buckets:   metrics.LatencyBuckets,
-	}, []string{"action", "outcome"})
+	}, []string{"domain", "action", "outcome"})
 	if reg != nil {
 		reg.MustRegister(requests)
 	}
 	return &Client{nc: nc, timeout: timeout, requests: requests}
 }
 
-// Send delivers cmd for walletID and returns the writer's reply, and whether
+// Send delivers cmd for stream id of domain and returns the writer's reply, and whether
 // the writer replayed a stored outcome. Transport failures come back as an
 // *Error with CodeWriterUnavailable (nobody serves the subject, or NATS is
 // down) or CodeWriterTimeout (nobody answered in time; the command may or may
 // not have been applied, and a retry with the same ids tells).
-func (c *Client) Send(ctx context.Context, walletID string, a wallet.Action, cmd Command) (Reply, bool, error) {
+func (c *Client) Send(ctx context.Context, domain, id, action string, cmd Command) (Reply, bool, error) {
 	start := time.Now()
-	r, replayed, outcome, err := c.send(ctx, walletID, a, cmd)
-	c.requests.WithLabelValues(string(a), outcome).Observe(time.Since(start).Seconds())
+	r, replayed, outcome, err := c.send(ctx, CommandSubject(domain, id, action), cmd)
+	c.requests.WithLabelValues(domain, action, outcome).Observe(time.Since(start).Seconds())
 	return r, replayed, err
 }
 
-func (c *Client) send(ctx context.Context, walletID string, a wallet.Action, cmd Command) (Reply, bool, string, error) {
+func (c *Client) send(ctx context.Context, subject string, cmd Command) (Reply, bool, string, error) {
 	if !c.nc.IsConnected() {
 		// Requests would sit in the reconnect buffer until the deadline:
 		// say at once that nobody can be reached.
@@ -63,7 +62,7 @@ func (c *Client) send(ctx context.Context, walletID string, a wallet.Action, cmd
 	if err != nil {
 		return Reply{}, false, "error", fmt.Errorf("encode command: %w", err)
 	}
-	msg := &nats.Msg{Subject: CommandSubject(walletID, a), Data: body}
+	msg := &nats.Msg{Subject: subject, Data: body}
 	if cmd.RequestID != "" {
 		msg.Header = nats.Header{RequestIDHeader: []string{cmd.RequestID}}
 	}
@@ -72,7 +71,7 @@ func (c *Client) send(ctx context.Context, walletID string, a wallet.Action, cmd
 	resp, err := c.nc.RequestMsgWithContext(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return Reply{}, false, "no_responders", &Error{Code: CodeWriterUnavailable, Detail: "no wallet writer is serving this wallet; retry shortly"}
+		return Reply{}, false, "no_responders", &Error{Code: CodeWriterUnavailable, Detail: "no writer is serving this stream; retry shortly"}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return Reply{}, false, "timeout", &Error{Code: CodeWriterTimeout, Detail: fmt.Sprintf("the wallet writer did not answer within %s; retry with the same Idempotency-Key to learn the outcome", c.timeout)}
 	case errors.Is(err, context.Canceled):

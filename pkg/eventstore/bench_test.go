@@ -78,7 +78,7 @@ func BenchmarkLookup(b *testing.B) {
 				recs := batch(n)
 				keys := make([]eventstore.Key, n)
 				for j, r := range recs {
-					keys[j] = eventstore.Key{WalletID: r.Event.StreamID, IdemKey: r.IdemKey}
+					keys[j] = eventstore.Key{Domain: r.Event.Domain, StreamID: r.Event.StreamID, IdemKey: r.IdemKey}
 				}
 				b.StartTimer()
 				found, err := s.Lookup(ctx, keys)

@@ -1,7 +1,9 @@
 // Package eventstore is the writer's durable log in SQLite: every event, the
-// wallet state after each event, the idempotency records, and the outbox
-// watermark. One batch of decided commands is written in one transaction, so
-// a batch is either wholly in the log or not at all.
+// state of its stream after each event, the idempotency records, and the
+// outbox watermark. It knows no domain: a stream is a (domain, stream id)
+// pair, and events and states are the domains' own encodings. One batch of
+// decided commands is written in one transaction, so a batch is either
+// wholly in the log or not at all.
 //
 // The store has one write connection (SQLite allows one writer; a pool would
 // only queue on the file lock) and a small pool of read connections, all in
@@ -24,11 +26,10 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"coffer/pkg/event"
-	"coffer/pkg/wallet"
 )
 
-// ErrVersionConflict is returned when a batch holds an event whose (wallet,
-// version) is already in the log: somebody else wrote that wallet. Nothing of
+// ErrVersionConflict is returned when a batch holds an event whose (stream,
+// version) is already in the log: somebody else wrote that stream. Nothing of
 // the batch is stored.
 var ErrVersionConflict = errors.New("version conflict")
 
@@ -62,41 +63,48 @@ type Store struct {
 	lastSeq atomic.Int64 // seq of the newest event written (set under mu)
 
 	inserts *stmtCache // multi-row event inserts, by row count
-	heads   *stmtCache // multi-row wallet head upserts, by wallet count
+	heads   *stmtCache // multi-row stream head upserts, by stream count
 	lookups *stmtCache // idempotency lookups, by key count (a power of two)
 }
 
 // schemaVersion is PRAGMA user_version of a log this build writes.
-const schemaVersion = 2
+const schemaVersion = 3
 
-// The schema. Each event row also carries the wallet's balance after it:
-// that column is the state log (the view states), written with the event at
-// no extra cost. The idempotency record of a command is its event's idem_key,
-// unique per wallet: the stored outcome is rebuilt from the event itself.
+// The schema. Each event row also carries its stream's state after it (the
+// domain's encoding): that column is the state log, written with the event
+// at no extra cost. The idempotency record of a command is its last event's
+// idem_key, unique per stream, with request, the command's fingerprint, to
+// tell a retry from another request under the same key; the stored outcome
+// is rebuilt from the event and the state. streams holds each stream's
+// latest state, so that a start reads one row per stream.
 const schema = `
 CREATE TABLE IF NOT EXISTS events (
 	seq        INTEGER PRIMARY KEY,
 	id         TEXT    NOT NULL,
-	wallet_id  TEXT    NOT NULL,
+	domain     TEXT    NOT NULL,
+	stream_id  TEXT    NOT NULL,
 	version    INTEGER NOT NULL CHECK (version > 0),
 	type       TEXT    NOT NULL,
 	schema     INTEGER NOT NULL,
 	data       BLOB    NOT NULL,
-	balance    INTEGER NOT NULL CHECK (balance >= 0),
+	state      BLOB    NOT NULL,
 	command_id TEXT    NOT NULL,
 	request_id TEXT    NOT NULL DEFAULT '',
-	idem_key   TEXT    NOT NULL,
+	idem_key   TEXT,
+	request    TEXT,
 	at         INTEGER NOT NULL,
-	UNIQUE (wallet_id, version),
-	UNIQUE (idem_key, wallet_id) -- server-made keys are KSUIDs: in time order, appended
+	UNIQUE (domain, stream_id, version),
+	UNIQUE (idem_key, domain, stream_id) -- server-made keys are KSUIDs: in time order, appended
 );
-CREATE VIEW IF NOT EXISTS states (wallet_id, version, balance, at) AS
-	SELECT wallet_id, version, balance, at FROM events;
-CREATE TABLE IF NOT EXISTS wallets (
-	wallet_id TEXT    PRIMARY KEY,
+CREATE VIEW IF NOT EXISTS states (domain, stream_id, version, state, at) AS
+	SELECT domain, stream_id, version, state, at FROM events;
+CREATE TABLE IF NOT EXISTS streams (
+	domain    TEXT    NOT NULL,
+	stream_id TEXT    NOT NULL,
 	version   INTEGER NOT NULL,
-	balance   INTEGER NOT NULL CHECK (balance >= 0),
-	at        INTEGER NOT NULL
+	state     BLOB    NOT NULL,
+	at        INTEGER NOT NULL,
+	PRIMARY KEY (domain, stream_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
@@ -107,8 +115,76 @@ CREATE TABLE IF NOT EXISTS outbox (
 	published_seq INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO outbox (id, published_seq) VALUES (1, 0);
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 `
+
+// migrateV2 moves a log of schema version 2 to this one in place. Version 2
+// was the log of the wallet writer alone: every row a wallet's event
+// (credited, debited or debit_rejected, with data {"amount", ...}), its
+// state the balance, so each row becomes a row of domain "wallet" whose
+// state is {"balance":N} and whose request, for rows under a key, is what
+// the wallet domain fingerprints a credit or debit as ("credit:500").
+// Everything else (seq, ids, versions, data, keys, times, the outbox
+// watermark and meta) is kept as it is. It runs in the caller's
+// transaction: a failure leaves the version 2 log untouched.
+const migrateV2 = `
+CREATE TABLE events_v3 (
+	seq        INTEGER PRIMARY KEY,
+	id         TEXT    NOT NULL,
+	domain     TEXT    NOT NULL,
+	stream_id  TEXT    NOT NULL,
+	version    INTEGER NOT NULL CHECK (version > 0),
+	type       TEXT    NOT NULL,
+	schema     INTEGER NOT NULL,
+	data       BLOB    NOT NULL,
+	state      BLOB    NOT NULL,
+	command_id TEXT    NOT NULL,
+	request_id TEXT    NOT NULL DEFAULT '',
+	idem_key   TEXT,
+	request    TEXT,
+	at         INTEGER NOT NULL,
+	UNIQUE (domain, stream_id, version),
+	UNIQUE (idem_key, domain, stream_id)
+);
+INSERT INTO events_v3 (seq, id, domain, stream_id, version, type, schema, data, state, command_id, request_id, idem_key, request, at)
+	SELECT seq, id, 'wallet', wallet_id, version, type, schema, data, '{"balance":' || balance || '}', command_id, request_id, idem_key,
+		CASE type WHEN 'credited' THEN 'credit:' ELSE 'debit:' END || json_extract(data, '$.amount'), at
+	FROM events ORDER BY seq;
+DROP VIEW states;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+CREATE TABLE streams (
+	domain    TEXT    NOT NULL,
+	stream_id TEXT    NOT NULL,
+	version   INTEGER NOT NULL,
+	state     BLOB    NOT NULL,
+	at        INTEGER NOT NULL,
+	PRIMARY KEY (domain, stream_id)
+) WITHOUT ROWID;
+INSERT INTO streams (domain, stream_id, version, state, at)
+	SELECT 'wallet', wallet_id, version, '{"balance":' || balance || '}', at FROM wallets;
+DROP TABLE wallets;
+`
+
+// migrate brings a log of an older schema version to this one, in one
+// transaction.
+func migrate(ctx context.Context, db *sql.DB, from int) error {
+	if from != 2 {
+		return fmt.Errorf("schema version %d, this build writes %d and migrates only version 2 (a log from a development build: move it away)", from, schemaVersion)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	if _, err := tx.ExecContext(ctx, migrateV2+schema); err != nil {
+		return fmt.Errorf("migrate from schema version 2: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate from schema version 2: %w", err)
+	}
+	return nil
+}
 
 // Open opens (creating if needed) the log at path.
 func Open(ctx context.Context, path string, opt Options) (*Store, error) {
@@ -156,8 +232,10 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if have != 0 && have != schemaVersion {
-		w.Close()
-		return nil, fmt.Errorf("open %s: schema version %d, this build writes %d (a log from a development build: move it away)", path, have, schemaVersion)
+		if err := migrate(ctx, w, have); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
 	}
 	if _, err := w.ExecContext(ctx, schema); err != nil {
 		w.Close()
@@ -237,37 +315,40 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&n)
 }
 
-// Record is one decided command on its way into the log.
+// Record is one event of a decided command on its way into the log.
 type Record struct {
-	// Event is the event the command produced. Seq is set by Append.
+	// Event is the event. Seq is set by Append.
 	Event event.Envelope
-	// State is the wallet once Event is applied.
-	State wallet.State
-	// IdemKey identifies the command within its wallet (the client's key,
-	// or the command id): a second event under it is a conflict.
+	// State is the domain's encoding of the stream once Event is applied.
+	State []byte
+	// IdemKey identifies the command within its stream (the client's key,
+	// or the command id), on the command's last event and empty on the
+	// others: a second event under it is a conflict.
 	IdemKey string
+	// Request is the command's fingerprint, stored beside IdemKey.
+	Request string
 }
 
-// rowsPerInsert bounds one multi-row INSERT (12 variables a row).
+// rowsPerInsert bounds one multi-row INSERT (14 variables a row).
 const rowsPerInsert = 256
 
 // Append writes the records in one transaction, numbering their events
-// after the newest one. It returns ErrVersionConflict if a (wallet, version)
-// or (wallet, idempotency key) is taken, and then stores nothing.
+// after the newest one. It returns ErrVersionConflict if a (stream, version)
+// or (stream, idempotency key) is taken, and then stores nothing.
 func (s *Store) Append(ctx context.Context, recs []Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	// One head update per wallet: its last record in the batch.
-	last := make(map[string]int, len(recs))
+	// One head update per stream: its last record in the batch.
+	type stream struct{ domain, id string }
+	last := make(map[stream]int, len(recs))
 	for i := range recs {
-		last[recs[i].Event.StreamID] = i
+		last[stream{recs[i].Event.Domain, recs[i].Event.StreamID}] = i
 	}
-	heads := make([]any, 0, 4*len(last))
+	heads := make([]any, 0, headCols*len(last))
 	for i := range recs {
-		if last[recs[i].Event.StreamID] == i {
-			r := &recs[i]
-			heads = append(heads, r.Event.StreamID, r.State.Version, r.State.Balance, r.Event.Time.UnixNano())
+		if r := &recs[i]; last[stream{r.Event.Domain, r.Event.StreamID}] == i {
+			heads = append(heads, r.Event.Domain, r.Event.StreamID, r.Event.Version, r.State, r.Event.Time.UnixNano())
 		}
 	}
 
@@ -277,8 +358,8 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 			return fmt.Errorf("append: %w", err)
 		}
 	}
-	for start := 0; start < len(heads); start += 4 * rowsPerInsert {
-		if _, err := s.heads.get(ctx, min(len(heads)-start, 4*rowsPerInsert)/4); err != nil {
+	for start := 0; start < len(heads); start += headCols * rowsPerInsert {
+		if _, err := s.heads.get(ctx, min(len(heads)-start, headCols*rowsPerInsert)/headCols); err != nil {
 			return fmt.Errorf("append: %w", err)
 		}
 	}
@@ -291,13 +372,18 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 	seq := s.lastSeq.Load()
 	for start := 0; start < len(recs); start += rowsPerInsert {
 		chunk := recs[start:min(len(recs), start+rowsPerInsert)]
-		args := make([]any, 0, 12*len(chunk))
+		args := make([]any, 0, 14*len(chunk))
 		for i := range chunk {
 			seq++
-			e := &chunk[i].Event
+			r := &chunk[i]
+			e := &r.Event
 			e.Seq = seq
-			args = append(args, seq, e.ID, e.StreamID, e.Version, e.Type, e.Schema, []byte(e.Data),
-				chunk[i].State.Balance, e.CommandID, e.RequestID, chunk[i].IdemKey, e.Time.UnixNano())
+			var key, request any // NULL on a command's earlier events
+			if r.IdemKey != "" {
+				key, request = r.IdemKey, r.Request
+			}
+			args = append(args, seq, e.ID, e.Domain, e.StreamID, e.Version, e.Type, e.Schema, []byte(e.Data),
+				r.State, e.CommandID, e.RequestID, key, request, e.Time.UnixNano())
 		}
 		stmt, err := s.inserts.get(ctx, len(chunk))
 		if err != nil {
@@ -307,14 +393,14 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 			return fmt.Errorf("append %d events: %w", len(chunk), conflict(err))
 		}
 	}
-	for start := 0; start < len(heads); start += 4 * rowsPerInsert {
-		part := heads[start:min(len(heads), start+4*rowsPerInsert)]
-		stmt, err := s.heads.get(ctx, len(part)/4)
+	for start := 0; start < len(heads); start += headCols * rowsPerInsert {
+		part := heads[start:min(len(heads), start+headCols*rowsPerInsert)]
+		stmt, err := s.heads.get(ctx, len(part)/headCols)
 		if err != nil {
 			return fmt.Errorf("append: %w", err)
 		}
 		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, part...); err != nil {
-			return fmt.Errorf("append: wallet heads: %w", err)
+			return fmt.Errorf("append: stream heads: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -329,16 +415,19 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 // statement journal to undo half a statement — 5% of the writer's CPU.
 func insertSQL(n int) string {
 	return `INSERT OR ROLLBACK INTO events
-		(seq, id, wallet_id, version, type, schema, data, balance, command_id, request_id, idem_key, at)
-		VALUES ` + placeholders(n, 12)
+		(seq, id, domain, stream_id, version, type, schema, data, state, command_id, request_id, idem_key, request, at)
+		VALUES ` + placeholders(n, 14)
 }
 
-// headsSQL moves n wallets' heads forward (never back), OR ROLLBACK for
+// headCols is the number of values of one row of headsSQL.
+const headCols = 5
+
+// headsSQL moves n streams' heads forward (never back), OR ROLLBACK for
 // the reason insertSQL gives.
 func headsSQL(n int) string {
-	return `INSERT OR ROLLBACK INTO wallets (wallet_id, version, balance, at) VALUES ` + placeholders(n, 4) + `
-		ON CONFLICT (wallet_id) DO UPDATE SET version = excluded.version, balance = excluded.balance, at = excluded.at
-		WHERE excluded.version > wallets.version`
+	return `INSERT OR ROLLBACK INTO streams (domain, stream_id, version, state, at) VALUES ` + placeholders(n, headCols) + `
+		ON CONFLICT (domain, stream_id) DO UPDATE SET version = excluded.version, state = excluded.state, at = excluded.at
+		WHERE excluded.version > streams.version`
 }
 
 // placeholders returns "(?, ?), (?, ?)" for rows of cols.
@@ -355,17 +444,19 @@ func conflict(err error) error {
 	return err
 }
 
-// Head is a wallet's latest state.
+// Head is a stream's latest state.
 type Head struct {
-	WalletID string
-	State    wallet.State
+	Domain   string
+	StreamID string
+	Version  int64
+	State    []byte // the domain's encoding; nil for a stream with no events
 	At       time.Time
 }
 
-// Heads calls fn with the latest state of every wallet, in wallet id order.
-// It reads one row per wallet, never the events.
+// Heads calls fn with the latest state of every stream, in (domain, stream
+// id) order. It reads one row per stream, never the events.
 func (s *Store) Heads(ctx context.Context, fn func(Head) error) error {
-	rows, err := s.r.QueryContext(ctx, `SELECT wallet_id, version, balance, at FROM wallets ORDER BY wallet_id`)
+	rows, err := s.r.QueryContext(ctx, `SELECT domain, stream_id, version, state, at FROM streams ORDER BY domain, stream_id`)
 	if err != nil {
 		return fmt.Errorf("heads: %w", err)
 	}
@@ -373,7 +464,7 @@ func (s *Store) Heads(ctx context.Context, fn func(Head) error) error {
 	for rows.Next() {
 		var h Head
 		var at int64
-		if err := rows.Scan(&h.WalletID, &h.State.Version, &h.State.Balance, &at); err != nil {
+		if err := rows.Scan(&h.Domain, &h.StreamID, &h.Version, &h.State, &at); err != nil {
 			return fmt.Errorf("heads: %w", err)
 		}
 		h.At = time.Unix(0, at).UTC()
@@ -384,38 +475,40 @@ func (s *Store) Heads(ctx context.Context, fn func(Head) error) error {
 	return rows.Err()
 }
 
-// Head returns the latest state of one wallet; a wallet with no events has the
-// zero state.
-func (s *Store) Head(ctx context.Context, walletID string) (Head, error) {
-	h := Head{WalletID: walletID}
+// Head returns the latest state of one stream; a stream with no events has
+// version 0 and no state.
+func (s *Store) Head(ctx context.Context, domain, streamID string) (Head, error) {
+	h := Head{Domain: domain, StreamID: streamID}
 	var at int64
-	err := s.r.QueryRowContext(ctx, `SELECT version, balance, at FROM wallets WHERE wallet_id = ?`, walletID).
-		Scan(&h.State.Version, &h.State.Balance, &at)
+	err := s.r.QueryRowContext(ctx, `SELECT version, state, at FROM streams WHERE domain = ? AND stream_id = ?`, domain, streamID).
+		Scan(&h.Version, &h.State, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, nil
 	}
 	if err != nil {
-		return h, fmt.Errorf("head of wallet %s: %w", walletID, err)
+		return h, fmt.Errorf("head of %s %s: %w", domain, streamID, err)
 	}
 	h.At = time.Unix(0, at).UTC()
 	return h, nil
 }
 
-// Key names a command within its wallet.
+// Key names a command within its stream.
 type Key struct {
-	WalletID string
+	Domain   string
+	StreamID string
 	IdemKey  string
 }
 
-// Recorded is the event a command already produced, and the wallet's
-// balance right after it.
+// Recorded is an event as the log holds it: with its stream's state right
+// after it and, on a command's last event, the command's fingerprint.
 type Recorded struct {
 	Event   event.Envelope
-	Balance int64
+	State   []byte
+	Request string
 }
 
-// Lookup returns the events already recorded under any of keys, in one query
-// per 256 keys.
+// Lookup returns the last event recorded under each of keys that is taken,
+// in one query per 256 keys.
 func (s *Store) Lookup(ctx context.Context, keys []Key) (map[Key]Recorded, error) {
 	out := make(map[Key]Recorded)
 	for start := 0; start < len(keys); start += maxLookup {
@@ -427,10 +520,10 @@ func (s *Store) Lookup(ctx context.Context, keys []Key) (map[Key]Recorded, error
 		for n < len(part) {
 			n *= 2
 		}
-		args := make([]any, 0, 2*n)
+		args := make([]any, 0, 3*n)
 		for i := range n {
 			k := part[min(i, len(part)-1)]
-			args = append(args, k.WalletID, k.IdemKey)
+			args = append(args, k.IdemKey, k.Domain, k.StreamID)
 		}
 		stmt, err := s.lookups.get(ctx, n)
 		if err != nil {
@@ -443,11 +536,11 @@ func (s *Store) Lookup(ctx context.Context, keys []Key) (map[Key]Recorded, error
 		for rows.Next() {
 			var rec Recorded
 			var key string
-			if err := scanEvent(rows, &rec.Event, &key, &rec.Balance); err != nil {
+			if err := scanEvent(rows, &rec.Event, &key, &rec.Request, &rec.State); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("idempotency lookup: %w", err)
 			}
-			out[Key{WalletID: rec.Event.StreamID, IdemKey: key}] = rec
+			out[Key{Domain: rec.Event.Domain, StreamID: rec.Event.StreamID, IdemKey: key}] = rec
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -460,11 +553,11 @@ func (s *Store) Lookup(ctx context.Context, keys []Key) (map[Key]Recorded, error
 // maxLookup bounds the keys of one idempotency lookup query.
 const maxLookup = 256
 
-// lookupSQL finds the events recorded under n (wallet, key) pairs.
+// lookupSQL finds the events recorded under n (key, domain, stream) triples.
 func lookupSQL(n int) string {
-	return `SELECT e.idem_key, e.balance, ` + prefixed("e.", eventColumns) + `
-		FROM (VALUES ` + placeholders(n, 2) + `) AS k
-		JOIN events AS e ON e.wallet_id = k.column1 AND e.idem_key = k.column2`
+	return `SELECT e.idem_key, e.request, e.state, ` + prefixed("e.", eventColumns) + `
+		FROM (VALUES ` + placeholders(n, 3) + `) AS k
+		JOIN events AS e ON e.idem_key = k.column1 AND e.domain = k.column2 AND e.stream_id = k.column3`
 }
 
 func prefixed(p, cols string) string {
@@ -475,17 +568,16 @@ func prefixed(p, cols string) string {
 	return strings.Join(parts, ", ")
 }
 
-const eventColumns = `seq, id, wallet_id, version, type, schema, data, command_id, request_id, at`
+const eventColumns = `seq, id, domain, stream_id, version, type, schema, data, command_id, request_id, at`
 
 // scanEvent reads eventColumns, after any extra leading columns, into e.
 func scanEvent(rows *sql.Rows, e *event.Envelope, extra ...any) error {
 	var at int64
 	var data []byte
-	dest := append(extra, &e.Seq, &e.ID, &e.StreamID, &e.Version, &e.Type, &e.Schema, &data, &e.CommandID, &e.RequestID, &at)
+	dest := append(extra, &e.Seq, &e.ID, &e.Domain, &e.StreamID, &e.Version, &e.Type, &e.Schema, &data, &e.CommandID, &e.RequestID, &at)
 	if err := rows.Scan(dest...); err != nil {
 		return err
 	}
-	e.Domain = Domain
 	e.Data = data
 	e.Time = time.Unix(0, at).UTC()
 	return nil
@@ -504,9 +596,6 @@ func scanEvents(rows *sql.Rows) ([]event.Envelope, error) {
 	return out, rows.Err()
 }
 
-// Domain is the domain name of every event in this log.
-const Domain = "wallet"
-
 // EventsAfter returns up to limit events with seq > after, in seq order.
 func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]event.Envelope, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
@@ -520,19 +609,27 @@ func (s *Store) EventsAfter(ctx context.Context, after int64, limit int) ([]even
 	return evs, nil
 }
 
-// WalletEvents returns up to limit events of one wallet with version > after,
-// in version order.
-func (s *Store) WalletEvents(ctx context.Context, walletID string, after int64, limit int) ([]event.Envelope, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE wallet_id = ? AND version > ? ORDER BY version LIMIT ?`,
-		walletID, after, limit)
+// StreamEvents returns up to limit events of one stream with version >
+// after, in version order, each with the state after it.
+func (s *Store) StreamEvents(ctx context.Context, domain, streamID string, after int64, limit int) ([]Recorded, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT state, `+eventColumns+` FROM events
+		WHERE domain = ? AND stream_id = ? AND version > ? ORDER BY version LIMIT ?`, domain, streamID, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("events of wallet %s: %w", walletID, err)
+		return nil, fmt.Errorf("events of %s %s: %w", domain, streamID, err)
 	}
-	evs, err := scanEvents(rows)
-	if err != nil {
-		return nil, fmt.Errorf("events of wallet %s: %w", walletID, err)
+	defer rows.Close()
+	var out []Recorded
+	for rows.Next() {
+		var r Recorded
+		if err := scanEvent(rows, &r.Event, &r.State); err != nil {
+			return nil, fmt.Errorf("events of %s %s: %w", domain, streamID, err)
+		}
+		out = append(out, r)
 	}
-	return evs, nil
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("events of %s %s: %w", domain, streamID, err)
+	}
+	return out, nil
 }
 
 // OutboxWatermark returns the seq of the last event known to be in JetStream.
@@ -582,7 +679,7 @@ var ErrOtherPartition = errors.New("the log belongs to another partition")
 
 // ClaimPartition records that this log holds partition index of count, the
 // first time, and refuses any other afterwards: with another count the
-// server would route some of its wallets elsewhere, where they would start
+// server would route some of its streams elsewhere, where they would start
 // again from nothing, and their money with them.
 func (s *Store) ClaimPartition(ctx context.Context, index, count int) error {
 	want := fmt.Sprintf("%d/%d", index, count)
@@ -614,20 +711,27 @@ func (s *Store) Identity(ctx context.Context, newID func() string) (string, erro
 	return id, nil
 }
 
-// StateLog returns the logged states of one wallet with version > after, in
-// version order, up to limit.
-func (s *Store) StateLog(ctx context.Context, walletID string, after int64, limit int) ([]wallet.State, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT version, balance FROM states WHERE wallet_id = ? AND version > ? ORDER BY version LIMIT ?`,
-		walletID, after, limit)
+// LoggedState is one row of the state log: a stream's state once its
+// event of Version was applied.
+type LoggedState struct {
+	Version int64
+	State   []byte
+}
+
+// StateLog returns the logged states of one stream with version > after,
+// in version order, up to limit.
+func (s *Store) StateLog(ctx context.Context, domain, streamID string, after int64, limit int) ([]LoggedState, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT version, state FROM states WHERE domain = ? AND stream_id = ? AND version > ? ORDER BY version LIMIT ?`,
+		domain, streamID, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("state log of wallet %s: %w", walletID, err)
+		return nil, fmt.Errorf("state log of %s %s: %w", domain, streamID, err)
 	}
 	defer rows.Close()
-	var out []wallet.State
+	var out []LoggedState
 	for rows.Next() {
-		var st wallet.State
-		if err := rows.Scan(&st.Version, &st.Balance); err != nil {
-			return nil, fmt.Errorf("state log of wallet %s: %w", walletID, err)
+		var st LoggedState
+		if err := rows.Scan(&st.Version, &st.State); err != nil {
+			return nil, fmt.Errorf("state log of %s %s: %w", domain, streamID, err)
 		}
 		out = append(out, st)
 	}

@@ -43,11 +43,12 @@ func credit(t testing.TB, walletID string, st wallet.State, amount int64, key st
 	next := wallet.Evolve(st, e)
 	return eventstore.Record{
 		Event: event.Envelope{
-			ID: ksuid.New().String(), Domain: eventstore.Domain, StreamID: walletID, Version: e.Version,
+			ID: ksuid.New().String(), Domain: wallet.Name, StreamID: walletID, Version: e.Version,
 			Type: string(e.Type), Schema: wallet.SchemaVersion, Data: data, Time: t0, CommandID: ksuid.New().String(),
 		},
-		State:   next,
+		State:   wallet.Domain{}.EncodeState(next),
 		IdemKey: key,
+		Request: fmt.Sprintf("credit:%d", amount),
 	}, next
 }
 
@@ -81,11 +82,11 @@ func TestBatchCommitsAtomically(t *testing.T) {
 	if n := count(t, s); n != 2 {
 		t.Fatalf("%d events after a failed batch, want 2", n)
 	}
-	h, err := s.Head(ctx, a)
-	if err != nil || h.State != (wallet.State{Balance: 5, Version: 1}) {
+	h, err := s.Head(ctx, wallet.Name, a)
+	if err != nil || h.Version != 1 || string(h.State) != `{"balance":5}` {
 		t.Fatalf("head of a after the failed batch: %+v %v", h, err)
 	}
-	if known, err := s.Lookup(ctx, []eventstore.Key{{WalletID: a, IdemKey: "k:2"}}); len(known) != 0 || err != nil {
+	if known, err := s.Lookup(ctx, []eventstore.Key{{Domain: wallet.Name, StreamID: a, IdemKey: "k:2"}}); len(known) != 0 || err != nil {
 		t.Fatalf("idempotency record of the failed batch is stored: %v (%v)", known, err)
 	}
 	// The failed batch took no seq: the next one continues the numbering.
@@ -140,7 +141,11 @@ func TestReopenRestoresState(t *testing.T) {
 	s = open(t, path)
 	got := map[string]wallet.State{}
 	if err := s.Heads(ctx, func(h eventstore.Head) error {
-		got[h.WalletID] = h.State
+		st, err := wallet.Domain{}.DecodeState(h.Version, h.State)
+		if err != nil || h.Domain != wallet.Name {
+			t.Errorf("head %+v: %v", h, err)
+		}
+		got[h.StreamID] = st
 		if !h.At.Equal(t0) {
 			t.Errorf("head time %v, want %v", h.At, t0)
 		}
@@ -156,22 +161,23 @@ func TestReopenRestoresState(t *testing.T) {
 			t.Fatalf("wallet %s reopened as %+v, want %+v", id, got[id], st)
 		}
 	}
-	k := eventstore.Key{WalletID: ids[1], IdemKey: "k:3"}
-	known, err := s.Lookup(ctx, []eventstore.Key{k, {WalletID: ids[1], IdemKey: "k:99"}})
-	if err != nil || len(known) != 1 || known[k].Balance != 100 || known[k].Event.Version != 4 || string(known[k].Event.Data) != `{"amount":40,"balance_after":100}` {
+	k := eventstore.Key{Domain: wallet.Name, StreamID: ids[1], IdemKey: "k:3"}
+	known, err := s.Lookup(ctx, []eventstore.Key{k, {Domain: wallet.Name, StreamID: ids[1], IdemKey: "k:99"}})
+	if err != nil || len(known) != 1 || string(known[k].State) != `{"balance":100}` || known[k].Request != "credit:40" ||
+		known[k].Event.Version != 4 || string(known[k].Event.Data) != `{"amount":40,"balance_after":100}` {
 		t.Fatalf("idempotency record after reopen: %+v %v", known, err)
 	}
 	if wm, err := s.OutboxWatermark(ctx); err != nil || wm != 4 {
 		t.Fatalf("watermark after reopen %d %v, want 4", wm, err)
 	}
-	evs, err := s.WalletEvents(ctx, ids[0], 1, 10)
-	if err != nil || len(evs) != 2 || evs[0].Version != 2 || evs[1].Version != 3 {
+	evs, err := s.StreamEvents(ctx, wallet.Name, ids[0], 1, 10)
+	if err != nil || len(evs) != 2 || evs[0].Event.Version != 2 || evs[1].Event.Version != 3 || string(evs[1].State) != `{"balance":60}` {
 		t.Fatalf("events of wallet 0 after version 1: %+v %v", evs, err)
 	}
-	if !evs[0].Time.Equal(t0) || evs[0].Domain != eventstore.Domain {
+	if !evs[0].Event.Time.Equal(t0) || evs[0].Event.Domain != wallet.Name {
 		t.Fatalf("event read back as %+v", evs[0])
 	}
-	if err := evs[0].Validate(); err != nil {
+	if err := evs[0].Event.Validate(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -317,12 +323,12 @@ func TestLookupFindsExactlyTheRecordedKeys(t *testing.T) {
 			switch {
 			case i%2 == 0:
 				j := i % 600
-				keys = append(keys, eventstore.Key{WalletID: ids[j%wallets], IdemKey: fmt.Sprintf("k:%d", j)})
+				keys = append(keys, eventstore.Key{Domain: wallet.Name, StreamID: ids[j%wallets], IdemKey: fmt.Sprintf("k:%d", j)})
 			case i%4 == 1:
-				keys = append(keys, eventstore.Key{WalletID: ids[0], IdemKey: fmt.Sprintf("never:%d", i)})
+				keys = append(keys, eventstore.Key{Domain: wallet.Name, StreamID: ids[0], IdemKey: fmt.Sprintf("never:%d", i)})
 			default:
 				j := i % 600
-				keys = append(keys, eventstore.Key{WalletID: ids[(j+1)%wallets], IdemKey: fmt.Sprintf("k:%d", j)})
+				keys = append(keys, eventstore.Key{Domain: wallet.Name, StreamID: ids[(j+1)%wallets], IdemKey: fmt.Sprintf("k:%d", j)})
 			}
 		}
 		known, err := s.Lookup(ctx, keys)
@@ -342,7 +348,7 @@ func TestLookupFindsExactlyTheRecordedKeys(t *testing.T) {
 			rec, ok := known[k]
 			var i int
 			fmt.Sscanf(k.IdemKey, "k:%d", &i)
-			if !ok || rec.Event.StreamID != k.WalletID || rec.Event.ID != recs[i].Event.ID {
+			if !ok || rec.Event.StreamID != k.StreamID || rec.Event.ID != recs[i].Event.ID {
 				t.Fatalf("%d keys: %+v found as %+v (%v), want event %s", n, k, rec.Event, ok, recs[i].Event.ID)
 			}
 		}

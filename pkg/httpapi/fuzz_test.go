@@ -21,12 +21,14 @@ import (
 // own consumer interface, so the fuzzer can run millions of requests; the
 // real path over NATS is covered by the end-to-end bad-input test.
 type sent struct {
-	calls []bus.Command
+	calls   []bus.Command
+	actions []string
 }
 
-func (s *sent) Send(_ context.Context, walletID string, a wallet.Action, cmd bus.Command) (bus.Reply, bool, error) {
+func (s *sent) Send(_ context.Context, domain, id, action string, cmd bus.Command) (bus.Reply, bool, error) {
 	s.calls = append(s.calls, cmd)
-	res, _ := json.Marshal(bus.Result{WalletID: walletID, Balance: cmd.Amount, Version: 1})
+	s.actions = append(s.actions, domain+"."+action)
+	res, _ := json.Marshal(wallet.Result{WalletID: id, Version: 1})
 	return bus.Reply{Result: res}, false, nil
 }
 
@@ -34,8 +36,8 @@ func (s *sent) PingWriter(context.Context) error { return nil }
 
 type noReads struct{}
 
-func (noReads) Balance(context.Context, string) (readmodel.View, error) { return readmodel.View{}, nil }
-func (noReads) Transactions(context.Context, string, int64, int, bool) (readmodel.Page, error) {
+func (noReads) State(context.Context, string, string) ([]byte, error) { return nil, nil }
+func (noReads) List(context.Context, string, string, []string, int64, int) (readmodel.Page, error) {
 	return readmodel.Page{}, nil
 }
 func (noReads) Ping(context.Context) error { return nil }
@@ -57,7 +59,7 @@ func FuzzCommandBody(f *testing.F) {
 	rec := &sent{}
 	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now, nil)
 	f.Fuzz(func(t *testing.T, body []byte, key string) {
-		rec.calls = rec.calls[:0]
+		rec.calls, rec.actions = rec.calls[:0], rec.actions[:0]
 		req := httptest.NewRequest("POST", "/wallet/2pJ1NbW1uTJ3XQw2fQ4G7mVj0aZ/credit", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		if key != "" {
@@ -77,9 +79,17 @@ func FuzzCommandBody(f *testing.F) {
 		if w.Code != http.StatusOK || len(rec.calls) != 1 {
 			t.Fatalf("sent %d commands, status %d, for %q", len(rec.calls), w.Code, body)
 		}
-		// What was sent must be what a strict reader sees in the body.
-		amount := rec.calls[0].Amount
-		if amount < 1 || amount > wallet.MaxAmount {
+		// What was sent, as the wallet domain reads it in the writer, must
+		// be what a strict reader sees in the body.
+		if rec.actions[0] != "wallet.credit" {
+			t.Fatalf("sent %s for a credit", rec.actions[0])
+		}
+		cmd, perr := wallet.Domain{}.DecodeCommand("credit", rec.calls[0].Data)
+		if perr != nil {
+			t.Fatalf("sent data %s the wallet domain refuses: %v", rec.calls[0].Data, perr)
+		}
+		amount := cmd.Amount
+		if amount < 1 || amount > wallet.MaxAmount || cmd.Action != wallet.Credit {
 			t.Fatalf("sent amount %d for %q", amount, body)
 		}
 		var fields map[string]json.RawMessage

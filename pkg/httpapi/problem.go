@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 
@@ -40,7 +41,9 @@ func StatusOf(c bus.Code) int {
 }
 
 // Problem is an RFC 9457 problem details body, with Coffer's stable code and,
-// for refusals that depend on the wallet, its balance and version.
+// for refusals that depend on the wallet, its balance and version. The
+// members after Instance come from the refusal's fields (bus.Error.Fields),
+// after the standard ones.
 type Problem struct {
 	Type     string   `json:"type"`
 	Title    string   `json:"title"`
@@ -65,14 +68,13 @@ func writeProblem(w http.ResponseWriter, r *http.Request, e *bus.Error) {
 		Detail:   e.Detail,
 		Code:     e.Code,
 		Instance: r.URL.Path,
-		Balance:  e.Balance,
-		Version:  e.Version,
 	}
 	switch info.status {
 	case http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
 	}
 	body, _ := json.Marshal(p)
+	body = withFields(body, e.Fields)
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(info.status)
@@ -81,4 +83,21 @@ func writeProblem(w http.ResponseWriter, r *http.Request, e *bus.Error) {
 
 func problem(code bus.Code, detail string) *bus.Error {
 	return &bus.Error{Code: code, Detail: detail}
+}
+
+// withFields adds the members of fields, a JSON object, at the end of the
+// JSON object body. Fields that are not an object are left out: a problem
+// is always answered.
+func withFields(body []byte, fields json.RawMessage) []byte {
+	fields = bytes.TrimSpace(fields)
+	if len(fields) < 2 || fields[0] != '{' || fields[len(fields)-1] != '}' || !json.Valid(fields) {
+		return body
+	}
+	inner := bytes.TrimSpace(fields[1 : len(fields)-1])
+	if len(inner) == 0 {
+		return body
+	}
+	out := append(body[:len(body)-1:len(body)-1], ',')
+	out = append(out, inner...)
+	return append(out, '}')
 }

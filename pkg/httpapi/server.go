@@ -43,14 +43,16 @@ const (
 
 // Reader is what the API needs from the read model.
 type Reader interface {
-	Balance(ctx context.Context, walletID string) (readmodel.View, error)
-	Transactions(ctx context.Context, walletID string, before int64, limit int, withRejected bool) (readmodel.Page, error)
+	// State is a stream's stored state, nil for one nobody has used.
+	State(ctx context.Context, domain, id string) ([]byte, error)
+	// List is a page of the named lists of a stream, newest first.
+	List(ctx context.Context, domain, id string, lists []string, before int64, limit int) (readmodel.Page, error)
 	Ping(ctx context.Context) error
 }
 
 // Sender is what the API needs from the command bus.
 type Sender interface {
-	Send(ctx context.Context, walletID string, a wallet.Action, cmd bus.Command) (bus.Reply, bool, error)
+	Send(ctx context.Context, domain, id, action string, cmd bus.Command) (bus.Reply, bool, error)
 	PingWriter(ctx context.Context) error
 }
 
@@ -290,10 +292,17 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, perr)
 		return
 	}
-	v, err := s.reads.Balance(r.Context(), id)
+	state, err := s.reads.State(r.Context(), wallet.Name, id)
 	if err != nil {
 		s.readFailed(w, r, err)
 		return
+	}
+	v := wallet.View{WalletID: id}
+	if state != nil {
+		if v, err = wallet.DecodeView(state); err != nil {
+			s.readFailed(w, r, fmt.Errorf("stored state of wallet %s %q: %w", id, state, err))
+			return
+		}
 	}
 	resp := balanceResponse{WalletID: id, Balance: v.Balance, Version: v.Version, Timestamp: s.now().UTC()}
 	if !v.UpdatedAt.IsZero() {
@@ -358,20 +367,26 @@ func (s *server) transactions(w http.ResponseWriter, r *http.Request) {
 		}
 		before = n
 	}
-	withRejected := false
+	lists := []string{wallet.ListTransactions}
 	if v := q.Get("include"); v != "" {
 		if v != "rejected" {
 			writeProblem(w, r, problem(bus.CodeInvalidQuery, fmt.Sprintf("include may only be \"rejected\", not %q", v)))
 			return
 		}
-		withRejected = true
+		lists = append(lists, wallet.ListRejected)
 	}
-	page, err := s.reads.Transactions(r.Context(), id, before, limit, withRejected)
+	page, err := s.reads.List(r.Context(), wallet.Name, id, lists, before, limit)
 	if err != nil {
 		s.readFailed(w, r, err)
 		return
 	}
-	resp := transactionsResponse{WalletID: id, Timestamp: s.now().UTC(), Transactions: page.Transactions}
+	resp := transactionsResponse{WalletID: id, Timestamp: s.now().UTC(), Transactions: make([]wallet.Transaction, len(page.Members))}
+	for i, m := range page.Members {
+		if err := json.Unmarshal(m, &resp.Transactions[i]); err != nil {
+			s.readFailed(w, r, fmt.Errorf("stored transaction of wallet %s %q: %w", id, m, err))
+			return
+		}
+	}
 	if page.Next > 0 {
 		next := strconv.FormatInt(page.Next, 10)
 		resp.Next = &next
@@ -415,8 +430,8 @@ func (s *server) command(a wallet.Action) http.HandlerFunc {
 			writeProblem(w, r, perr)
 			return
 		}
-		cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Amount: amount, RequestID: requestID(r.Context())}
-		reply, replayed, err := s.cmds.Send(r.Context(), id, a, cmd)
+		cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: wallet.EncodeCommandData(amount), RequestID: requestID(r.Context())}
+		reply, replayed, err := s.cmds.Send(r.Context(), wallet.Name, id, string(a), cmd)
 		if err != nil {
 			var be *bus.Error
 			if !errors.As(err, &be) {

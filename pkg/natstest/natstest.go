@@ -5,6 +5,8 @@ package natstest
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -29,14 +31,32 @@ func Start(tb testing.TB) *Server {
 // store in dir.
 func StartAt(tb testing.TB, port int, dir string) *Server {
 	tb.Helper()
-	opts := &server.Options{
-		Host:      "127.0.0.1",
-		Port:      port,
-		JetStream: true,
-		StoreDir:  dir,
-		NoLog:     true,
-		NoSigs:    true,
+	return start(tb, &server.Options{}, port, dir)
+}
+
+// StartWithConfig runs a nats-server configured by conf, the text of a
+// nats-server configuration file, on a random port with JetStream in the
+// test's temp dir: a test of a configuration the suite hands to the real
+// server.
+func StartWithConfig(tb testing.TB, conf string) *Server {
+	tb.Helper()
+	dir := tb.TempDir()
+	path := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		tb.Fatal(err)
 	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		tb.Fatalf("natstest: configuration %q: %v", conf, err)
+	}
+	return start(tb, opts, -1, dir)
+}
+
+func start(tb testing.TB, opts *server.Options, port int, dir string) *Server {
+	tb.Helper()
+	opts.Host, opts.Port = "127.0.0.1", port
+	opts.JetStream, opts.StoreDir = true, dir
+	opts.NoLog, opts.NoSigs = true, true
 	s, err := server.NewServer(opts)
 	if err != nil {
 		tb.Fatalf("natstest: %v", err)

@@ -2,49 +2,46 @@ package readmodel
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
-
-	"coffer/pkg/wallet"
 )
 
-// Stored is everything Redis holds for one wallet, read without the
+// Stored is everything Redis holds for one stream, read without the
 // completeness check, for the recovery tools.
 type Stored struct {
-	View         View
-	Found        bool   // the state key exists
-	Corrupt      string // why the state key could not be read, if it could not
-	Transactions []wallet.Transaction
-	Rejected     []wallet.Transaction
+	State []byte // nil if the state key does not exist
+	// Lists holds the members of each list asked for, oldest first, and
+	// Versions their scores.
+	Lists    [][][]byte
+	Versions [][]int64
 }
 
-// Inspect returns what Redis holds for walletID, oldest transactions first.
-func (p *Projection) Inspect(ctx context.Context, walletID string) (Stored, error) {
+// Inspect returns what Redis holds for a stream and the named lists.
+func (p *Projection) Inspect(ctx context.Context, domain, id string, lists []string) (Stored, error) {
 	pipe := p.rdb.Pipeline()
-	state := pipe.Get(ctx, StateKey(walletID))
-	tx := pipe.ZRangeByScore(ctx, TransactionsKey(walletID), &redis.ZRangeBy{Min: "-inf", Max: "+inf"})
-	rej := pipe.ZRangeByScore(ctx, RejectedKey(walletID), &redis.ZRangeBy{Min: "-inf", Max: "+inf"})
+	state := pipe.Get(ctx, StateKey(domain, id))
+	got := make([]*redis.ZSliceCmd, len(lists))
+	for i, l := range lists {
+		got[i] = pipe.ZRangeByScoreWithScores(ctx, ListKey(domain, id, l), &redis.ZRangeBy{Min: "-inf", Max: "+inf"})
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Stored{}, fmt.Errorf("inspect wallet %s: %w", walletID, err)
+		return Stored{}, fmt.Errorf("inspect %s %s: %w", domain, id, err)
 	}
 	var s Stored
 	if b, err := state.Bytes(); err == nil {
-		s.Found = true
-		if err := json.Unmarshal(b, &s.View); err != nil {
-			s.Corrupt = fmt.Sprintf("state %q is not JSON: %v", b, err)
+		s.State = b
+	}
+	s.Lists, s.Versions = make([][][]byte, len(lists)), make([][]int64, len(lists))
+	for i, g := range got {
+		for _, z := range g.Val() {
+			m, _ := z.Member.(string)
+			s.Lists[i] = append(s.Lists[i], []byte(m))
+			s.Versions[i] = append(s.Versions[i], int64(z.Score))
 		}
-	}
-	var err error
-	if s.Transactions, err = decode(tx.Val()); err != nil {
-		s.Corrupt = err.Error()
-	}
-	if s.Rejected, err = decode(rej.Val()); err != nil {
-		s.Corrupt = err.Error()
 	}
 	return s, nil
 }
@@ -76,12 +73,12 @@ func (p *Projection) scan(ctx context.Context, pattern string, fn func(key strin
 	return iter.Err()
 }
 
-// WalletIDs calls fn once with the id of every wallet Redis holds a key
-// for: wallet.<id>, or {wallet.<id>}.tx / .rejected.
-func (p *Projection) WalletIDs(ctx context.Context, fn func(id string) error) error {
+// StreamIDs calls fn once with the id of every stream of domain Redis
+// holds a key for: <domain>.<id>, or {<domain>.<id>}.<list>.
+func (p *Projection) StreamIDs(ctx context.Context, domain string, fn func(id string) error) error {
 	seen := map[string]bool{}
 	each := func(key string) error {
-		id := strings.TrimPrefix(strings.TrimPrefix(key, "{"), "wallet.")
+		id := strings.TrimPrefix(strings.TrimPrefix(key, "{"), domain+".")
 		id, _, _ = strings.Cut(id, "}")
 		id, _, _ = strings.Cut(id, ".")
 		if seen[id] {
@@ -90,21 +87,25 @@ func (p *Projection) WalletIDs(ctx context.Context, fn func(id string) error) er
 		seen[id] = true
 		return fn(id)
 	}
-	if err := p.scan(ctx, "wallet.*", each); err != nil {
+	if err := p.scan(ctx, domain+".*", each); err != nil {
 		return err
 	}
-	return p.scan(ctx, "{wallet.*", each)
+	return p.scan(ctx, "{"+domain+".*", each)
 }
 
-// Erase deletes the whole read model, the completeness marker first so that
-// reads refuse to answer from then on. It returns how many wallet keys it
-// deleted.
-func (p *Projection) Erase(ctx context.Context) (int, error) {
+// Erase deletes the whole read model of the domains, the completeness marker
+// first so that reads refuse to answer from then on. It returns how many
+// keys it deleted.
+func (p *Projection) Erase(ctx context.Context, domains []string) (int, error) {
 	if err := p.rdb.Del(ctx, CompleteKey).Err(); err != nil {
 		return 0, fmt.Errorf("erase: %w", err)
 	}
 	var keys []string
-	for _, pattern := range []string{RebuildingKey + ".*", "wallet.*", "{wallet.*"} {
+	patterns := []string{RebuildingKey + ".*"}
+	for _, d := range domains {
+		patterns = append(patterns, d+".*", "{"+d+".*")
+	}
+	for _, pattern := range patterns {
 		if err := p.scan(ctx, pattern, func(k string) error { keys = append(keys, k); return nil }); err != nil {
 			return 0, fmt.Errorf("erase: %w", err)
 		}
@@ -122,9 +123,10 @@ func (p *Projection) Erase(ctx context.Context) (int, error) {
 }
 
 // EnsureLayout makes sure the read model is written in this build's key
-// layout: if Redis holds wallets in another one, it erases the read model
-// (the writers then project it again) and reports that it did.
-func (p *Projection) EnsureLayout(ctx context.Context) (erased bool, err error) {
+// layout: if Redis holds streams of the domains in another one, it erases
+// the read model (the writers then project it again) and reports that it
+// did.
+func (p *Projection) EnsureLayout(ctx context.Context, domains []string) (erased bool, err error) {
 	have, err := p.rdb.Get(ctx, LayoutKey).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, fmt.Errorf("read model layout: %w", err)
@@ -133,11 +135,13 @@ func (p *Projection) EnsureLayout(ctx context.Context) (erased bool, err error) 
 		return false, nil
 	}
 	any := false
-	if err := p.scan(ctx, "wallet.*", func(string) error { any = true; return errStop }); err != nil && !errors.Is(err, errStop) {
-		return false, fmt.Errorf("read model layout: %w", err)
+	for _, d := range domains {
+		if err := p.scan(ctx, d+".*", func(string) error { any = true; return errStop }); err != nil && !errors.Is(err, errStop) {
+			return false, fmt.Errorf("read model layout: %w", err)
+		}
 	}
 	if any {
-		if _, err := p.Erase(ctx); err != nil {
+		if _, err := p.Erase(ctx, domains); err != nil {
 			return false, err
 		}
 	}

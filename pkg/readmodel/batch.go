@@ -8,10 +8,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// balanceReq is one Balance waiting for the next pipeline.
+// balanceReq is one State read waiting for the next pipeline.
 type balanceReq struct {
-	walletID string
-	out      chan balanceAns
+	key string
+	out chan balanceAns
 }
 
 type balanceAns struct {
@@ -19,7 +19,7 @@ type balanceAns struct {
 	err  error
 }
 
-// EnablePipelining makes Balance calls that arrive together share one Redis
+// EnablePipelining makes State calls that arrive together share one Redis
 // round trip: loops goroutines each take whatever reads are waiting (up to
 // 256) and send them as one pipeline. Under load this turns two system calls
 // per read into two per batch; an idle reader pays one channel hop. The loops
@@ -49,12 +49,12 @@ func (p *Projection) pipelineLoop(ctx context.Context) {
 				break fill
 			}
 		}
-		ids := make([]string, len(batch))
+		keys := make([]string, len(batch))
 		for i, r := range batch {
-			ids[i] = r.walletID
+			keys[i] = r.key
 		}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		vals, err := p.fetch(pctx, ids)
+		vals, err := p.fetch(pctx, keys)
 		cancel()
 		for i, r := range batch {
 			if err != nil {
@@ -66,17 +66,17 @@ func (p *Projection) pipelineLoop(ctx context.Context) {
 	}
 }
 
-// fetch reads the state of each wallet and the completeness marker in one
-// pipeline: [state, marker] per wallet, nil for a missing key. It is an MGET
-// of both per wallet, or on a Redis Cluster, where the two live in
-// different slots, a GET of each.
-func (p *Projection) fetch(ctx context.Context, walletIDs []string) ([][]any, error) {
+// fetch reads each state key and the completeness marker in one
+// pipeline: [state, marker] per key, nil for a missing key. It is an MGET
+// of both per key, or on a Redis Cluster, where the two live in different
+// slots, a GET of each.
+func (p *Projection) fetch(ctx context.Context, keys []string) ([][]any, error) {
 	pipe := p.rdb.Pipeline()
-	out := make([][]any, len(walletIDs))
+	out := make([][]any, len(keys))
 	if !p.cluster {
-		cmds := make([]*redis.SliceCmd, len(walletIDs))
-		for i, id := range walletIDs {
-			cmds[i] = pipe.MGet(ctx, StateKey(id), CompleteKey)
+		cmds := make([]*redis.SliceCmd, len(keys))
+		for i, k := range keys {
+			cmds[i] = pipe.MGet(ctx, k, CompleteKey)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, err
@@ -87,9 +87,9 @@ func (p *Projection) fetch(ctx context.Context, walletIDs []string) ([][]any, er
 		return out, nil
 	}
 	marker := pipe.Get(ctx, CompleteKey)
-	states := make([]*redis.StringCmd, len(walletIDs))
-	for i, id := range walletIDs {
-		states[i] = pipe.Get(ctx, StateKey(id))
+	states := make([]*redis.StringCmd, len(keys))
+	for i, k := range keys {
+		states[i] = pipe.Get(ctx, k)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
@@ -100,17 +100,17 @@ func (p *Projection) fetch(ctx context.Context, walletIDs []string) ([][]any, er
 	return out, nil
 }
 
-// mget reads a wallet's state and the completeness marker, through the
-// shared pipeline when it is enabled.
-func (p *Projection) mget(ctx context.Context, walletID string) ([]any, error) {
+// mget reads a state key and the completeness marker, through the shared
+// pipeline when it is enabled.
+func (p *Projection) mget(ctx context.Context, key string) ([]any, error) {
 	if p.reads == nil {
-		vals, err := p.fetch(ctx, []string{walletID})
+		vals, err := p.fetch(ctx, []string{key})
 		if err != nil {
 			return nil, err
 		}
 		return vals[0], nil
 	}
-	r := balanceReq{walletID: walletID, out: make(chan balanceAns, 1)}
+	r := balanceReq{key: key, out: make(chan balanceAns, 1)}
 	select {
 	case p.reads <- r:
 	case <-ctx.Done():

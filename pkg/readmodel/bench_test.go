@@ -28,10 +28,7 @@ func BenchmarkPush(b *testing.B) {
 				for i := range changes {
 					e, _ := wallet.Decide(states[i], wallet.Command{Action: wallet.Credit, Amount: 1})
 					states[i] = wallet.Evolve(states[i], e)
-					changes[i] = readmodel.Change{
-						View:         readmodel.View{WalletID: ids[i], Balance: states[i].Balance, Version: states[i].Version, UpdatedAt: t0},
-						Transactions: []wallet.Transaction{wallet.NewTransaction(ksuid.New().String(), e, t0)},
-					}
+					changes[i] = change(ids[i], e, states[i], t0)
 				}
 				if gaps, err := p.Push(context.Background(), changes); err != nil || gaps != nil {
 					b.Fatal(gaps, err)
@@ -49,7 +46,7 @@ func BenchmarkBalance(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := p.Balance(context.Background(), id); err != nil {
+		if _, err := balance(p, context.Background(), id); err != nil {
 			b.Fatal(err)
 		}
 	}

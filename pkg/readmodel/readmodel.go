@@ -1,16 +1,17 @@
-// Package readmodel is the Redis projection of every wallet: what the writer
-// pushes after each commit and what wallet_server reads.
+// Package readmodel is the Redis projection of every stream of every domain:
+// what the writer pushes after each commit and what wallet_server reads. It
+// knows no domain: states and list members are the domains' own JSON.
 //
-// Keys, per wallet:
+// Keys, per stream (a wallet: domain "wallet"):
 //
-//	wallet.<id>           the state as JSON: {"wallet_id","balance","version","updated_at"}
-//	wallet.<id>.tx        sorted set of applied transactions, score = version
-//	wallet.<id>.rejected  sorted set of rejected debits, score = version
+//	<domain>.<id>           the state as JSON, with a top-level "version"
+//	{<domain>.<id>}.<list>  a sorted set of the list's entries, score = the version of the event
 //
-// The state key never holds the history, so reading a balance costs one GET
-// however long the wallet's history is. Every push goes through one Lua script
-// that sets the state only when its version is higher than the stored one, so
-// a late or repeated push can never move a wallet backwards.
+// A wallet has the lists tx (applied transactions) and rejected (refused
+// debits). The state key never holds the history, so reading a state costs
+// one GET however long the stream's history is. Every push goes through one
+// Lua script that sets the state only when its version is higher than the
+// stored one, so a late or repeated push can never move a stream backwards.
 package readmodel
 
 import (
@@ -23,15 +24,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"coffer/pkg/wallet"
 )
 
 // Completeness markers. Redis is a projection that can lose everything (a
 // restart without persistence, a FLUSHALL); a wallet missing from it must
-// then not read as "never used, balance 0". CompleteKey holds one character
+// then not read as "never used". CompleteKey holds one character
 // per partition of the deployment, '1' once the writer of that partition has
-// made Redis hold every wallet of its log ("1" with one partition, "0110"
+// made Redis hold every stream of its log ("1" with one partition, "0110"
 // while partitions 0 and 3 of 4 are still re-projecting). Readers answer
 // only when every character is '1'; a FLUSHALL removes the key, and each
 // writer puts its own '1' back when it has re-projected its partition.
@@ -43,7 +42,8 @@ const (
 	RebuildingKey = "{coffer.readmodel.complete}.rebuilding"
 	// LayoutKey names the key layout the read model is written in; a
 	// writer that finds another layout erases the read model and
-	// projects it again.
+	// projects it again. A wallet's keys are the same in the layout of
+	// any domain as they were when wallets were the only domain.
 	LayoutKey = "{coffer.readmodel.complete}.layout"
 	Layout    = "2" // the sorted sets' keys carry a hash tag
 )
@@ -67,41 +67,45 @@ func complete(v any) bool {
 // ErrIncomplete is returned by reads while the read model is being rebuilt.
 var ErrIncomplete = errors.New("the read model is being rebuilt from the event log")
 
-// View is a wallet's state as stored in Redis.
-type View struct {
-	WalletID  string    `json:"wallet_id"`
-	Balance   int64     `json:"balance"`
-	Version   int64     `json:"version"`
-	UpdatedAt time.Time `json:"updated_at"`
+// Entry is one member of one of a stream's lists: List indexes
+// Change.Lists, Version is its score.
+type Entry struct {
+	List    int
+	Version int64
+	Member  []byte
 }
 
-// Change is what one push tells Redis about one wallet: its state after the
-// newest event, and the transactions recorded since the last push.
+// Change is what one push tells Redis about one stream: its state after the
+// newest event, and the list entries of the events from version From on.
 type Change struct {
-	View         View
-	Transactions []wallet.Transaction
+	Domain, ID string
+	// Lists names the domain's lists, in the order Entry.List counts.
+	Lists []string
+	// From is the version of the first event the change carries; Version
+	// the stream's version after the last, the version State shows.
+	From, Version int64
+	State         []byte
+	Entries       []Entry
 }
 
-// StateKey is the Redis key of a wallet's state.
-func StateKey(walletID string) string { return "wallet." + walletID }
+// StateKey is the Redis key of a stream's state.
+func StateKey(domain, id string) string { return domain + "." + id }
 
-// TransactionsKey is the Redis key of a wallet's applied transactions.
-// Its braces put it in the same Redis Cluster slot as the state key
-// wallet.<id>, so that one script may touch both.
-func TransactionsKey(walletID string) string { return "{wallet." + walletID + "}.tx" }
+// ListKey is the Redis key of one of a stream's lists. Its braces put it
+// in the same Redis Cluster slot as the state key <domain>.<id>, so that one
+// script may touch both.
+func ListKey(domain, id, list string) string { return "{" + domain + "." + id + "}." + list }
 
-// RejectedKey is the Redis key of a wallet's rejected debits.
-func RejectedKey(walletID string) string { return "{wallet." + walletID + "}.rejected" }
-
-// push keeps one invariant: a wallet whose state key says version V has
-// every transaction up to V in its sorted sets. A push carries the state
-// after its newest transaction and the transactions from version ARGV[2] on.
-// It applies only if it continues what Redis holds (the stored version is at
+// push keeps one invariant: a stream whose state key says version V has
+// every list entry up to V in its sorted sets. A push carries the state
+// after its newest event and the entries of the events from version ARGV[2]
+// on, each as (index of its list among KEYS[2..], version, member). It
+// applies only if it continues what Redis holds (the stored version is at
 // least ARGV[2]-1, a missing or unreadable state counting as 0); then it
-// (re)places each transaction at its version, so a repeated push never
-// stores a second copy, and sets the state if it is newer. A push that would
-// leave a gap (Redis lost data) changes nothing and returns -1, and the
-// writer re-pushes the wallet from what Redis has.
+// (re)places each entry at its version, so a repeated push never stores a
+// second copy, and sets the state if it is newer. A push that would leave a
+// gap (Redis lost data) changes nothing and returns -1, and the writer
+// re-pushes the stream from what Redis has.
 var push = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 local curv = 0
@@ -114,8 +118,7 @@ if curv < tonumber(ARGV[2]) - 1 then
   return -1
 end
 for i = 4, #ARGV, 3 do
-  local key = KEYS[2]
-  if ARGV[i] == 'r' then key = KEYS[3] end
+  local key = KEYS[tonumber(ARGV[i]) + 2]
   redis.call('ZREMRANGEBYSCORE', key, ARGV[i+1], ARGV[i+1])
   redis.call('ZADD', key, ARGV[i+1], ARGV[i+2])
 end
@@ -155,10 +158,10 @@ func New(rdb redis.UniversalClient) *Projection {
 // Ping checks that Redis answers.
 func (p *Projection) Ping(ctx context.Context) error { return p.rdb.Ping(ctx).Err() }
 
-// Push applies changes in one pipeline. It returns the ids of the wallets
-// whose change did not continue what Redis holds and was not applied; the
-// caller must push those from the version Redis has.
-func (p *Projection) Push(ctx context.Context, changes []Change) (gaps []string, err error) {
+// Push applies changes in one pipeline. It returns the indexes in changes
+// of those that did not continue what Redis holds and were not applied; the
+// caller must push those streams from the version Redis has.
+func (p *Projection) Push(ctx context.Context, changes []Change) (gaps []int, err error) {
 	if len(changes) == 0 {
 		return nil, nil
 	}
@@ -173,81 +176,71 @@ func (p *Projection) Push(ctx context.Context, changes []Change) (gaps []string,
 	return gaps, err
 }
 
-func (p *Projection) pushOnce(ctx context.Context, changes []Change) ([]string, error) {
+func (p *Projection) pushOnce(ctx context.Context, changes []Change) ([]int, error) {
 	pipe := p.rdb.Pipeline()
 	results := make([]*redis.Cmd, len(changes))
 	for i, c := range changes {
-		if len(c.Transactions) == 0 {
-			return nil, fmt.Errorf("push wallet %s: a change without transactions", c.View.WalletID)
+		if c.From < 1 || c.Version < c.From {
+			return nil, fmt.Errorf("push %s %s: versions %d to %d", c.Domain, c.ID, c.From, c.Version)
 		}
-		state, err := json.Marshal(c.View)
-		if err != nil {
-			return nil, fmt.Errorf("push wallet %s: %w", c.View.WalletID, err)
-		}
-		args := make([]any, 0, 3+3*len(c.Transactions))
-		args = append(args, c.View.Version, c.Transactions[0].Version, state)
-		for _, t := range c.Transactions {
-			member, err := json.Marshal(t)
-			if err != nil {
-				return nil, fmt.Errorf("push wallet %s: %w", c.View.WalletID, err)
+		args := make([]any, 0, 3+3*len(c.Entries))
+		args = append(args, c.Version, c.From, c.State)
+		for _, e := range c.Entries {
+			if e.List < 0 || e.List >= len(c.Lists) {
+				return nil, fmt.Errorf("push %s %s: entry of list %d of %d", c.Domain, c.ID, e.List, len(c.Lists))
 			}
-			kind := "t"
-			if t.Type == wallet.DebitRejected {
-				kind = "r"
-			}
-			args = append(args, kind, t.Version, member)
+			args = append(args, e.List, e.Version, e.Member)
 		}
-		id := c.View.WalletID
-		results[i] = push.EvalSha(ctx, pipe, []string{StateKey(id), TransactionsKey(id), RejectedKey(id)}, args...)
+		keys := make([]string, 1+len(c.Lists))
+		keys[0] = StateKey(c.Domain, c.ID)
+		for i, l := range c.Lists {
+			keys[1+i] = ListKey(c.Domain, c.ID, l)
+		}
+		results[i] = push.EvalSha(ctx, pipe, keys, args...)
 	}
 	cmds, err := pipe.Exec(ctx)
 	for _, c := range cmds {
 		if cerr := c.Err(); cerr != nil {
-			return nil, fmt.Errorf("push %d wallets: %w", len(changes), cerr)
+			return nil, fmt.Errorf("push %d streams: %w", len(changes), cerr)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("push %d wallets: %w", len(changes), err)
+		return nil, fmt.Errorf("push %d streams: %w", len(changes), err)
 	}
-	var gaps []string
+	var gaps []int
 	for i, r := range results {
 		if n, _ := r.Int(); n < 0 {
-			gaps = append(gaps, changes[i].View.WalletID)
+			gaps = append(gaps, i)
 		}
 	}
 	if p.minReplicas > 0 {
 		n, err := p.rdb.Do(ctx, "WAIT", p.minReplicas, p.waitFor.Milliseconds()).Int64()
 		if err != nil {
-			return nil, fmt.Errorf("push %d wallets: wait for replicas: %w", len(changes), err)
+			return nil, fmt.Errorf("push %d streams: wait for replicas: %w", len(changes), err)
 		}
 		if n < int64(p.minReplicas) {
-			return nil, fmt.Errorf("push %d wallets: %d of %d replicas acknowledged within %s", len(changes), n, p.minReplicas, p.waitFor)
+			return nil, fmt.Errorf("push %d streams: %d of %d replicas acknowledged within %s", len(changes), n, p.minReplicas, p.waitFor)
 		}
 	}
 	return gaps, nil
 }
 
-// Balance returns the stored state of walletID. In a complete read model, a
-// wallet Redis does not know is a wallet nobody has used: balance 0, version
-// 0, zero UpdatedAt. It reads the state and the completeness marker in one
-// MGET.
-func (p *Projection) Balance(ctx context.Context, walletID string) (View, error) {
-	vals, err := p.mget(ctx, walletID)
+// State returns the stored state of a stream, nil for a stream Redis does
+// not know: in a complete read model, one nobody has used. It reads the
+// state and the completeness marker in one MGET.
+func (p *Projection) State(ctx context.Context, domain, id string) ([]byte, error) {
+	vals, err := p.mget(ctx, StateKey(domain, id))
 	if err != nil {
-		return View{}, fmt.Errorf("balance of wallet %s: %w", walletID, err)
+		return nil, fmt.Errorf("state of %s %s: %w", domain, id, err)
 	}
 	if !complete(vals[1]) {
-		return View{}, ErrIncomplete
+		return nil, ErrIncomplete
 	}
 	state, ok := vals[0].(string)
 	if !ok {
-		return View{WalletID: walletID}, nil
+		return nil, nil
 	}
-	v, err := decodeView([]byte(state))
-	if err != nil {
-		return View{}, fmt.Errorf("balance of wallet %s: stored state %q: %w", walletID, state, err)
-	}
-	return v, nil
+	return []byte(state), nil
 }
 
 // BeginRebuild notes that the writer of part starts comparing Redis with
@@ -298,46 +291,54 @@ func (p *Projection) IsComplete(ctx context.Context, part Part) (bool, error) {
 	return len(v) == part.Of && v[part.Index] == '1', nil
 }
 
-// Versions returns the stored version of each wallet, 0 for unknown wallets,
-// in one pipeline.
-func (p *Projection) Versions(ctx context.Context, walletIDs []string) ([]int64, error) {
+// Stream names one stream.
+type Stream struct{ Domain, ID string }
+
+// Versions returns the stored version of each stream, 0 for unknown streams
+// and for states that cannot be read, in one pipeline.
+func (p *Projection) Versions(ctx context.Context, streams []Stream) ([]int64, error) {
 	pipe := p.rdb.Pipeline()
-	gets := make([]*redis.StringCmd, len(walletIDs))
-	for i, id := range walletIDs {
-		gets[i] = pipe.Get(ctx, StateKey(id))
+	gets := make([]*redis.StringCmd, len(streams))
+	for i, s := range streams {
+		gets[i] = pipe.Get(ctx, StateKey(s.Domain, s.ID))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("versions of %d wallets: %w", len(walletIDs), err)
+		return nil, fmt.Errorf("versions of %d streams: %w", len(streams), err)
 	}
-	out := make([]int64, len(walletIDs))
+	out := make([]int64, len(streams))
 	for i, g := range gets {
 		b, err := g.Bytes()
 		if errors.Is(err, redis.Nil) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("version of wallet %s: %w", walletIDs[i], err)
+			return nil, fmt.Errorf("version of %s %s: %w", streams[i].Domain, streams[i].ID, err)
 		}
-		v, err := decodeView(b)
-		if err != nil {
-			// A state that cannot be read is as good as none: re-push it.
-			continue
-		}
-		out[i] = v.Version
+		// A state that cannot be read is as good as none: re-push it.
+		out[i], _ = StateVersion(b)
 	}
 	return out, nil
 }
 
-// Page is one page of a wallet's transactions, newest first. Next is the
-// cursor for the following page, 0 when there is none.
-type Page struct {
-	Transactions []wallet.Transaction
-	Next         int64
+// StateVersion reads the top-level "version" every stored state has.
+func StateVersion(state []byte) (int64, error) {
+	var v struct {
+		Version int64 `json:"version"`
+	}
+	err := json.Unmarshal(state, &v)
+	return v.Version, err
 }
 
-// Transactions returns up to limit transactions with version < before (0
-// means from the newest), newest first, with rejected debits when asked.
-func (p *Projection) Transactions(ctx context.Context, walletID string, before int64, limit int, withRejected bool) (Page, error) {
+// Page is one page of a stream's lists, merged newest first. Next is the
+// cursor for the following page, 0 when there is none.
+type Page struct {
+	Members [][]byte
+	Next    int64
+}
+
+// List returns up to limit entries of the named lists of a stream with
+// version < before (0 means from the newest), newest first.
+func (p *Projection) List(ctx context.Context, domain, id string, lists []string, before int64, limit int) (Page, error) {
 	max := "+inf"
 	if before > 0 {
 		max = "(" + strconv.FormatInt(before, 10)
@@ -345,56 +346,40 @@ func (p *Projection) Transactions(ctx context.Context, walletID string, before i
 	rng := &redis.ZRangeBy{Min: "-inf", Max: max, Count: int64(limit) + 1}
 	pipe := p.rdb.Pipeline()
 	marker := pipe.Get(ctx, CompleteKey)
-	tx := pipe.ZRevRangeByScore(ctx, TransactionsKey(walletID), rng)
-	var rej *redis.StringSliceCmd
-	if withRejected {
-		rej = pipe.ZRevRangeByScore(ctx, RejectedKey(walletID), rng)
+	got := make([]*redis.ZSliceCmd, len(lists))
+	for i, l := range lists {
+		got[i] = pipe.ZRevRangeByScoreWithScores(ctx, ListKey(domain, id, l), rng)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Page{}, fmt.Errorf("transactions of wallet %s: %w", walletID, err)
+		return Page{}, fmt.Errorf("lists of %s %s: %w", domain, id, err)
 	}
-	if err := tx.Err(); err != nil {
-		return Page{}, fmt.Errorf("transactions of wallet %s: %w", walletID, err)
+	for _, g := range got {
+		if err := g.Err(); err != nil {
+			return Page{}, fmt.Errorf("lists of %s %s: %w", domain, id, err)
+		}
 	}
 	if marker.Err() != nil || !complete(marker.Val()) {
 		return Page{}, ErrIncomplete
 	}
-	all, err := decode(tx.Val())
-	if err != nil {
-		return Page{}, fmt.Errorf("transactions of wallet %s: %w", walletID, err)
+	var all []redis.Z
+	for _, g := range got {
+		all = mergeNewestFirst(all, g.Val())
 	}
-	if rej != nil {
-		r, err := decode(rej.Val())
-		if err != nil {
-			return Page{}, fmt.Errorf("rejected debits of wallet %s: %w", walletID, err)
-		}
-		all = mergeNewestFirst(all, r)
+	page := Page{Members: make([][]byte, 0, min(len(all), limit))}
+	for _, z := range all[:min(len(all), limit)] {
+		m, _ := z.Member.(string)
+		page.Members = append(page.Members, []byte(m))
 	}
-	page := Page{Transactions: all}
 	if len(all) > limit {
-		page.Transactions = all[:limit]
-		page.Next = all[limit-1].Version
-	}
-	if page.Transactions == nil {
-		page.Transactions = []wallet.Transaction{}
+		page.Next = int64(all[limit-1].Score)
 	}
 	return page, nil
 }
 
-func decode(members []string) ([]wallet.Transaction, error) {
-	out := make([]wallet.Transaction, len(members))
-	for i, m := range members {
-		if err := json.Unmarshal([]byte(m), &out[i]); err != nil {
-			return nil, fmt.Errorf("stored transaction %q: %w", m, err)
-		}
-	}
-	return out, nil
-}
-
-func mergeNewestFirst(a, b []wallet.Transaction) []wallet.Transaction {
-	out := make([]wallet.Transaction, 0, len(a)+len(b))
+func mergeNewestFirst(a, b []redis.Z) []redis.Z {
+	out := make([]redis.Z, 0, len(a)+len(b))
 	for len(a) > 0 && len(b) > 0 {
-		if a[0].Version > b[0].Version {
+		if a[0].Score > b[0].Score {
 			out, a = append(out, a[0]), a[1:]
 		} else {
 			out, b = append(out, b[0]), b[1:]

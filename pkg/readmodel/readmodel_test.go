@@ -2,6 +2,7 @@ package readmodel_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,6 +20,17 @@ import (
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
+// The read model knows no domain; these tests store wallets in it, as the
+// writer does, through the wallet domain's own view and list entries.
+var wallets wallet.Domain
+
+// change is the change that records e, taking a wallet to st at at.
+func change(id string, e wallet.Event, st wallet.State, at time.Time) readmodel.Change {
+	list, member, _ := wallets.ListEntry(id, e, ksuid.New().String(), at)
+	return readmodel.Change{Domain: wallet.Name, ID: id, Lists: wallets.Lists(), From: e.Version, Version: st.Version,
+		State: wallets.View(id, st, at), Entries: []readmodel.Entry{{List: list, Version: e.Version, Member: member}}}
+}
+
 // history makes the changes of n credits of 1 on one wallet, one change each.
 func history(id string, n int) []readmodel.Change {
 	var out []readmodel.Change
@@ -26,13 +38,43 @@ func history(id string, n int) []readmodel.Change {
 	for i := 0; i < n; i++ {
 		e, _ := wallet.Decide(st, wallet.Command{Action: wallet.Credit, Amount: 1})
 		st = wallet.Evolve(st, e)
-		at := t0.Add(time.Duration(i) * time.Second)
-		out = append(out, readmodel.Change{
-			View:         readmodel.View{WalletID: id, Balance: st.Balance, Version: st.Version, UpdatedAt: at},
-			Transactions: []wallet.Transaction{wallet.NewTransaction(ksuid.New().String(), e, at)},
-		})
+		out = append(out, change(id, e, st, t0.Add(time.Duration(i)*time.Second)))
 	}
 	return out
+}
+
+// balance reads a wallet's view as wallet_server does.
+func balance(p *readmodel.Projection, ctx context.Context, id string) (wallet.View, error) {
+	state, err := p.State(ctx, wallet.Name, id)
+	if err != nil || state == nil {
+		return wallet.View{WalletID: id}, err
+	}
+	return wallet.DecodeView(state)
+}
+
+// txPage is a page of a wallet's transactions.
+type txPage struct {
+	Transactions []wallet.Transaction
+	Next         int64
+}
+
+// transactions reads a page of a wallet's transactions as wallet_server does.
+func transactions(p *readmodel.Projection, ctx context.Context, id string, before int64, limit int, withRejected bool) (txPage, error) {
+	lists := []string{wallet.ListTransactions}
+	if withRejected {
+		lists = append(lists, wallet.ListRejected)
+	}
+	page, err := p.List(ctx, wallet.Name, id, lists, before, limit)
+	if err != nil {
+		return txPage{}, err
+	}
+	out := txPage{Transactions: make([]wallet.Transaction, len(page.Members)), Next: page.Next}
+	for i, m := range page.Members {
+		if err := json.Unmarshal(m, &out.Transactions[i]); err != nil {
+			return txPage{}, err
+		}
+	}
+	return out, nil
 }
 
 // complete returns a projection over a fresh Redis marked complete, as the
@@ -58,14 +100,14 @@ func TestPushNeverMovesBackwards(t *testing.T) {
 
 	for _, c := range []readmodel.Change{h[0], h[1], h[2], h[1], h[0]} { // late and repeated pushes
 		if gaps, err := p.Push(ctx, []readmodel.Change{c}); err != nil || gaps != nil {
-			t.Fatalf("push v%d: gaps %v, %v", c.View.Version, gaps, err)
+			t.Fatalf("push v%d: gaps %v, %v", c.Version, gaps, err)
 		}
 	}
-	v, err := p.Balance(ctx, id)
+	v, err := balance(p, ctx, id)
 	if err != nil || v.Version != 3 || v.Balance != 3 || !v.UpdatedAt.Equal(t0.Add(2*time.Second)) {
 		t.Fatalf("balance after out-of-order pushes: %+v %v", v, err)
 	}
-	page, err := p.Transactions(ctx, id, 0, 10, false)
+	page, err := transactions(p, ctx, id, 0, 10, false)
 	if err != nil || len(page.Transactions) != 3 {
 		t.Fatalf("transactions after repeated pushes: %+v %v", page, err)
 	}
@@ -85,13 +127,13 @@ func TestPushRefusesAGap(t *testing.T) {
 	id, other := ksuid.New().String(), ksuid.New().String()
 	h := history(id, 3)
 	gaps, err := p.Push(ctx, []readmodel.Change{h[2], history(other, 1)[0]})
-	if err != nil || len(gaps) != 1 || gaps[0] != id {
+	if err != nil || len(gaps) != 1 || gaps[0] != 0 {
 		t.Fatalf("push of v3 onto nothing: gaps %v, %v", gaps, err)
 	}
-	if st, err := p.Inspect(ctx, id); err != nil || st.Found || len(st.Transactions) != 0 {
+	if st, err := p.Inspect(ctx, wallet.Name, id, wallets.Lists()); err != nil || st.State != nil || len(st.Lists[0])+len(st.Lists[1]) != 0 {
 		t.Fatalf("a refused push left %+v (%v)", st, err)
 	}
-	if st, _ := p.Inspect(ctx, other); !st.Found || st.View.Version != 1 {
+	if st, _ := p.Inspect(ctx, wallet.Name, other, wallets.Lists()); st.State == nil || len(st.Lists[0]) != 1 || st.Versions[0][0] != 1 {
 		t.Fatalf("the other wallet of the pipeline: %+v", st)
 	}
 	if gaps, err := p.Push(ctx, h[:2]); err != nil || gaps != nil {
@@ -105,11 +147,11 @@ func TestPushRefusesAGap(t *testing.T) {
 func TestUnknownWalletIsEmpty(t *testing.T) {
 	p, _ := complete(t)
 	id := ksuid.New().String()
-	v, err := p.Balance(context.Background(), id)
-	if err != nil || v != (readmodel.View{WalletID: id}) {
+	v, err := balance(p, context.Background(), id)
+	if err != nil || v != (wallet.View{WalletID: id}) {
 		t.Fatalf("unknown wallet: %+v %v", v, err)
 	}
-	page, err := p.Transactions(context.Background(), id, 0, 50, true)
+	page, err := transactions(p, context.Background(), id, 0, 50, true)
 	if err != nil || page.Transactions == nil || len(page.Transactions) != 0 || page.Next != 0 {
 		t.Fatalf("transactions of an unknown wallet: %+v %v", page, err)
 	}
@@ -122,15 +164,9 @@ func TestTransactionPages(t *testing.T) {
 	// versions 1..7 applied, then a rejection at version 8, then 9 applied.
 	changes := history(id, 7)
 	rej := wallet.Event{Type: wallet.DebitRejected, Version: 8, Amount: 100, BalanceAfter: 7, Reason: wallet.ReasonInsufficientFunds}
-	changes = append(changes, readmodel.Change{
-		View:         readmodel.View{WalletID: id, Balance: 7, Version: 8, UpdatedAt: t0},
-		Transactions: []wallet.Transaction{wallet.NewTransaction(ksuid.New().String(), rej, t0)},
-	})
+	changes = append(changes, change(id, rej, wallet.State{Balance: 7, Version: 8}, t0))
 	cr := wallet.Event{Type: wallet.Credited, Version: 9, Amount: 1, BalanceAfter: 8}
-	changes = append(changes, readmodel.Change{
-		View:         readmodel.View{WalletID: id, Balance: 8, Version: 9, UpdatedAt: t0},
-		Transactions: []wallet.Transaction{wallet.NewTransaction(ksuid.New().String(), cr, t0)},
-	})
+	changes = append(changes, change(id, cr, wallet.State{Balance: 8, Version: 9}, t0))
 	if gaps, err := p.Push(ctx, changes); err != nil || gaps != nil {
 		t.Fatal(gaps, err)
 	}
@@ -139,7 +175,7 @@ func TestTransactionPages(t *testing.T) {
 		var pages [][]int64
 		var cursor int64
 		for {
-			page, err := p.Transactions(ctx, id, cursor, limit, withRejected)
+			page, err := transactions(p, ctx, id, cursor, limit, withRejected)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -186,13 +222,13 @@ func TestPushOverwritesACorruptState(t *testing.T) {
 	p, rs := complete(t)
 	id := ksuid.New().String()
 	for _, junk := range []string{"not json", `"a string"`, `{"version":"x"}`} {
-		if err := rs.Client(t).Set(ctx, readmodel.StateKey(id), junk, 0).Err(); err != nil {
+		if err := rs.Client(t).Set(ctx, readmodel.StateKey(wallet.Name, id), junk, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := p.Push(ctx, history(id, 1)); err != nil {
 			t.Fatalf("push over %q: %v", junk, err)
 		}
-		if v, err := p.Balance(ctx, id); err != nil || v.Version != 1 || v.Balance != 1 {
+		if v, err := balance(p, ctx, id); err != nil || v.Version != 1 || v.Balance != 1 {
 			t.Fatalf("after push over %q: %+v %v", junk, v, err)
 		}
 	}
@@ -210,10 +246,10 @@ func TestReadsRefuseAnIncompleteReadModel(t *testing.T) {
 	if err := rs.Client(t).FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Balance(ctx, id); !errors.Is(err, readmodel.ErrIncomplete) {
+	if _, err := balance(p, ctx, id); !errors.Is(err, readmodel.ErrIncomplete) {
 		t.Fatalf("balance after FLUSHALL: %v, want ErrIncomplete", err)
 	}
-	if _, err := p.Transactions(ctx, id, 0, 10, false); !errors.Is(err, readmodel.ErrIncomplete) {
+	if _, err := transactions(p, ctx, id, 0, 10, false); !errors.Is(err, readmodel.ErrIncomplete) {
 		t.Fatalf("transactions after FLUSHALL: %v, want ErrIncomplete", err)
 	}
 }
@@ -263,7 +299,7 @@ func TestPipelinedBalances(t *testing.T) {
 	for range 20 {
 		for i, id := range ids {
 			wg.Go(func() {
-				v, err := p.Balance(ctx, id)
+				v, err := balance(p, ctx, id)
 				if err != nil || v.Version != int64(i+1) || v.Balance != int64(i+1) || v.WalletID != id {
 					errs <- fmt.Errorf("wallet %d: %+v %v", i, v, err)
 				}
@@ -298,8 +334,8 @@ func TestReadsWaitForEveryPartition(t *testing.T) {
 		}
 	}
 	readable := func() bool {
-		_, berr := p.Balance(ctx, w)
-		_, terr := p.Transactions(ctx, w, 0, 10, true)
+		_, berr := p.State(ctx, wallet.Name, w)
+		_, terr := p.List(ctx, wallet.Name, w, wallets.Lists(), 0, 10)
 		if errors.Is(berr, readmodel.ErrIncomplete) != errors.Is(terr, readmodel.ErrIncomplete) {
 			t.Fatalf("balance and transactions disagree: %v / %v", berr, terr)
 		}
@@ -369,7 +405,7 @@ func TestEnsureLayoutErasesAnOldLayout(t *testing.T) {
 	rdb.Set(ctx, "wallet."+id, `{"wallet_id":"`+id+`","balance":1,"version":1}`, 0)
 	rdb.ZAdd(ctx, "wallet."+id+".tx", redis.Z{Score: 1, Member: "x"})
 	rdb.Set(ctx, readmodel.CompleteKey, "1", 0)
-	if erased, err := p.EnsureLayout(ctx); !erased || err != nil {
+	if erased, err := p.EnsureLayout(ctx, []string{wallet.Name}); !erased || err != nil {
 		t.Fatalf("old layout: erased %v, %v", erased, err)
 	}
 	if n := rdb.Exists(ctx, "wallet."+id, "wallet."+id+".tx", readmodel.CompleteKey).Val(); n != 0 {
@@ -379,10 +415,10 @@ func TestEnsureLayoutErasesAnOldLayout(t *testing.T) {
 	if _, err := p.Push(ctx, history(id, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if erased, err := p.EnsureLayout(ctx); erased || err != nil {
+	if erased, err := p.EnsureLayout(ctx, []string{wallet.Name}); erased || err != nil {
 		t.Fatalf("this layout: erased %v, %v", erased, err)
 	}
-	if n := rdb.Exists(ctx, readmodel.StateKey(id), readmodel.TransactionsKey(id)).Val(); n != 2 {
+	if n := rdb.Exists(ctx, readmodel.StateKey(wallet.Name, id), readmodel.ListKey(wallet.Name, id, wallet.ListTransactions)).Val(); n != 2 {
 		t.Fatalf("%d of the wallet's 2 keys left", n)
 	}
 }

@@ -1,3 +1,6 @@
+// Package writer is wallet_writer: the engine (package engine) with the
+// wallet domain registered, its settings from the environment, its admin
+// endpoints, and the recovery tools on its command line.
 package writer
 
 import (
@@ -17,10 +20,30 @@ import (
 	"coffer/pkg/bus"
 	"coffer/pkg/config"
 	"coffer/pkg/connect"
+	"coffer/pkg/engine"
 	"coffer/pkg/eventstore"
 	"coffer/pkg/health"
 	"coffer/pkg/metrics"
 	"coffer/pkg/readmodel"
+	"coffer/pkg/wallet"
+)
+
+// Domains are the domains wallet_writer hosts: a domain is added here with
+// one line.
+func Domains() (*engine.Domains, error) {
+	var ds engine.Domains
+	if err := errors.Join(
+		engine.Register(&ds, wallet.Domain{}),
+	); err != nil {
+		return nil, err
+	}
+	return &ds, nil
+}
+
+// The engine's errors, as the tools return them.
+var (
+	ErrMismatch      = engine.ErrMismatch
+	ErrWriterRunning = engine.ErrWriterRunning
 )
 
 // Settings is everything wallet_writer reads from its environment.
@@ -36,7 +59,7 @@ type Settings struct {
 	// Partitions are the partitions this process serves, each with a
 	// writer of its own; Writer.Partitions is how many the deployment has.
 	Partitions []int
-	Writer     Config
+	Writer     engine.Config
 }
 
 // SettingsFromEnv reads Settings through getenv, with local defaults.
@@ -50,7 +73,7 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		LogLevel:         env.String("LOG_LEVEL", "info"),
 		Sync:             eventstore.Sync(env.OneOf("SQLITE_SYNC", "FULL", "FULL", "NORMAL")),
 		RedisMinReplicas: env.Int("REDIS_MIN_REPLICAS", 0, 0),
-		Writer: Config{
+		Writer: engine.Config{
 			Partitions:      env.Int("PARTITION_COUNT", 1, 1),
 			Replicas:        env.Int("NATS_REPLICAS", 1, 1),
 			MaxBatch:        env.Int("WRITER_MAX_BATCH", 512, 1),
@@ -115,7 +138,7 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	}
 
 	var stores []*eventstore.Store
-	var cfgs []Config
+	var cfgs []engine.Config
 	for _, p := range set.Partitions {
 		cfg := set.Writer
 		cfg.Partition = strconv.Itoa(p)
@@ -158,7 +181,11 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	defer nc.Close()
 
 	reg := metrics.NewRegistry()
-	writers := make([]*Writer, len(cfgs))
+	domains, err := Domains()
+	if err != nil {
+		return err
+	}
+	writers := make([]*engine.Writer, len(cfgs))
 	checks := []health.Check{
 		{Name: "nats", Probe: health.NATSConnected(nc.IsConnected)},
 		{Name: "redis", Probe: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
@@ -168,7 +195,7 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		if set.RedisMinReplicas > 0 {
 			proj.RequireReplicas(set.RedisMinReplicas, set.Writer.RedisTimeout/2)
 		}
-		if writers[i], err = New(cfg, nc, stores[i], proj, log.With("partition", cfg.Partition), time.Now); err != nil {
+		if writers[i], err = engine.New(cfg, domains, nc, stores[i], proj, log.With("partition", cfg.Partition), time.Now); err != nil {
 			return err
 		}
 		if err := writers[i].RegisterMetrics(reg); err != nil {
@@ -187,7 +214,7 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		if len(writers) == 1 {
 			return writers[0].Stats()
 		}
-		by := map[string]Stats{}
+		by := map[string]engine.Stats{}
 		for i, w := range writers {
 			by[cfgs[i].Partition] = w.Stats()
 		}
@@ -218,13 +245,16 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 }
 
 // Usage is wallet_writer's command-line help.
-const Usage = `usage: wallet_writer [serve | verify | rebuild]
+const Usage = `usage: wallet_writer [serve | verify | rebuild | partitions-conf]
 
   serve    run the writer (the default)
-  verify   recompute every wallet from its events and compare with the state
+  verify   recompute every stream from its events and compare with the state
            log and Redis; print each mismatch; exit 1 if there is any
   rebuild  erase the Redis read model and recreate it from the log
            (stop the writer first; a running writer heals Redis by itself)
+  partitions-conf
+           print the nats-server configuration that maps commands to the
+           PARTITION_COUNT partitions (run.sh starts nats-server with it)
 
 Settings come from the environment (DATA_DIR, REDIS_URL, WRITER_PARTITIONS, ...); see the README.
 verify and rebuild work on each partition in WRITER_PARTITIONS in turn.
@@ -241,6 +271,13 @@ func Command(ctx context.Context, args []string, getenv func(string) string, std
 		return RunService(ctx, getenv, stdout, stderr)
 	case (cmd == "verify" || cmd == "rebuild") && len(args) == 1:
 		return runTool(ctx, cmd, getenv, stdout)
+	case cmd == "partitions-conf" && len(args) == 1:
+		set, err := SettingsFromEnv(getenv)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, bus.PartitionConfig(set.Writer.Partitions))
+		return nil
 	case config.IsHelp(cmd) && len(args) == 1:
 		fmt.Fprint(stdout, Usage)
 		return nil
@@ -254,7 +291,7 @@ func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout
 	if err != nil {
 		return err
 	}
-	var logs []PartitionLog
+	var logs []engine.PartitionLog
 	for _, p := range set.Partitions {
 		path := LogPath(set.DataDir, strconv.Itoa(p))
 		store, err := eventstore.OpenReadOnly(path)
@@ -262,7 +299,11 @@ func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout
 			return err
 		}
 		defer store.Close()
-		logs = append(logs, PartitionLog{Part: readmodel.Part{Index: p, Of: set.Writer.Partitions}, Path: path, Store: store})
+		logs = append(logs, engine.PartitionLog{Part: readmodel.Part{Index: p, Of: set.Writer.Partitions}, Path: path, Store: store})
+	}
+	domains, err := Domains()
+	if err != nil {
+		return err
 	}
 	rdb, err := connect.Redis(set.RedisURL)
 	if err != nil {
@@ -271,14 +312,14 @@ func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout
 	defer rdb.Close()
 	proj := readmodel.New(rdb)
 	if cmd == "rebuild" {
-		return Rebuild(ctx, logs, proj, stdout)
+		return engine.Rebuild(ctx, domains, logs, proj, stdout)
 	}
 	var errs []error
 	for _, l := range logs {
 		if len(logs) > 1 {
 			fmt.Fprintf(stdout, "partition %d:\n", l.Part.Index)
 		}
-		errs = append(errs, Verify(ctx, l.Part, l.Store, proj, stdout))
+		errs = append(errs, engine.Verify(ctx, domains, l.Part, l.Store, proj, stdout))
 	}
 	return errors.Join(errs...)
 }

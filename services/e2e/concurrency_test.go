@@ -83,16 +83,16 @@ func TestConcurrentClientsConserveMoney(t *testing.T) {
 		if got := decode[result](t, body).Balance; st != 200 || got != acked[id] {
 			t.Errorf("wallet %s: API (Redis) balance %d, acknowledged sum %d", id, got, acked[id])
 		}
-		if got := queryInt(t, db, `SELECT balance FROM wallets WHERE wallet_id = ?`, id); got != acked[id] {
+		if got := queryInt(t, db, `SELECT json_extract(state, '$.balance') FROM streams WHERE domain = 'wallet' AND stream_id = ?`, id); got != acked[id] {
 			t.Errorf("wallet %s: SQLite balance %d, acknowledged sum %d", id, got, acked[id])
 		}
 		sum := queryInt(t, db, `SELECT COALESCE(SUM(CASE type WHEN 'credited' THEN json_extract(data, '$.amount')
-			WHEN 'debited' THEN -json_extract(data, '$.amount') ELSE 0 END), 0) FROM events WHERE wallet_id = ?`, id)
+			WHEN 'debited' THEN -json_extract(data, '$.amount') ELSE 0 END), 0) FROM events WHERE domain = 'wallet' AND stream_id = ?`, id)
 		if sum != acked[id] {
 			t.Errorf("wallet %s: events sum to %d, acknowledged sum %d", id, sum, acked[id])
 		}
 	}
-	if n := queryInt(t, db, `SELECT COUNT(*) FROM states WHERE balance < 0`); n != 0 {
+	if n := queryInt(t, db, `SELECT COUNT(*) FROM states WHERE json_extract(state, '$.balance') < 0`); n != 0 {
 		t.Fatalf("%d states with a negative balance", n)
 	}
 	if n := queryInt(t, db, `SELECT COUNT(*) FROM events`); n != clients*perClient {

@@ -46,7 +46,7 @@ func TestThousandDebitsAgainstASmallBalance(t *testing.T) {
 		t.Fatalf("after the debits: %s", body)
 	}
 	db := s.writerDB()
-	if got := queryInt(t, db, `SELECT COUNT(*) FROM events WHERE wallet_id = ? AND type = 'debited'`, id); got != n {
+	if got := queryInt(t, db, `SELECT COUNT(*) FROM events WHERE domain = 'wallet' AND stream_id = ? AND type = 'debited'`, id); got != n {
 		t.Fatalf("%d debited events, want %d", got, n)
 	}
 }
@@ -76,7 +76,7 @@ func TestHundredRequestsOneKey(t *testing.T) {
 			t.Fatalf("answers differ:\n%s\n%s", b, bodies[0])
 		}
 	}
-	if got := queryInt(t, s.writerDB(), `SELECT COUNT(*) FROM events WHERE wallet_id = ?`, id); got != 1 {
+	if got := queryInt(t, s.writerDB(), `SELECT COUNT(*) FROM events WHERE domain = 'wallet' AND stream_id = ?`, id); got != 1 {
 		t.Fatalf("%d events for one key", got)
 	}
 	_, _, body := s.do("GET", "/wallet/"+id+"/balance", "", nil)

@@ -16,7 +16,7 @@ func TestIdempotencyKey(t *testing.T) {
 	s := startStack(t)
 	db := s.writerDB()
 	events := func(id string) int64 {
-		return queryInt(t, db, `SELECT COUNT(*) FROM events WHERE wallet_id = ?`, id)
+		return queryInt(t, db, `SELECT COUNT(*) FROM events WHERE domain = 'wallet' AND stream_id = ?`, id)
 	}
 
 	t.Run("same key twice replays the first outcome", func(t *testing.T) {

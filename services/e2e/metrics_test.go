@@ -168,7 +168,7 @@ func TestMetrics(t *testing.T) {
 	}
 	wr = scrape(t, writerAdmin+"/metrics")
 	wantSample(t, wr, 2, "coffer_writer_projection_lag_versions")
-	wantSample(t, wr, 1, "coffer_writer_projection_lag_wallets")
+	wantSample(t, wr, 1, "coffer_writer_projection_lag_streams")
 	s.redis.Restart(t)
 	eventually(t, 15*time.Second, "projection lag back to 0", func() bool {
 		return sample(scrape(t, writerAdmin+"/metrics"), "coffer_writer_projection_lag_versions") == 0

@@ -34,7 +34,7 @@ func TestMicroServiceDescribesTheWriter(t *testing.T) {
 	var info micro.Info
 	ask(micro.InfoVerb, &info)
 	if info.Name != bus.WriterService || info.Version == "" || info.Description == "" ||
-		info.Metadata["partition"] != "0" || info.Metadata["owner"] == "" {
+		info.Metadata["partition"] != "0" || info.Metadata["owner"] == "" || info.Metadata["domains"] != "wallet" {
 		t.Fatalf("$SRV.INFO: %+v", info)
 	}
 	if len(info.Endpoints) != 1 {
@@ -42,7 +42,7 @@ func TestMicroServiceDescribesTheWriter(t *testing.T) {
 	}
 	ep := info.Endpoints[0]
 	if ep.Name != "commands" || ep.Subject != bus.CommandSubjects || ep.QueueGroup != bus.WriterService ||
-		ep.Metadata["actions"] != "credit,debit" {
+		ep.Metadata["actions"] != "wallet.credit,wallet.debit" {
 		t.Fatalf("the commands endpoint: %+v", ep)
 	}
 
@@ -54,9 +54,22 @@ func TestMicroServiceDescribesTheWriter(t *testing.T) {
 			t.Fatalf("credit: %d %s", st, body)
 		}
 	}
-	// A command the writer refuses before deciding counts as an error.
-	if msg, err := nc.Request(bus.CommandSubject("not-a-ksuid", "credit"), []byte(`{}`), 5*time.Second); err != nil || msg.Header.Get(micro.ErrorCodeHeader) != string(bus.CodeInvalidWalletID) {
-		t.Fatalf("a command for a bad wallet id: %v %v", msg, err)
+	// Commands the writer refuses before deciding count as errors.
+	for _, c := range []struct {
+		subject, data string
+		code          bus.Code
+	}{
+		{bus.CommandSubject("wallet", "not-a-ksuid", "credit"), `{"command_id":"c1","data":{"amount":5}}`, bus.CodeInvalidWalletID},
+		{bus.CommandSubject("nowhere", w, "credit"), `{"command_id":"c2","data":{"amount":5}}`, bus.CodeNotFound},
+		{bus.CommandSubject("wallet", w, "steal"), `{"command_id":"c3","data":{"amount":5}}`, bus.CodeNotFound},
+		{bus.CommandSubject("wallet", w, "credit"), `{"command_id":"c4","data":{"amount":0}}`, bus.CodeInvalidAmount},
+		{bus.CommandSubject("wallet", w, "credit"), `{"command_id":"c5","data":{"amount":5,"x":1}}`, bus.CodeInvalidBody},
+		{bus.CommandSubject("wallet", w, "credit"), `{"data":{"amount":5}}`, bus.CodeInvalidBody},
+	} {
+		msg, err := nc.Request(c.subject, []byte(c.data), 5*time.Second)
+		if err != nil || msg.Header.Get(micro.ErrorCodeHeader) != string(c.code) {
+			t.Fatalf("%s %s: %v %v, want %s", c.subject, c.data, msg, err, c.code)
+		}
 	}
 	var after micro.Stats
 	ask(micro.StatsVerb, &after)
@@ -64,7 +77,7 @@ func TestMicroServiceDescribesTheWriter(t *testing.T) {
 		t.Fatalf("stats endpoints: %+v / %+v", before.Endpoints, after.Endpoints)
 	}
 	b, a := before.Endpoints[0], after.Endpoints[0]
-	if a.NumRequests-b.NumRequests != 4 || a.NumErrors-b.NumErrors != 1 || a.LastError == "" {
-		t.Fatalf("$SRV.STATS moved from %+v to %+v; want 4 more requests, 1 more error", b, a)
+	if a.NumRequests-b.NumRequests != 9 || a.NumErrors-b.NumErrors != 6 || a.LastError == "" {
+		t.Fatalf("$SRV.STATS moved from %+v to %+v; want 9 more requests, 6 more errors", b, a)
 	}
 }

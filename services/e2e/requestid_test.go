@@ -27,7 +27,7 @@ func TestRequestIDTravels(t *testing.T) {
 			t.Errorf("the writer's line for the request does not name the wallet: %s", line)
 		}
 	}
-	if got := queryInt(t, s.writerDB(), `SELECT COUNT(*) FROM events WHERE wallet_id = ? AND request_id = ?`, w, id); got != 1 {
+	if got := queryInt(t, s.writerDB(), `SELECT COUNT(*) FROM events WHERE domain = 'wallet' AND stream_id = ? AND request_id = ?`, w, id); got != 1 {
 		t.Fatalf("events of the wallet with the request id in the writer's log: %d, want 1", got)
 	}
 	eventually(t, 10*time.Second, "the history has the request id", func() bool {
@@ -42,7 +42,7 @@ func TestRequestIDTravels(t *testing.T) {
 		t.Fatalf("debit: %d, X-Request-Id %q: %s", st, made, body)
 	}
 	s.logs("wallet_writer").wait(t, `"request_id":"`+made+`"`, 5*time.Second)
-	if got := queryInt(t, s.writerDB(), `SELECT COUNT(*) FROM events WHERE wallet_id = ? AND request_id = ?`, w, made); got != 1 {
+	if got := queryInt(t, s.writerDB(), `SELECT COUNT(*) FROM events WHERE domain = 'wallet' AND stream_id = ? AND request_id = ?`, w, made); got != 1 {
 		t.Fatalf("events with the generated request id: %d, want 1", got)
 	}
 

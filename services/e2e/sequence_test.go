@@ -92,10 +92,10 @@ func TestTheDocumentedSequence(t *testing.T) {
 	}
 
 	db := s.writerDB()
-	if n := queryInt(t, db, `SELECT COUNT(*) FROM events WHERE wallet_id = ? AND type = 'debit_rejected' AND version = 1`, id); n != 1 {
+	if n := queryInt(t, db, `SELECT COUNT(*) FROM events WHERE domain = 'wallet' AND stream_id = ? AND type = 'debit_rejected' AND version = 1`, id); n != 1 {
 		t.Fatalf("rejected debit in the event log %d times, want 1", n)
 	}
-	if n := queryInt(t, db, `SELECT COUNT(*) FROM events WHERE wallet_id = ?`, id); n != 3 {
+	if n := queryInt(t, db, `SELECT COUNT(*) FROM events WHERE domain = 'wallet' AND stream_id = ?`, id); n != 3 {
 		t.Fatalf("event log holds %d events, want 3", n)
 	}
 
@@ -104,7 +104,7 @@ func TestTheDocumentedSequence(t *testing.T) {
 	eventually(t, 10*time.Second, "history has 3 events", func() bool {
 		return queryInt(t, hdb, `SELECT COUNT(*) FROM events WHERE stream_id = ?`, id) == 3
 	})
-	rows, err := db.Query(`SELECT id FROM events WHERE wallet_id = ? ORDER BY version`, id)
+	rows, err := db.Query(`SELECT id FROM events WHERE domain = 'wallet' AND stream_id = ? ORDER BY version`, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"coffer/pkg/history"
 	"coffer/pkg/httpapi"
 	"coffer/pkg/readmodel"
+	"coffer/pkg/wallet"
 	"coffer/pkg/writer"
 )
 
@@ -47,10 +48,10 @@ func TestVerifyAndRebuild(t *testing.T) {
 	ctx := t.Context()
 	orphan := ksuid.New().String()
 	for _, cmd := range [][]any{
-		{"SET", readmodel.StateKey(ids[0]), `{"wallet_id":"` + ids[0] + `","balance":999999,"version":6,"updated_at":"2026-01-01T00:00:00Z"}`},
-		{"ZREMRANGEBYSCORE", readmodel.TransactionsKey(ids[1]), 2, 2},
-		{"SET", readmodel.StateKey(ids[2]), "garbage"},
-		{"SET", readmodel.StateKey(orphan), `{"wallet_id":"x","balance":5,"version":1}`},
+		{"SET", readmodel.StateKey(wallet.Name, ids[0]), `{"wallet_id":"` + ids[0] + `","balance":999999,"version":6,"updated_at":"2026-01-01T00:00:00Z"}`},
+		{"ZREMRANGEBYSCORE", readmodel.ListKey(wallet.Name, ids[1], wallet.ListTransactions), 2, 2},
+		{"SET", readmodel.StateKey(wallet.Name, ids[2]), "garbage"},
+		{"SET", readmodel.StateKey(wallet.Name, orphan), `{"wallet_id":"x","balance":5,"version":1}`},
 	} {
 		if err := rc.Do(ctx, cmd...).Err(); err != nil {
 			t.Fatal(err)
@@ -61,10 +62,10 @@ func TestVerifyAndRebuild(t *testing.T) {
 		t.Fatalf("verify of a corrupted Redis: %v\n%s", err, out)
 	}
 	for _, want := range []string{
-		"MISMATCH wallet " + ids[0] + ": Redis has balance 999999 at v6",
-		"MISMATCH wallet " + ids[1] + ": Redis has 4 applied transactions; the log has 5",
-		"MISMATCH wallet " + ids[2] + ": Redis: state",
-		"MISMATCH wallet " + orphan + ": Redis holds keys for a wallet that has no events in the log",
+		"MISMATCH wallet " + ids[0] + `: Redis has {"wallet_id":"` + ids[0] + `","balance":999999,"version":6,`,
+		"MISMATCH wallet " + ids[1] + ": Redis has 4 tx entries; the log has 5",
+		"MISMATCH wallet " + ids[2] + `: Redis has garbage; the log has {"wallet_id":"` + ids[2] + `","balance":`,
+		"MISMATCH wallet " + orphan + ": Redis holds keys for a stream that has no events in the log",
 		": 4 problems",
 	} {
 		if !strings.Contains(out, want) {
@@ -97,13 +98,14 @@ func TestVerifyAndRebuild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	// The state log is the balance column of the events.
-	if _, err := db.Exec(`UPDATE events SET balance = balance + 1 WHERE wallet_id = ? AND version = 2`, ids[1]); err != nil {
+	// The state log is the state column of the events.
+	if _, err := db.Exec(`UPDATE events SET state = '{"balance":' || (json_extract(state, '$.balance') + 1) || '}'
+		WHERE domain = 'wallet' AND stream_id = ? AND version = 2`, ids[1]); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "verify finds the state log edit", func() bool {
 		out, err = s.tool(t, "verify")
-		return errors.Is(err, writer.ErrMismatch) && strings.Contains(out, "MISMATCH wallet "+ids[1]+": state log has balance")
+		return errors.Is(err, writer.ErrMismatch) && strings.Contains(out, "MISMATCH wallet "+ids[1]+`: state log has {"balance":`)
 	})
 }
 

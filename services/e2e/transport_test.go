@@ -21,16 +21,16 @@ func TestCommandIDProtectsRetries(t *testing.T) {
 	s := startStack(t)
 	client := bus.NewClient(s.nats.Connect(t), 5*time.Second, nil)
 	id := ksuid.New().String()
-	cmd := bus.Command{CommandID: ksuid.New().String(), Amount: 9}
-	first, replayed1, err := client.Send(t.Context(), id, wallet.Credit, cmd)
+	cmd := bus.Command{CommandID: ksuid.New().String(), Data: wallet.EncodeCommandData(9)}
+	first, replayed1, err := client.Send(t.Context(), wallet.Name, id, string(wallet.Credit), cmd)
 	if err != nil || first.Error != nil || replayed1 {
 		t.Fatalf("first send: %+v %v %v", first, replayed1, err)
 	}
-	again, replayed2, err := client.Send(t.Context(), id, wallet.Credit, cmd)
+	again, replayed2, err := client.Send(t.Context(), wallet.Name, id, string(wallet.Credit), cmd)
 	if err != nil || !replayed2 || string(again.Result) != string(first.Result) {
 		t.Fatalf("retry: %s replayed=%v %v", again.Result, replayed2, err)
 	}
-	if n := queryInt(t, s.writerDB(), `SELECT COUNT(*) FROM events WHERE wallet_id = ?`, id); n != 1 {
+	if n := queryInt(t, s.writerDB(), `SELECT COUNT(*) FROM events WHERE domain = 'wallet' AND stream_id = ?`, id); n != 1 {
 		t.Fatalf("%d events for one command sent twice", n)
 	}
 }

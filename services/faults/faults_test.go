@@ -236,7 +236,7 @@ func TestPausedWriter(t *testing.T) {
 		return err == nil && st == 200
 	})
 	db := c.db("wallet_writer-p0.db")
-	if n := count(t, db, `SELECT COUNT(*) FROM events WHERE wallet_id = ?`, id); n != 1 {
+	if n := count(t, db, `SELECT COUNT(*) FROM events WHERE domain = 'wallet' AND stream_id = ?`, id); n != 1 {
 		t.Fatalf("%d events for one credit sent twice across a pause", n)
 	}
 	if st, _, b, _ := request(c.base(), "GET", "/wallet/"+id+"/balance", "", nil); st != 200 || !strings.Contains(string(b), `"balance":7`) {

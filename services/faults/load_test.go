@@ -187,7 +187,7 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 	logged := map[string]int{}    // wallet + key → events
 	fileOf := map[string]string{} // wallet → the one log that holds it
 	for name, db := range logs {
-		rows, err := db.Query(`SELECT wallet_id, idem_key FROM events`)
+		rows, err := db.Query(`SELECT stream_id, idem_key FROM events WHERE domain = 'wallet' AND idem_key IS NOT NULL`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +232,7 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 	for w, sum := range want {
 		var b int64
 		if f, ok := fileOf[w]; ok {
-			b = count(t, logs[f], `SELECT COALESCE((SELECT balance FROM wallets WHERE wallet_id = ?), 0)`, w)
+			b = count(t, logs[f], `SELECT COALESCE((SELECT json_extract(state, '$.balance') FROM streams WHERE domain = 'wallet' AND stream_id = ?), 0)`, w)
 		}
 		if b != sum {
 			t.Fatalf("wallet %s: SQLite balance %d, acknowledged sum %d", w, b, sum)

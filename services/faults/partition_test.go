@@ -17,9 +17,8 @@ import (
 // one log, its partition's, and the usual invariants hold across all four.
 func TestPartitionedWriters(t *testing.T) {
 	const n = 4
-	from, to := bus.PartitionMapping(n)
 	c := newClusterWith(t, map[string]string{"PARTITION_COUNT": fmt.Sprint(n)}, clusterOpts{
-		natsConf: fmt.Sprintf("mappings = {\n  %q: %q\n}\n", from, to),
+		natsConf: bus.PartitionConfig(n), // as run.sh writes it
 		writers: map[string]map[string]string{
 			"wallet_writer#a": {"WRITER_PARTITIONS": "0,1"},
 			"wallet_writer#b": {"WRITER_PARTITIONS": "2,3"},
@@ -62,7 +61,7 @@ func TestPartitionedWriters(t *testing.T) {
 			t.Fatalf("%s never served:\n%s", w, log)
 		}
 	}
-	if !strings.Contains(c.log("wallet_writer#a"), `"subject":"cmd.part.0.*.*"`) || !strings.Contains(c.log("wallet_writer#c"), `"subject":"cmd.part.3.*.*"`) {
+	if !strings.Contains(c.log("wallet_writer#a"), `"subject":"cmd.part.0.*.*.*"`) || !strings.Contains(c.log("wallet_writer#c"), `"subject":"cmd.part.3.*.*.*"`) {
 		t.Fatal("the writers do not serve their partitions' subjects")
 	}
 	per := map[int]int{}

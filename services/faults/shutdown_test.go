@@ -155,7 +155,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	db := c.db("wallet_writer-p0.db")
 	for _, a := range attempts {
 		if a.err == nil && a.status == 503 {
-			if n := count(t, db, `SELECT COUNT(*) FROM events WHERE wallet_id = ? AND idem_key = ?`, a.o.wallet, "k:"+a.o.key); n != 0 {
+			if n := count(t, db, `SELECT COUNT(*) FROM events WHERE domain = 'wallet' AND stream_id = ? AND idem_key = ?`, a.o.wallet, "k:"+a.o.key); n != 0 {
 				t.Fatalf("%s %s was answered 503 and is in the log %d times", a.action, a.o.wallet, n)
 			}
 		}

@@ -755,7 +755,7 @@ func (b *bench) walletCount() (int64, error) {
 	var total int64
 	err := b.eachLog(func(db *sql.DB) error {
 		var n int64
-		err := db.QueryRow(`SELECT COUNT(*) FROM wallets`).Scan(&n)
+		err := db.QueryRow(`SELECT COUNT(*) FROM streams WHERE domain = 'wallet'`).Scan(&n)
 		total += n
 		return err
 	})

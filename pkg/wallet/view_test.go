@@ -1,4 +1,4 @@
-package readmodel
+package wallet
 
 import (
 	"encoding/json"
@@ -90,7 +90,7 @@ func TestViewDecodeOtherwiseAsEncodingJSON(t *testing.T) {
 	}
 	for _, in := range inputs {
 		ref, refErr := plainDecode([]byte(in))
-		got, err := decodeView([]byte(in))
+		got, err := DecodeView([]byte(in))
 		if (err != nil) != (refErr != nil) || (err == nil && !sameView(got, ref)) {
 			t.Errorf("%q: got %+v (%v), encoding/json %+v (%v)", in, got, err, ref, refErr)
 		}
@@ -124,7 +124,7 @@ func BenchmarkViewDecode(b *testing.B) {
 	b.Run("fast", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := decodeView(data); err != nil {
+			if _, err := DecodeView(data); err != nil {
 				b.Fatal(err)
 			}
 		}

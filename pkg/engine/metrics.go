@@ -1,4 +1,4 @@
-package writer
+package engine
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -8,8 +8,8 @@ import (
 
 // Command outcomes, the values of coffer_writer_commands_total's outcome.
 const (
-	outcomeApplied  = "applied"  // a credit or debit was recorded
-	outcomeRejected = "rejected" // a debit was refused for funds, and the refusal recorded
+	outcomeApplied  = "applied"  // the command's events were recorded
+	outcomeRejected = "rejected" // refused as a business outcome (a debit for funds), and the refusal recorded
 	outcomeReplayed = "replayed" // decided before: the stored outcome was answered again
 	outcomeRefused  = "refused"  // not decided: invalid, overflowing, or a reused key
 	outcomeFailed   = "failed"   // the log could not be read or written; nothing applied
@@ -50,8 +50,8 @@ func newWriterMetrics(partition string) *writerMetrics {
 		}, []string{"file"}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metrics.Namespace, Subsystem: "writer", Name: "commands_total", ConstLabels: labels,
-			Help: "Commands answered, by action and outcome: applied, rejected (debit refused for funds, recorded), replayed, refused (invalid, overflow, reused key), failed (storage).",
-		}, []string{"action", "outcome"}),
+			Help: "Commands answered, by domain, action and outcome: applied, rejected (refused as a business outcome, e.g. a debit for funds, and recorded), replayed, refused (invalid, overflow, reused key; nothing recorded), failed (storage).",
+		}, []string{"domain", "action", "outcome"}),
 	}
 }
 
@@ -65,9 +65,9 @@ func (w *Writer) RegisterMetrics(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		w.metrics.batch, w.metrics.commit, w.metrics.fsyncs, w.metrics.commands, w.metrics.queued, w.metrics.answered,
 		gauge("queue_depth", "Commands waiting for the committer.", func() float64 { return float64(len(w.queue)) }),
-		gauge("projection_lag_versions", "Wallet versions committed but not yet in Redis (an upper bound when Redis lost data).",
+		gauge("projection_lag_versions", "Stream versions committed but not yet in Redis (an upper bound when Redis lost data).",
 			func() float64 { return float64(w.dirty.lagVersions()) }),
-		gauge("projection_lag_wallets", "Wallets whose newest version Redis lacks.", func() float64 { return float64(w.dirty.len()) }),
+		gauge("projection_lag_streams", "Streams whose newest version Redis lacks.", func() float64 { return float64(w.dirty.len()) }),
 		gauge("outbox_lag_events", "Events committed but not yet acknowledged by JetStream.",
 			func() float64 { return float64(max(0, w.store.Committed()-w.publishedSeq.Load())) }),
 		gauge("serving", "1 while this writer holds its partition's lease and takes commands.", func() float64 {

@@ -1,4 +1,4 @@
-package readmodel
+package wallet
 
 import (
 	"bytes"
@@ -6,13 +6,13 @@ import (
 	"strconv"
 )
 
-// decodeView reads a state as the writer stores it — json.Marshal of a View,
+// DecodeView reads a state as the writer stores it — json.Marshal of a View,
 // these four fields in this order — without reflection: it is decoded on
 // every balance read, where encoding/json (which first scans the whole input,
 // then decodes it by reflection) was 4-5% of wallet_server's CPU. Any other
 // shape (escapes, another field order, a fraction, ...) goes to
 // encoding/json, so what is accepted, and how, does not change.
-func decodeView(b []byte) (View, error) {
+func DecodeView(b []byte) (View, error) {
 	if v, ok := parseView(b); ok {
 		return v, nil
 	}

@@ -1,4 +1,4 @@
-package writer
+package engine
 
 import (
 	"context"
@@ -11,34 +11,33 @@ import (
 
 	"coffer/pkg/eventstore"
 	"coffer/pkg/readmodel"
-	"coffer/pkg/wallet"
 )
 
-// dirtySet holds the wallets whose newest committed version Redis may lack.
+// dirtySet holds the streams whose newest committed version Redis may lack.
 type dirtySet struct {
 	mu   sync.Mutex
-	m    map[string]behind
+	m    map[streamKey]behind
 	poke chan struct{}
 }
 
-// behind is how far Redis is behind on one wallet: it holds version have
+// behind is how far Redis is behind on one stream: it holds version have
 // (as far as the writer knows) and the log holds want.
 type behind struct{ have, want int64 }
 
 func newDirtySet() *dirtySet {
-	return &dirtySet{m: make(map[string]behind), poke: make(chan struct{}, 1)}
+	return &dirtySet{m: make(map[streamKey]behind), poke: make(chan struct{}, 1)}
 }
 
-// add records that Redis may hold only version have of walletID while the
+// add records that Redis may hold only version have of a stream while the
 // log holds version want.
-func (d *dirtySet) add(walletID string, have, want int64) {
+func (d *dirtySet) add(k streamKey, have, want int64) {
 	d.mu.Lock()
-	b, ok := d.m[walletID]
+	b, ok := d.m[k]
 	if !ok || have < b.have {
 		b.have = have
 	}
 	b.want = max(b.want, want)
-	d.m[walletID] = b
+	d.m[k] = b
 	d.mu.Unlock()
 	select {
 	case d.poke <- struct{}{}:
@@ -52,27 +51,27 @@ func (d *dirtySet) empty() bool {
 	return len(d.m) == 0
 }
 
-// snapshot returns the version the log holds of each dirty wallet.
-func (d *dirtySet) snapshot() map[string]int64 {
+// snapshot returns the version the log holds of each dirty stream.
+func (d *dirtySet) snapshot() map[streamKey]int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make(map[string]int64, len(d.m))
+	out := make(map[streamKey]int64, len(d.m))
 	for k, v := range d.m {
 		out[k] = v.want
 	}
 	return out
 }
 
-// done forgets walletID if Redis now has version or newer of it.
-func (d *dirtySet) done(walletID string, version int64) {
+// done forgets a stream if Redis now has version or newer of it.
+func (d *dirtySet) done(k streamKey, version int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.m[walletID].want <= version {
-		delete(d.m, walletID)
+	if d.m[k].want <= version {
+		delete(d.m, k)
 	}
 }
 
-// lagVersions is how many versions Redis lacks over all dirty wallets.
+// lagVersions is how many versions Redis lacks over all dirty streams.
 func (d *dirtySet) lagVersions() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -92,8 +91,8 @@ func (d *dirtySet) len() int {
 // project keeps Redis equal to the log, and says so with the read model's
 // completeness marker. At start, after any failed push, and whenever the
 // marker has vanished (Redis restarted empty, or someone ran FLUSHALL), it
-// compares every wallet's head with Redis and re-pushes from the log every
-// wallet Redis is missing or has older; then it sets the marker again. It
+// compares every stream's head with Redis and re-pushes from the log every
+// stream Redis is missing or has older; then it sets the marker again. It
 // retries until ctx ends.
 func (w *Writer) project(ctx context.Context) {
 	complete := false
@@ -104,7 +103,7 @@ func (w *Writer) project(ctx context.Context) {
 		if err != nil {
 			wait, poke = backoff.next(), nil
 			if ctx.Err() == nil {
-				w.log.Warn("redis is behind the log", "wallets_behind", w.dirty.len(), "retry_in", wait.String(), "err", err)
+				w.log.Warn("redis is behind the log", "streams_behind", w.dirty.len(), "retry_in", wait.String(), "err", err)
 			}
 		} else {
 			backoff.reset()
@@ -120,7 +119,7 @@ func (w *Writer) project(ctx context.Context) {
 
 func (w *Writer) projectOnce(ctx context.Context, complete *bool) error {
 	if !w.layoutChecked {
-		erased, err := w.proj.EnsureLayout(ctx)
+		erased, err := w.proj.EnsureLayout(ctx, w.names)
 		if err != nil {
 			return err
 		}
@@ -137,14 +136,14 @@ func (w *Writer) projectOnce(ctx context.Context, complete *bool) error {
 		}
 		if !ok {
 			*complete = false
-			w.log.Warn("redis lost the read model (a restart without persistence, or FLUSHALL); re-projecting every wallet")
+			w.log.Warn("redis lost the read model (a restart without persistence, or FLUSHALL); re-projecting every stream")
 		}
 	}
 	if *complete && w.dirty.empty() {
 		return nil
 	}
 	// A failed push may mean Redis restarted empty: compare everything, not
-	// only the wallets whose push failed.
+	// only the streams whose push failed.
 	token := ksuid.New().String()
 	if !*complete {
 		if err := w.proj.BeginRebuild(ctx, w.part, token); err != nil {
@@ -156,7 +155,7 @@ func (w *Writer) projectOnce(ctx context.Context, complete *bool) error {
 		return err
 	}
 	if n > 0 {
-		w.log.Info("redis compared with the log", "wallets_behind", n)
+		w.log.Info("redis compared with the log", "streams_behind", n)
 	}
 	if err := w.catchUp(ctx); err != nil {
 		return err
@@ -177,32 +176,30 @@ func (w *Writer) projectOnce(ctx context.Context, complete *bool) error {
 	return nil
 }
 
-// reconcile marks dirty every wallet whose version in Redis is older than the
-// log's, and returns how many it marked.
+// reconcile marks dirty every stream whose version in Redis is older than
+// the log's, and returns how many it marked.
 func (w *Writer) reconcile(ctx context.Context) (int, error) {
 	const chunk = 1000
-	var heads []eventstore.Head
+	var heads []readmodel.Stream
+	var want []int64
 	behind := 0
 	flush := func() error {
-		ids := make([]string, len(heads))
-		for i, h := range heads {
-			ids[i] = h.WalletID
-		}
-		versions, err := w.proj.Versions(ctx, ids)
+		versions, err := w.proj.Versions(ctx, heads)
 		if err != nil {
 			return err
 		}
 		for i, h := range heads {
-			if versions[i] < h.State.Version {
-				w.dirty.add(h.WalletID, versions[i], h.State.Version)
+			if versions[i] < want[i] {
+				w.dirty.add(streamKey{h.Domain, h.ID}, versions[i], want[i])
 				behind++
 			}
 		}
-		heads = heads[:0]
+		heads, want = heads[:0], want[:0]
 		return nil
 	}
 	err := w.store.Heads(ctx, func(h eventstore.Head) error {
-		heads = append(heads, h)
+		heads = append(heads, readmodel.Stream{Domain: h.Domain, ID: h.StreamID})
+		want = append(want, h.Version)
 		if len(heads) == chunk {
 			return flush()
 		}
@@ -214,47 +211,46 @@ func (w *Writer) reconcile(ctx context.Context) (int, error) {
 	return behind, err
 }
 
-// catchUp pushes every dirty wallet's missing events from the log.
+// catchUp pushes every dirty stream's missing events from the log.
 func (w *Writer) catchUp(ctx context.Context) error {
-	for id, want := range w.dirty.snapshot() {
-		if err := w.repush(ctx, id); err != nil {
+	for k, want := range w.dirty.snapshot() {
+		if err := w.repush(ctx, k); err != nil {
 			return err
 		}
-		w.dirty.done(id, want)
+		w.dirty.done(k, want)
 	}
 	return nil
 }
 
-// repush brings one wallet in Redis up to the log.
-func (w *Writer) repush(ctx context.Context, walletID string) error {
-	versions, err := w.proj.Versions(ctx, []string{walletID})
+// repush brings one stream in Redis up to the log.
+func (w *Writer) repush(ctx context.Context, k streamKey) error {
+	versions, err := w.proj.Versions(ctx, []readmodel.Stream{{Domain: k.domain, ID: k.id}})
 	if err != nil {
 		return err
 	}
-	return projectWallet(ctx, w.store, w.proj, walletID, versions[0], w.cfg.RedisTimeout)
+	h, ok := w.hosts[k.domain]
+	if !ok {
+		return fmt.Errorf("no domain %q", k.domain)
+	}
+	return projectStream(ctx, w.store, w.proj, h, k.id, versions[0], w.cfg.RedisTimeout)
 }
 
-// projectWallet pushes one wallet's events with version > after from the log
-// to Redis, oldest first in chunks, so the state key moves forward only with
-// its transactions in place.
-func projectWallet(ctx context.Context, store *eventstore.Store, proj *readmodel.Projection, walletID string, after int64, timeout time.Duration) error {
+// projectStream pushes one stream's events with version > after from the
+// log to Redis, oldest first in chunks, so the state key moves forward only
+// with its list entries in place.
+func projectStream(ctx context.Context, store *eventstore.Store, proj *readmodel.Projection, h host, id string, after int64, timeout time.Duration) error {
 	const chunk = 500
 	for {
-		envs, err := store.WalletEvents(ctx, walletID, after, chunk)
+		recs, err := store.StreamEvents(ctx, h.name(), id, after, chunk)
 		if err != nil {
 			return err
 		}
-		if len(envs) == 0 {
+		if len(recs) == 0 {
 			return nil
 		}
-		c := readmodel.Change{Transactions: make([]wallet.Transaction, 0, len(envs))}
-		for _, env := range envs {
-			ev, err := wallet.DecodeEvent(wallet.EventType(env.Type), env.Schema, env.Version, env.Data)
-			if err != nil {
-				return fmt.Errorf("wallet %s: %w", walletID, err)
-			}
-			c.Transactions = append(c.Transactions, wallet.NewTransaction(env.ID, ev, env.Time))
-			c.View = readmodel.View{WalletID: walletID, Balance: ev.BalanceAfter, Version: ev.Version, UpdatedAt: env.Time}
+		c, err := h.fromLog(id, recs)
+		if err != nil {
+			return err
 		}
 		pctx, cancel := context.WithTimeout(ctx, timeout)
 		gaps, err := proj.Push(pctx, []readmodel.Change{c})
@@ -263,8 +259,8 @@ func projectWallet(ctx context.Context, store *eventstore.Store, proj *readmodel
 			return err
 		}
 		if len(gaps) > 0 {
-			return fmt.Errorf("wallet %s: Redis lost data during the push; starting over", walletID)
+			return fmt.Errorf("%s %s: Redis lost data during the push; starting over", h.name(), id)
 		}
-		after = envs[len(envs)-1].Version
+		after = recs[len(recs)-1].Event.Version
 	}
 }

@@ -1,10 +1,17 @@
-// Package writer is wallet_writer: the one place commands become events. It
-// serves cmd.wallet.*.* as a nats.go/micro service, and a single committer
-// decides commands in batches against in-memory state, writes each batch to
-// the event store in one transaction, pushes the new states to Redis and only
-// then answers. An outbox publisher carries committed events to JetStream, and
-// a projector heals Redis whenever it missed a push.
-package writer
+// Package engine is Coffer's write side for any domain: the one place
+// commands become events. A Writer serves cmd.<domain>.<id>.<action> for
+// every domain it hosts as a nats.go/micro service, and a single committer
+// decides commands in batches against in-memory state (whatever mix of
+// domains a batch holds), writes each batch to the event store in one
+// transaction, pushes the new states to Redis and only then answers. An
+// outbox publisher carries committed events to JetStream, a projector heals
+// Redis whenever it missed a push, and Verify and Rebuild check and recreate
+// the read model from the log.
+//
+// The engine imports no domain. A domain is a package that implements
+// Domain and is added to a Writer's Domains with Register; the engine holds
+// every one of its streams by (domain, stream id).
+package engine
 
 import (
 	"context"
@@ -13,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,13 +34,12 @@ import (
 	"coffer/pkg/event"
 	"coffer/pkg/eventstore"
 	"coffer/pkg/readmodel"
-	"coffer/pkg/wallet"
 )
 
 // Config tunes a Writer. Zero fields take the documented defaults.
 type Config struct {
-	// Partition names the set of wallets this writer owns; one writer at a
-	// time holds it. Default "0": all wallets.
+	// Partition names the set of streams this writer owns; one writer at a
+	// time holds it. Default "0": all streams.
 	Partition string
 	// Partitions is how many partitions the deployment has; Partition is
 	// then a number below it. Default 1. It tells the read model's
@@ -103,9 +110,12 @@ func (c *Config) part() (readmodel.Part, error) {
 	return readmodel.Part{Index: i, Of: c.Partitions}, nil
 }
 
-// Writer is one wallet_writer. Build it with New and start it with Run.
+// Writer is the writer of one partition. Build it with New and start it
+// with Run.
 type Writer struct {
 	cfg   Config
+	hosts map[string]host // by domain name
+	names []string        // the domains' names, in registration order
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	store *eventstore.Store
@@ -127,20 +137,19 @@ type Writer struct {
 	publishedSeq atomic.Int64 // seq of the newest event JetStream acknowledged
 
 	feed      chan []event.Envelope // committed batches for the outbox
-	dirty     *dirtySet             // wallets Redis is behind on
+	dirty     *dirtySet             // streams Redis is behind on
 	redisDown atomic.Bool           // a push failed; the projector has not reached Redis since
 
 	layoutChecked bool // the projector made sure of the read model's key layout
-
-	// states is the latest state of every wallet, owned by the committer
-	// goroutine.
-	states map[string]wallet.State
 }
 
-// New returns a Writer over its dependencies. now is the clock events are
-// stamped with.
-func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Projection, log *slog.Logger, now func() time.Time) (*Writer, error) {
+// New returns a Writer of the domains over its dependencies. now is the
+// clock events are stamped with.
+func New(cfg Config, domains *Domains, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Projection, log *slog.Logger, now func() time.Time) (*Writer, error) {
 	cfg.defaults()
+	if len(domains.Names()) == 0 {
+		return nil, errors.New("a writer needs at least one domain")
+	}
 	part, err := cfg.part()
 	if err != nil {
 		return nil, err
@@ -151,6 +160,8 @@ func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Pro
 	}
 	return &Writer{
 		cfg:     cfg,
+		hosts:   domains.hosts(),
+		names:   domains.Names(),
 		nc:      nc,
 		js:      js,
 		store:   store,
@@ -161,7 +172,6 @@ func New(cfg Config, nc *nats.Conn, store *eventstore.Store, proj *readmodel.Pro
 		queue:   make(chan *pending, cfg.QueueSize),
 		feed:    make(chan []event.Envelope, 64),
 		dirty:   newDirtySet(),
-		states:  make(map[string]wallet.State),
 		metrics: newWriterMetrics(cfg.Partition),
 	}, nil
 }
@@ -179,15 +189,18 @@ func (w *Writer) Run(ctx context.Context) error {
 		return err
 	}
 
-	loaded := 0
+	loaded := map[string]int{}
 	if err := w.store.Heads(ctx, func(h eventstore.Head) error {
-		w.states[h.WalletID] = h.State
-		loaded++
-		return nil
+		hs, ok := w.hosts[h.Domain]
+		if !ok {
+			return fmt.Errorf("the log holds streams of domain %q, which this writer does not host", h.Domain)
+		}
+		loaded[h.Domain]++
+		return hs.load(h.StreamID, h.Version, h.State)
 	}); err != nil {
-		return fmt.Errorf("load wallet states: %w", err)
+		return fmt.Errorf("load stream states: %w", err)
 	}
-	w.log.Info("wallet states loaded", "wallets", loaded)
+	w.log.Info("stream states loaded", "streams", loaded)
 
 	// Background work lives until bgCtx ends, after the committer is done.
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -208,17 +221,23 @@ func (w *Writer) Run(ctx context.Context) error {
 		w.commitLoop()
 	}()
 
+	var actions []string
+	for _, name := range w.names {
+		for _, a := range w.hosts[name].actions() {
+			actions = append(actions, name+"."+a)
+		}
+	}
 	svc, err := micro.AddService(w.nc, micro.Config{
 		Name:        bus.WriterService,
 		Version:     w.cfg.Version,
-		Description: "decides wallet credits and debits, logs them in SQLite, projects them to Redis",
-		Metadata:    map[string]string{"partition": w.cfg.Partition, "owner": owner},
+		Description: "decides the commands of " + strings.Join(w.names, ", ") + ", logs their events in SQLite, projects them to Redis",
+		Metadata:    map[string]string{"partition": w.cfg.Partition, "owner": owner, "domains": strings.Join(w.names, ",")},
 		QueueGroup:  bus.WriterService,
 	})
 	if err == nil {
 		err = svc.AddEndpoint("commands", micro.HandlerFunc(w.handle),
 			micro.WithEndpointSubject(bus.PartitionSubjects(w.part.Index, w.part.Of)),
-			micro.WithEndpointMetadata(map[string]string{"actions": "credit,debit", "format": "application/json"}))
+			micro.WithEndpointMetadata(map[string]string{"actions": strings.Join(actions, ","), "format": "application/json"}))
 	}
 	if err != nil {
 		w.closeQueue()
@@ -315,7 +334,7 @@ type Stats struct {
 	DecideMillis float64 `json:"decide_ms"`
 	AppendMillis float64 `json:"append_ms"`
 	FinishMillis float64 `json:"finish_ms"`
-	RedisBehind  int     `json:"redis_wallets_behind"`
+	RedisBehind  int     `json:"redis_streams_behind"`
 }
 
 // Stats returns the writer's totals so far.
@@ -341,72 +360,76 @@ func (w *Writer) Stats() Stats {
 
 // pending is one command waiting for the committer.
 type pending struct {
-	walletID string
-	action   wallet.Action
-	cmd      bus.Command
-	reply    string    // the requester's inbox
-	arrived  time.Time // when handle took it
+	host    host
+	id      string // the stream
+	action  string
+	wire    bus.Command
+	cmd     command
+	reply   string    // the requester's inbox
+	arrived time.Time // when handle took it
 }
 
-// key is the idempotency key the command is stored under: the client's key
-// when it sent one, else the command id wallet_server made. The prefixes keep
-// the two spaces apart.
-func (p *pending) key() string {
-	if p.cmd.IdempotencyKey != "" {
-		return "k:" + p.cmd.IdempotencyKey
+// storeKey is the idempotency key the command is stored under, in its
+// stream: the client's key when it sent one, else the command id
+// wallet_server made. The prefixes keep the two spaces apart.
+func (p *pending) storeKey() eventstore.Key {
+	k := "c:" + p.wire.CommandID
+	if p.wire.IdempotencyKey != "" {
+		k = "k:" + p.wire.IdempotencyKey
 	}
-	return "c:" + p.cmd.CommandID
+	return eventstore.Key{Domain: p.host.name(), StreamID: p.id, IdemKey: k}
 }
 
-// fingerprint tells the same request from another one under the same key.
-func (p *pending) fingerprint() string { return requestFingerprint(p.action, p.cmd.Amount) }
-
-// requestFingerprint is the one form of a fingerprint, for a pending
-// command and for the event a recorded one produced.
-func requestFingerprint(a wallet.Action, amount int64) string {
-	return fmt.Sprintf("%s:%d", a, amount)
-}
-
-// handle runs on the micro service's subscription goroutine: it only checks
-// the command's shape and queues it, so the committer can batch.
+// handle runs on the micro service's subscription goroutine: it checks and
+// decodes the command and queues it, so the committer can batch.
 func (w *Writer) handle(req micro.Request) {
 	arrived := time.Now()
-	walletID, action, err := bus.ParseCommandSubject(req.Subject())
+	domain, id, action, err := bus.ParseCommandSubject(req.Subject())
 	if err != nil {
-		w.refuse(req, bus.CodeNotFound, err.Error())
+		w.refuse(req, &bus.Error{Code: bus.CodeNotFound, Detail: err.Error()})
 		return
 	}
-	if _, err := ksuid.Parse(walletID); err != nil {
-		w.refuse(req, bus.CodeInvalidWalletID, fmt.Sprintf("wallet id %q is not a KSUID", walletID))
+	h, ok := w.hosts[domain]
+	if !ok {
+		w.refuse(req, &bus.Error{Code: bus.CodeNotFound, Detail: fmt.Sprintf("this writer hosts no domain %q", domain)})
 		return
 	}
-	var cmd bus.Command
-	if err := json.Unmarshal(req.Data(), &cmd); err != nil || cmd.CommandID == "" {
-		w.refuse(req, bus.CodeInvalidBody, "command body must be JSON with command_id and amount")
+	if perr := h.checkID(id); perr != nil {
+		w.refuse(req, perr)
 		return
 	}
-	cmd.RequestID = req.Headers().Get(bus.RequestIDHeader)
+	var wire bus.Command
+	if err := json.Unmarshal(req.Data(), &wire); err != nil || wire.CommandID == "" {
+		w.refuse(req, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command body must be JSON with command_id and data"})
+		return
+	}
+	cmd, perr := h.decode(id, action, wire.Data)
+	if perr != nil {
+		w.refuse(req, perr)
+		return
+	}
+	wire.RequestID = req.Headers().Get(bus.RequestIDHeader)
 	if req.Reply() == "" {
 		return // nobody to answer; a command is only taken as a request
 	}
-	p := &pending{walletID: walletID, action: action, cmd: cmd, reply: req.Reply(), arrived: arrived}
+	p := &pending{host: h, id: id, action: action, wire: wire, cmd: cmd, reply: req.Reply(), arrived: arrived}
 
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
-		w.refuse(req, bus.CodeWriterUnavailable, "the wallet writer is shutting down; retry")
+		w.refuse(req, &bus.Error{Code: bus.CodeWriterUnavailable, Detail: "the writer is shutting down; retry"})
 		return
 	}
 	select {
 	case w.queue <- p:
 	default:
-		w.refuse(req, bus.CodeOverloaded, fmt.Sprintf("the wallet writer has %d commands waiting; retry shortly", cap(w.queue)))
+		w.refuse(req, &bus.Error{Code: bus.CodeOverloaded, Detail: fmt.Sprintf("the writer has %d commands waiting; retry shortly", cap(w.queue))})
 	}
 }
 
-func (w *Writer) refuse(req micro.Request, code bus.Code, detail string) {
-	body, _ := json.Marshal(bus.Reply{Error: &bus.Error{Code: code, Detail: detail}})
-	if err := req.Error(string(code), detail, body); err != nil {
+func (w *Writer) refuse(req micro.Request, e *bus.Error) {
+	body, _ := json.Marshal(bus.Reply{Error: e})
+	if err := req.Error(string(e.Code), e.Detail, body); err != nil {
 		w.log.Warn("cannot answer command", "subject", req.Subject(), "err", err)
 	}
 }

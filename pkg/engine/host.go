@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"coffer/pkg/bus"
+	"coffer/pkg/event"
+	"coffer/pkg/eventstore"
+	"coffer/pkg/readmodel"
+)
+
+// host is one domain inside one writer: the domain, and the latest state
+// of each of its streams, which only the committer touches. It is the
+// domain with its types put away, so that the committer, the projector and
+// verify handle every domain alike.
+type host interface {
+	name() string
+	actions() []string
+	lists() []string
+	checkID(id string) *bus.Error
+	// decode reads a command for stream id.
+	decode(id, action string, data []byte) (command, *bus.Error)
+	// load makes a logged head the stream's latest state.
+	load(id string, version int64, state []byte) error
+	// keep returns what puts the stream back as it is now.
+	keep(id string) (restore func())
+	// view is the stream's latest state as Redis shows it.
+	view(id string, at time.Time) (version int64, view []byte)
+	// replay answers again the command whose last event is rec.
+	replay(id string, rec eventstore.Recorded) (Answer, error)
+	// fromLog is the Redis change that brings the stream to the last of
+	// recs, its events in version order from recs[0].
+	fromLog(id string, recs []eventstore.Recorded) (readmodel.Change, error)
+	// audit folds every event of a stream, recs, and says what is wrong.
+	audit(id string, recs []eventstore.Recorded) audit
+}
+
+// command is a decoded command for one stream, waiting for the committer.
+type command interface {
+	fingerprint() string
+	// decide decides the command against its stream's latest state and,
+	// unless it is refused, applies its events to that state.
+	decide(m stamp) (decision, *bus.Error)
+}
+
+// stamp is what the engine gives the events of one command.
+type stamp struct {
+	at                   time.Time
+	commandID, requestID string
+	newID                func() string // event ids
+}
+
+// decision is a decided command: its events with the states they lead to,
+// their list entries in Redis, and its answer.
+type decision struct {
+	records []eventstore.Record
+	entries []readmodel.Entry
+	answer  Answer
+}
+
+// audit is what verify learns from folding a stream's events.
+type audit struct {
+	problems []string
+	events   int
+	version  int64
+	state    []byte // the state the events give, encoded
+	view     []byte // and as Redis should hold it
+	lists    [][][]byte
+	versions [][]int64
+}
+
+type hosted[S, C, E any] struct {
+	d      Domain[S, C, E]
+	states map[string]S
+}
+
+func (h *hosted[S, C, E]) name() string                 { return h.d.Name() }
+func (h *hosted[S, C, E]) actions() []string            { return h.d.Actions() }
+func (h *hosted[S, C, E]) lists() []string              { return h.d.Lists() }
+func (h *hosted[S, C, E]) checkID(id string) *bus.Error { return h.d.CheckID(id) }
+
+func (h *hosted[S, C, E]) decode(id, action string, data []byte) (command, *bus.Error) {
+	c, err := h.d.DecodeCommand(action, data)
+	if err != nil {
+		return nil, err
+	}
+	return &hostedCommand[S, C, E]{h: h, id: id, c: c, fp: h.d.Fingerprint(c)}, nil
+}
+
+func (h *hosted[S, C, E]) load(id string, version int64, state []byte) error {
+	s, err := h.d.DecodeState(version, state)
+	if err != nil {
+		return fmt.Errorf("%s %s: state at v%d: %w", h.d.Name(), id, version, err)
+	}
+	h.states[id] = s
+	return nil
+}
+
+func (h *hosted[S, C, E]) keep(id string) func() {
+	s, ok := h.states[id]
+	return func() {
+		if ok {
+			h.states[id] = s
+		} else {
+			delete(h.states, id)
+		}
+	}
+}
+
+func (h *hosted[S, C, E]) view(id string, at time.Time) (int64, []byte) {
+	s := h.states[id]
+	return h.d.Version(s), h.d.View(id, s, at)
+}
+
+func (h *hosted[S, C, E]) replay(id string, rec eventstore.Recorded) (Answer, error) {
+	e, s, err := h.read(rec)
+	if err != nil {
+		return Answer{}, err
+	}
+	return h.d.Answer(id, e, s, rec.Event.ID, rec.Event.Time), nil
+}
+
+// read decodes a logged event and the state after it.
+func (h *hosted[S, C, E]) read(rec eventstore.Recorded) (E, S, error) {
+	var s S
+	env := rec.Event
+	e, err := h.d.DecodeEvent(env.Type, env.Schema, env.Version, env.Data)
+	if err != nil {
+		return e, s, fmt.Errorf("event %s (v%d): %w", env.ID, env.Version, err)
+	}
+	if s, err = h.d.DecodeState(env.Version, rec.State); err != nil {
+		return e, s, fmt.Errorf("state after event %s (v%d): %w", env.ID, env.Version, err)
+	}
+	return e, s, nil
+}
+
+func (h *hosted[S, C, E]) fromLog(id string, recs []eventstore.Recorded) (readmodel.Change, error) {
+	c := readmodel.Change{Domain: h.d.Name(), ID: id, Lists: h.d.Lists(), From: recs[0].Event.Version}
+	var last S
+	for _, rec := range recs {
+		e, s, err := h.read(rec)
+		if err != nil {
+			return c, fmt.Errorf("%s %s: %w", h.d.Name(), id, err)
+		}
+		if list, member, ok := h.d.ListEntry(id, e, rec.Event.ID, rec.Event.Time); ok {
+			c.Entries = append(c.Entries, readmodel.Entry{List: list, Version: rec.Event.Version, Member: member})
+		}
+		last = s
+	}
+	end := recs[len(recs)-1].Event
+	c.Version, c.State = end.Version, h.d.View(id, last, end.Time)
+	return c, nil
+}
+
+func (h *hosted[S, C, E]) audit(id string, recs []eventstore.Recorded) audit {
+	var a audit
+	var s S
+	a.lists, a.versions = make([][][]byte, len(h.d.Lists())), make([][]int64, len(h.d.Lists()))
+	var at time.Time
+	for _, rec := range recs {
+		a.events++
+		env := rec.Event
+		e, err := h.d.DecodeEvent(env.Type, env.Schema, env.Version, env.Data)
+		if err != nil {
+			a.problems = append(a.problems, fmt.Sprintf("event %s (v%d) cannot be read: %v", env.ID, env.Version, err))
+			return a
+		}
+		before := s
+		s = h.d.Evolve(s, e)
+		if v := h.d.Version(s); v != h.d.Version(before)+1 || v != env.Version {
+			a.problems = append(a.problems, fmt.Sprintf("event %s has version %d after version %d", env.ID, env.Version, h.d.Version(before)))
+			return a
+		}
+		if err := h.d.Check(before, e, s); err != nil {
+			a.problems = append(a.problems, fmt.Sprintf("v%d: %v", env.Version, err))
+		}
+		if want := h.d.EncodeState(s); !bytes.Equal(want, rec.State) {
+			a.problems = append(a.problems, fmt.Sprintf("state log has %s at v%d where the events give %s", rec.State, env.Version, want))
+		}
+		if list, member, ok := h.d.ListEntry(id, e, env.ID, env.Time); ok {
+			a.lists[list] = append(a.lists[list], member)
+			a.versions[list] = append(a.versions[list], env.Version)
+		}
+		at = env.Time
+	}
+	a.version, a.state, a.view = h.d.Version(s), h.d.EncodeState(s), h.d.View(id, s, at)
+	return a
+}
+
+type hostedCommand[S, C, E any] struct {
+	h  *hosted[S, C, E]
+	id string
+	c  C
+	fp string
+}
+
+func (c *hostedCommand[S, C, E]) fingerprint() string { return c.fp }
+
+func (c *hostedCommand[S, C, E]) decide(m stamp) (decision, *bus.Error) {
+	d := c.h.d
+	s := c.h.states[c.id]
+	evs, refusal := d.Decide(s, c.c)
+	if refusal != nil {
+		return decision{}, refusal
+	}
+	if len(evs) == 0 {
+		return decision{}, &bus.Error{Code: bus.CodeInternal, Detail: "the command was decided without an event"}
+	}
+	out := decision{records: make([]eventstore.Record, 0, len(evs))}
+	next := s
+	var lastID string
+	for _, e := range evs {
+		before := next
+		next = d.Evolve(next, e)
+		v := d.Version(next)
+		enc, err := d.EncodeEvent(e)
+		if err != nil || v != d.Version(before)+1 {
+			return decision{}, &bus.Error{Code: bus.CodeInternal, Detail: fmt.Sprintf("the %s writer cannot record this event", d.Name())}
+		}
+		lastID = m.newID()
+		out.records = append(out.records, eventstore.Record{
+			Event: event.Envelope{ID: lastID, Domain: d.Name(), StreamID: c.id, Version: v, Type: enc.Type, Schema: enc.Schema,
+				Data: enc.Data, Time: m.at, CommandID: m.commandID, RequestID: m.requestID},
+			State: d.EncodeState(next),
+		})
+		if list, member, ok := d.ListEntry(c.id, e, lastID, m.at); ok {
+			out.entries = append(out.entries, readmodel.Entry{List: list, Version: v, Member: member})
+		}
+	}
+	c.h.states[c.id] = next
+	out.answer = d.Answer(c.id, evs[len(evs)-1], next, lastID, m.at)
+	return out, nil
+}

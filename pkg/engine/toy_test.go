@@ -1,0 +1,143 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"coffer/pkg/bus"
+)
+
+// tally is a toy domain written for the engine's tests: a counter that
+// adds numbers up to a limit. Adding past the limit is refused as a
+// business outcome (an event, like a debit refused for funds); adding
+// nothing is refused as bad input (no event); adding 7 is recorded as two
+// events, 3 then 4, so that a command of several events is exercised.
+// Registered under two names, it is two domains.
+type tally struct{ name string }
+
+const tallyLimit = 100
+
+type tallyState struct{ N, V int64 }
+
+type tallyCmd struct{ Add int64 }
+
+type tallyEvent struct {
+	Type string // "added" or "refused"
+	Add  int64
+	N    int64 // the total after it
+}
+
+var errTally = errors.New("not a tally record")
+
+func (d tally) Name() string      { return d.name }
+func (d tally) Actions() []string { return []string{"add"} }
+
+func (d tally) CheckID(id string) *bus.Error {
+	if id == "" || len(id) > 32 {
+		return &bus.Error{Code: bus.CodeNotFound, Detail: "bad id"}
+	}
+	return nil
+}
+
+func (d tally) DecodeCommand(action string, data []byte) (tallyCmd, *bus.Error) {
+	var c tallyCmd
+	if action != "add" {
+		return c, &bus.Error{Code: bus.CodeNotFound, Detail: "unknown action " + action}
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, &bus.Error{Code: bus.CodeInvalidBody, Detail: err.Error()}
+	}
+	return c, nil
+}
+
+func (d tally) Fingerprint(c tallyCmd) string { return "add:" + strconv.FormatInt(c.Add, 10) }
+
+func (d tally) Decide(s tallyState, c tallyCmd) ([]tallyEvent, *bus.Error) {
+	switch {
+	case c.Add <= 0:
+		return nil, &bus.Error{Code: bus.CodeInvalidAmount, Detail: "add at least 1"}
+	case s.N+c.Add > tallyLimit:
+		return []tallyEvent{{Type: "refused", Add: c.Add, N: s.N}}, nil
+	case c.Add == 7:
+		return []tallyEvent{{Type: "added", Add: 3, N: s.N + 3}, {Type: "added", Add: 4, N: s.N + 7}}, nil
+	}
+	return []tallyEvent{{Type: "added", Add: c.Add, N: s.N + c.Add}}, nil
+}
+
+func (d tally) Evolve(s tallyState, e tallyEvent) tallyState {
+	if e.Type == "added" {
+		s.N += e.Add
+	}
+	s.V++
+	return s
+}
+
+func (d tally) Version(s tallyState) int64 { return s.V }
+
+func (d tally) EncodeEvent(e tallyEvent) (Encoded, error) {
+	data, err := json.Marshal(map[string]int64{"add": e.Add, "n": e.N})
+	return Encoded{Type: e.Type, Schema: 1, Data: data}, err
+}
+
+func (d tally) DecodeEvent(typ string, schema int, _ int64, data []byte) (tallyEvent, error) {
+	var m map[string]int64
+	if (typ != "added" && typ != "refused") || schema != 1 || json.Unmarshal(data, &m) != nil {
+		return tallyEvent{}, errTally
+	}
+	return tallyEvent{Type: typ, Add: m["add"], N: m["n"]}, nil
+}
+
+func (d tally) EncodeState(s tallyState) []byte { return fmt.Appendf(nil, `{"n":%d}`, s.N) }
+
+func (d tally) DecodeState(version int64, data []byte) (tallyState, error) {
+	var m map[string]int64
+	if err := json.Unmarshal(data, &m); err != nil || !bytes.HasPrefix(data, []byte(`{"n":`)) {
+		return tallyState{}, errTally
+	}
+	return tallyState{N: m["n"], V: version}, nil
+}
+
+func (d tally) View(id string, s tallyState, at time.Time) []byte {
+	b, _ := json.Marshal(struct {
+		ID      string    `json:"id"`
+		N       int64     `json:"n"`
+		Version int64     `json:"version"`
+		At      time.Time `json:"at"`
+	}{id, s.N, s.V, at})
+	return b
+}
+
+func (d tally) Lists() []string { return []string{"log", "refused"} }
+
+func (d tally) ListEntry(_ string, e tallyEvent, eventID string, _ time.Time) (int, []byte, bool) {
+	b, _ := json.Marshal(map[string]any{"event": eventID, "add": e.Add, "n": e.N})
+	if e.Type == "refused" {
+		return 1, b, true
+	}
+	return 0, b, true
+}
+
+func (d tally) Answer(id string, e tallyEvent, s tallyState, eventID string, _ time.Time) Answer {
+	if e.Type == "refused" {
+		return Answer{Refusal: &bus.Error{Code: bus.CodeInsufficientFunds, Detail: fmt.Sprintf("%d + %d is over %d", s.N, e.Add, tallyLimit),
+			Fields: fmt.Appendf(nil, `{"n":%d}`, s.N)}}
+	}
+	b, _ := json.Marshal(map[string]any{"id": id, "n": s.N, "version": s.V, "event": eventID})
+	return Answer{Result: b}
+}
+
+func (d tally) Check(before tallyState, e tallyEvent, after tallyState) error {
+	switch {
+	case e.N != after.N:
+		return fmt.Errorf("says %d, the events sum to %d", e.N, after.N)
+	case e.Type == "refused" && before.N+e.Add <= tallyLimit:
+		return fmt.Errorf("refuses %d that fits", e.Add)
+	case after.N > tallyLimit:
+		return fmt.Errorf("total %d over the limit", after.N)
+	}
+	return nil
+}
