@@ -1,13 +1,19 @@
 """Load Coffer with credits and debits, then check that no money was lost or made.
 
     python3 -m utils.loadtest --url http://127.0.0.1:8080 --wallets 100 --workers 16 --duration 30
+    python3 -m utils.loadtest --overdraft 500 --lifecycle-ratio 0.05   # wallets' lifecycle too
 
 Each operation carries its own Idempotency-Key and is retried with the same
 key on 503, 504 and connection errors until it gets a definite answer (200
-applied, 409 refused), so retries can never apply it twice. At the end the
-tool prints throughput and latency percentiles, then reads every wallet's
-balance and compares it with the sum of the operations the API acknowledged.
-It exits 1 on any mismatch or any operation whose outcome stayed unknown.
+applied, 409 refused), so retries can never apply it twice. With
+--overdraft the wallets are opened with that overdraft limit; with
+--lifecycle-ratio that share of the operations freezes or unfreezes a wallet
+(a frozen one refuses debits with 409 wallet_frozen and still takes
+credits). At the end the tool prints throughput and latency percentiles,
+then reads every wallet's balance and compares it with the sum of the
+operations the API acknowledged, and checks none is below minus its
+overdraft limit. It exits 1 on any mismatch or any operation whose outcome
+stayed unknown.
 """
 
 import argparse
@@ -28,6 +34,9 @@ from utils._http import Conn, percentile
 
 RETRY_STATUSES = {503, 504}
 
+# The 409 codes of a refusal the API records: a definite outcome, no money moved.
+REFUSALS = {"insufficient_funds", "wallet_frozen", "wallet_not_frozen"}
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
@@ -41,6 +50,9 @@ def parse_args(argv):
     p.add_argument("--count", type=int, help="operations in all, instead of a duration")
     p.add_argument("--debit-ratio", type=float, default=0.4, help="share of debits, 0 to 1 (default %(default)s)")
     p.add_argument("--max-amount", type=int, default=1000, help="largest amount in minor units (default %(default)s)")
+    p.add_argument("--overdraft", type=int, default=0, help="open the wallets with this overdraft limit, in minor units (default %(default)s)")
+    p.add_argument("--lifecycle-ratio", type=float, default=0.0,
+                   help="share of operations that freeze or unfreeze a wallet, 0 to 1 (default %(default)s)")
     p.add_argument("--retries", type=int, default=20, help="retries of one operation on 503/504/errors (default %(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one answer (default %(default)s)")
     p.add_argument("--seed", type=int, help="random seed, for a repeatable mix")
@@ -49,6 +61,10 @@ def parse_args(argv):
         p.error("--wallets and --workers must be at least 1")
     if not 0 <= a.debit_ratio <= 1:
         p.error("--debit-ratio must be between 0 and 1")
+    if not 0 <= a.lifecycle_ratio <= 1:
+        p.error("--lifecycle-ratio must be between 0 and 1")
+    if not 0 <= a.overdraft <= 10**15:
+        p.error("--overdraft must be from 0 to 10^15")
     if a.max_amount < 1:
         p.error("--max-amount must be at least 1")
     if a.duration is None and a.count is None:
@@ -63,6 +79,7 @@ class Ledger:
         self.lock = threading.Lock()
         self.acked = {w: 0 for w in wallets}
         self.applied = 0
+        self.lifecycle = 0
         self.refused = 0
         self.unknown = 0
         self.retries = 0
@@ -76,6 +93,8 @@ class Ledger:
             if outcome == "applied":
                 self.acked[wallet] += delta
                 self.applied += 1
+            elif outcome == "lifecycle":
+                self.lifecycle += 1
             elif outcome == "refused":
                 self.refused += 1
             else:
@@ -84,16 +103,20 @@ class Ledger:
 
 
 def operate(conn, a, rng, wallet, ledger):
-    """One credit or debit, retried with its key until the outcome is known."""
-    debit = rng.random() < a.debit_ratio
-    amount = rng.randint(1, a.max_amount)
-    action = "debit" if debit else "credit"
+    """One credit, debit, freeze or unfreeze, retried with its key until the outcome is known."""
+    body, delta = None, 0
+    if rng.random() < a.lifecycle_ratio:
+        action = rng.choice(("freeze", "unfreeze"))
+    else:
+        debit = rng.random() < a.debit_ratio
+        amount = rng.randint(1, a.max_amount)
+        action, body, delta = ("debit", {"amount": amount}, -amount) if debit else ("credit", {"amount": amount}, amount)
     headers = {"Idempotency-Key": str(uuid.uuid4())}
     latencies, outcome = [], "no answer"
     for attempt in range(a.retries + 1):
         start = time.perf_counter()
         try:
-            status, hdrs, body = conn.request("POST", f"/wallet/{wallet}/{action}", {"amount": amount}, headers)
+            status, hdrs, answer = conn.request("POST", f"/wallet/{wallet}/{action}", body, headers)
         except OSError as e:
             latencies.append(time.perf_counter() - start)
             outcome = f"connection error ({type(e).__name__})"
@@ -101,9 +124,9 @@ def operate(conn, a, rng, wallet, ledger):
             continue
         latencies.append(time.perf_counter() - start)
         if status == 200:
-            outcome = "applied"
+            outcome = "applied" if body else "lifecycle"
             break
-        if status == 409 and json.loads(body).get("code") == "insufficient_funds":
+        if status == 409 and json.loads(answer).get("code") in REFUSALS:
             outcome = "refused"
             break
         if status in RETRY_STATUSES:
@@ -111,17 +134,18 @@ def operate(conn, a, rng, wallet, ledger):
             wait = float(hdrs.get("Retry-After") or 0) or 0.05 * 2**attempt
             time.sleep(min(1.0, wait))
             continue
-        outcome = f"HTTP {status}: {body[:200].decode(errors='replace')}"
+        outcome = f"HTTP {status}: {answer[:200].decode(errors='replace')}"
         break
-    ledger.record(wallet, -amount if debit else amount, outcome, latencies, max(0, len(latencies) - 1))
+    ledger.record(wallet, delta, outcome, latencies, max(0, len(latencies) - 1))
 
 
 def mint_wallets(a):
     conn = Conn(a.url, a.timeout)
     try:
         out = []
+        profile = {"owner": "utils.loadtest", "overdraft_limit": a.overdraft} if a.overdraft else None
         for _ in range(a.wallets):
-            status, _, body = conn.request("POST", "/wallet")
+            status, _, body = conn.request("POST", "/wallet", profile)
             if status != 201:
                 raise SystemExit(f"loadtest: POST /wallet answered {status}: {body[:200]!r}")
             out.append(json.loads(body)["wallet_id"])
@@ -170,12 +194,13 @@ def run_load(a, wallets, ledger):
     return time.monotonic() - start
 
 
-def check_conservation(acked, balance_of):
-    """Compare each wallet's balance with its acknowledged sum; return the mismatches."""
+def check_conservation(acked, balance_of, overdraft=0):
+    """Compare each wallet's balance with its acknowledged sum, and with minus
+    the overdraft limit it must never go below; return the mismatches."""
     mismatches = []
     for wallet, want in acked.items():
         got = balance_of(wallet)
-        if got != want:
+        if got != want or (isinstance(got, int) and got < -overdraft):
             mismatches.append((wallet, got, want))
     return mismatches
 
@@ -187,11 +212,11 @@ def main(argv=None):
     print(f"loadtest: {a.workers} workers on {len(wallets)} wallets against {a.url}", flush=True)
     elapsed = run_load(a, wallets, ledger)
 
-    done = ledger.applied + ledger.refused + ledger.unknown
+    done = ledger.applied + ledger.lifecycle + ledger.refused + ledger.unknown
     lat = sorted(ledger.latencies)
     ms = lambda s: f"{s * 1000:.1f}ms"  # noqa: E731
     print(f"operations  {done} in {elapsed:.1f}s = {done / elapsed if elapsed else 0:.0f} ops/s"
-          f"  (applied {ledger.applied}, refused {ledger.refused}, unknown {ledger.unknown}, retries {ledger.retries})")
+          f"  (applied {ledger.applied}, lifecycle {ledger.lifecycle}, refused {ledger.refused}, unknown {ledger.unknown}, retries {ledger.retries})")
     print(f"latency     p50 {ms(percentile(lat, 50))}  p90 {ms(percentile(lat, 90))}"
           f"  p99 {ms(percentile(lat, 99))}  max {ms(lat[-1] if lat else 0)}")
     for err, n in sorted(ledger.errors.items()):
@@ -203,10 +228,11 @@ def main(argv=None):
         status, _, body = conn.request("GET", f"/wallet/{wallet}/balance")
         return json.loads(body)["balance"] if status == 200 else f"HTTP {status}"
 
-    mismatches = check_conservation(ledger.acked, balance_of)
+    mismatches = check_conservation(ledger.acked, balance_of, a.overdraft)
     conn.close()
     for wallet, got, want in mismatches:
-        print(f"MISMATCH wallet {wallet}: balance {got}, acknowledged operations sum to {want}")
+        print(f"MISMATCH wallet {wallet}: balance {got}, acknowledged operations sum to {want}"
+              f" (overdraft limit {a.overdraft})")
     if mismatches or ledger.unknown:
         print(f"conservation FAILED: {len(mismatches)} mismatched wallets, {ledger.unknown} operations with unknown outcome")
         return 1

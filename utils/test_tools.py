@@ -31,6 +31,11 @@ class Conservation(unittest.TestCase):
     def test_all_equal(self):
         self.assertEqual(check_conservation({"a": 1}, {"a": 1}.get), [])
 
+    def test_below_the_overdraft(self):
+        balances = {"a": -5, "b": -11}
+        self.assertEqual(check_conservation({"a": -5, "b": -11}, balances.get, 10), [("b", -11, -11)])
+        self.assertEqual(check_conservation({"a": -5}, balances.get), [("a", -5, -5)])
+
 
 class Args(unittest.TestCase):
     def test_defaults_to_a_duration(self):
@@ -41,6 +46,13 @@ class Args(unittest.TestCase):
         with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
             parse_args(["--debit-ratio", "1.5"])
         self.assertIn("--debit-ratio must be between 0 and 1", err.getvalue())
+
+    def test_rejects_bad_lifecycle(self):
+        for argv, want in ((["--lifecycle-ratio", "-0.1"], "--lifecycle-ratio must be between 0 and 1"),
+                           (["--overdraft", "-1"], "--overdraft must be from 0 to 10^15")):
+            with self.subTest(argv=argv), self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+                parse_args(argv)
+            self.assertIn(want, err.getvalue())
 
 
 if __name__ == "__main__":

@@ -150,4 +150,16 @@ const (
 	CodeStorageUnavailable    Code = "storage_unavailable"
 	CodeReadModelUnavailable  Code = "read_model_unavailable"
 	CodeInternal              Code = "internal"
+	CodeUnknownCommand        Code = "unknown_command"
+
+	// The wallet's lifecycle.
+	CodeWalletNotFound        Code = "wallet_not_found"
+	CodeWalletExists          Code = "wallet_exists"
+	CodeWalletFrozen          Code = "wallet_frozen"
+	CodeWalletNotFrozen       Code = "wallet_not_frozen"
+	CodeWalletClosed          Code = "wallet_closed"
+	CodeBalanceNotZero        Code = "balance_not_zero"
+	CodeInvalidOwner          Code = "invalid_owner"
+	CodeInvalidMetadata       Code = "invalid_metadata"
+	CodeInvalidOverdraftLimit Code = "invalid_overdraft_limit"
 )

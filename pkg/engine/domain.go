@@ -31,8 +31,9 @@ type Domain[S, C, E any] interface {
 	Fingerprint(c C) string
 	// Decide returns the events that record the outcome of c against s (a
 	// refusal that is a business outcome is an event too), or a refusal
-	// that records nothing (malformed or impossible input).
-	Decide(s S, c C) ([]E, *bus.Error)
+	// that records nothing (malformed or impossible input). at is when the
+	// engine decides, the time its events will carry: the domain's clock.
+	Decide(s S, c C, at time.Time) ([]E, *bus.Error)
 	// Evolve returns s with e applied. Version of the result is one more
 	// than Version of s.
 	Evolve(s S, e E) S
@@ -40,9 +41,10 @@ type Domain[S, C, E any] interface {
 	Version(s S) int64
 
 	// EncodeEvent and DecodeEvent are the domain's versioned event codec:
-	// type names spelled out, never taken from Go types.
+	// type names spelled out, never taken from Go types. The version and
+	// the time of an event travel in its envelope, and come back with it.
 	EncodeEvent(e E) (Encoded, error)
-	DecodeEvent(typ string, schema int, version int64, data []byte) (E, error)
+	DecodeEvent(typ string, schema int, version int64, at time.Time, data []byte) (E, error)
 	// EncodeState and DecodeState are how the state log and the stream
 	// heads hold a state: DecodeState(Version(s), EncodeState(s)) is s.
 	EncodeState(s S) []byte

@@ -126,7 +126,7 @@ func (h *hosted[S, C, E]) replay(id string, rec eventstore.Recorded) (Answer, er
 func (h *hosted[S, C, E]) read(rec eventstore.Recorded) (E, S, error) {
 	var s S
 	env := rec.Event
-	e, err := h.d.DecodeEvent(env.Type, env.Schema, env.Version, env.Data)
+	e, err := h.d.DecodeEvent(env.Type, env.Schema, env.Version, env.Time, env.Data)
 	if err != nil {
 		return e, s, fmt.Errorf("event %s (v%d): %w", env.ID, env.Version, err)
 	}
@@ -162,7 +162,7 @@ func (h *hosted[S, C, E]) audit(id string, recs []eventstore.Recorded) audit {
 	for _, rec := range recs {
 		a.events++
 		env := rec.Event
-		e, err := h.d.DecodeEvent(env.Type, env.Schema, env.Version, env.Data)
+		e, err := h.d.DecodeEvent(env.Type, env.Schema, env.Version, env.Time, env.Data)
 		if err != nil {
 			a.problems = append(a.problems, fmt.Sprintf("event %s (v%d) cannot be read: %v", env.ID, env.Version, err))
 			return a
@@ -201,7 +201,7 @@ func (c *hostedCommand[S, C, E]) fingerprint() string { return c.fp }
 func (c *hostedCommand[S, C, E]) decide(m stamp) (decision, *bus.Error) {
 	d := c.h.d
 	s := c.h.states[c.id]
-	evs, refusal := d.Decide(s, c.c)
+	evs, refusal := d.Decide(s, c.c, m.at)
 	if refusal != nil {
 		return decision{}, refusal
 	}

@@ -56,7 +56,7 @@ func (d tally) DecodeCommand(action string, data []byte) (tallyCmd, *bus.Error) 
 
 func (d tally) Fingerprint(c tallyCmd) string { return "add:" + strconv.FormatInt(c.Add, 10) }
 
-func (d tally) Decide(s tallyState, c tallyCmd) ([]tallyEvent, *bus.Error) {
+func (d tally) Decide(s tallyState, c tallyCmd, _ time.Time) ([]tallyEvent, *bus.Error) {
 	switch {
 	case c.Add <= 0:
 		return nil, &bus.Error{Code: bus.CodeInvalidAmount, Detail: "add at least 1"}
@@ -83,7 +83,7 @@ func (d tally) EncodeEvent(e tallyEvent) (Encoded, error) {
 	return Encoded{Type: e.Type, Schema: 1, Data: data}, err
 }
 
-func (d tally) DecodeEvent(typ string, schema int, _ int64, data []byte) (tallyEvent, error) {
+func (d tally) DecodeEvent(typ string, schema int, _ int64, _ time.Time, data []byte) (tallyEvent, error) {
 	var m map[string]int64
 	if (typ != "added" && typ != "refused") || schema != 1 || json.Unmarshal(data, &m) != nil {
 		return tallyEvent{}, errTally

@@ -3,6 +3,7 @@ package eventstore_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -77,8 +78,9 @@ func TestMigrateFromSchemaVersion2(t *testing.T) {
 	if err != nil || len(states) != 3 {
 		t.Fatalf("state log of A: %+v %v", states, err)
 	}
-	for i, balance := range []string{`{"balance":500}`, `{"balance":300}`, `{"balance":300}`} {
-		if string(states[i].State) != balance || states[i].Version != int64(i+1) {
+	created := evs[0].Time.UnixNano() // A's first event
+	for i, balance := range []int{500, 300, 300} {
+		if want := fmt.Sprintf(`{"balance":%d,"created":%d}`, balance, created); string(states[i].State) != want || states[i].Version != int64(i+1) {
 			t.Errorf("state log of A at v%d: %s", states[i].Version, states[i].State)
 		}
 		if _, err := (wallet.Domain{}).DecodeState(states[i].Version, states[i].State); err != nil {
@@ -89,10 +91,10 @@ func TestMigrateFromSchemaVersion2(t *testing.T) {
 	if err := s.Heads(ctx, func(h eventstore.Head) error { heads[h.StreamID] = h; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if h := heads[walletA]; len(heads) != 2 || h.Domain != wallet.Name || h.Version != 3 || string(h.State) != `{"balance":300}` {
+	if h := heads[walletA]; len(heads) != 2 || h.Domain != wallet.Name || h.Version != 3 || string(h.State) != fmt.Sprintf(`{"balance":300,"created":%d}`, created) {
 		t.Fatalf("heads after the migration: %+v", heads)
 	}
-	if h := heads[walletB]; h.Version != 2 || string(h.State) != `{"balance":49}` || h.At.IsZero() {
+	if h := heads[walletB]; h.Version != 2 || string(h.State) != fmt.Sprintf(`{"balance":49,"created":%d}`, evs[3].Time.UnixNano()) || h.At.IsZero() {
 		t.Fatalf("head of B after the migration: %+v", h)
 	}
 
@@ -113,7 +115,7 @@ func TestMigrateFromSchemaVersion2(t *testing.T) {
 			t.Errorf("%+v recorded as %q, want %q", k, known[k].Request, request)
 		}
 	}
-	if string(known[keys[1]].State) != `{"balance":300}` || known[keys[1]].Event.Type != "debit_rejected" {
+	if string(known[keys[1]].State) != fmt.Sprintf(`{"balance":300,"created":%d}`, created) || known[keys[1]].Event.Type != "debit_rejected" {
 		t.Errorf("the refused debit's record: %+v", known[keys[1]])
 	}
 	if wm, err := s.OutboxWatermark(ctx); err != nil || wm != 5 {

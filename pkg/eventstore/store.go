@@ -122,48 +122,30 @@ PRAGMA user_version = 3;
 // was the log of the wallet writer alone: every row a wallet's event
 // (credited, debited or debit_rejected, with data {"amount", ...}), its
 // state the balance, so each row becomes a row of domain "wallet" whose
-// state is {"balance":N} and whose request, for rows under a key, is what
-// the wallet domain fingerprints a credit or debit as ("credit:500").
+// state is the wallet domain's {"balance":N,"created":T} (T: the time of the
+// wallet's first event, in Unix nanoseconds) and whose request, for rows
+// under a key, is what the wallet domain fingerprints a credit or debit as
+// ("credit:500").
 // Everything else (seq, ids, versions, data, keys, times, the outbox
 // watermark and meta) is kept as it is. It runs in the caller's
 // transaction: a failure leaves the version 2 log untouched.
 const migrateV2 = `
-CREATE TABLE events_v3 (
-	seq        INTEGER PRIMARY KEY,
-	id         TEXT    NOT NULL,
-	domain     TEXT    NOT NULL,
-	stream_id  TEXT    NOT NULL,
-	version    INTEGER NOT NULL CHECK (version > 0),
-	type       TEXT    NOT NULL,
-	schema     INTEGER NOT NULL,
-	data       BLOB    NOT NULL,
-	state      BLOB    NOT NULL,
-	command_id TEXT    NOT NULL,
-	request_id TEXT    NOT NULL DEFAULT '',
-	idem_key   TEXT,
-	request    TEXT,
-	at         INTEGER NOT NULL,
-	UNIQUE (domain, stream_id, version),
-	UNIQUE (idem_key, domain, stream_id)
-);
-INSERT INTO events_v3 (seq, id, domain, stream_id, version, type, schema, data, state, command_id, request_id, idem_key, request, at)
-	SELECT seq, id, 'wallet', wallet_id, version, type, schema, data, '{"balance":' || balance || '}', command_id, request_id, idem_key,
-		CASE type WHEN 'credited' THEN 'credit:' ELSE 'debit:' END || json_extract(data, '$.amount'), at
-	FROM events ORDER BY seq;
 DROP VIEW states;
-DROP TABLE events;
-ALTER TABLE events_v3 RENAME TO events;
-CREATE TABLE streams (
-	domain    TEXT    NOT NULL,
-	stream_id TEXT    NOT NULL,
-	version   INTEGER NOT NULL,
-	state     BLOB    NOT NULL,
-	at        INTEGER NOT NULL,
-	PRIMARY KEY (domain, stream_id)
-) WITHOUT ROWID;
+ALTER TABLE events RENAME TO events_v2;
+` + schema + `
+INSERT INTO events (seq, id, domain, stream_id, version, type, schema, data, state, command_id, request_id, idem_key, request, at)
+	SELECT seq, id, 'wallet', wallet_id, version, type, schema, data,
+		'{"balance":' || balance || ',"created":' || COALESCE((SELECT f.at FROM events_v2 AS f WHERE f.wallet_id = e.wallet_id AND f.version = 1), at) || '}',
+		command_id, request_id, idem_key,
+		CASE type WHEN 'credited' THEN 'credit:' ELSE 'debit:' END || json_extract(data, '$.amount'), at
+	FROM events_v2 AS e ORDER BY seq;
 INSERT INTO streams (domain, stream_id, version, state, at)
-	SELECT 'wallet', wallet_id, version, '{"balance":' || balance || '}', at FROM wallets;
+	SELECT 'wallet', wallet_id, version,
+		'{"balance":' || balance || ',"created":' || COALESCE((SELECT f.at FROM events_v2 AS f WHERE f.wallet_id = w.wallet_id AND f.version = 1), at) || '}',
+		at
+	FROM wallets AS w;
 DROP TABLE wallets;
+DROP TABLE events_v2;
 `
 
 // migrate brings a log of an older schema version to this one, in one
@@ -177,7 +159,7 @@ func migrate(ctx context.Context, db *sql.DB, from int) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	if _, err := tx.ExecContext(ctx, migrateV2+schema); err != nil {
+	if _, err := tx.ExecContext(ctx, migrateV2); err != nil {
 		return fmt.Errorf("migrate from schema version 2: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -157,7 +158,7 @@ func TestReopenRestoresState(t *testing.T) {
 		t.Fatalf("heads %v, want %v", got, want)
 	}
 	for id, st := range want {
-		if got[id] != st {
+		if !reflect.DeepEqual(got[id], st) {
 			t.Fatalf("wallet %s reopened as %+v, want %+v", id, got[id], st)
 		}
 	}

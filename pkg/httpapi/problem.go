@@ -30,6 +30,16 @@ var problemInfo = map[bus.Code]struct {
 	bus.CodeStorageUnavailable:    {http.StatusServiceUnavailable, "Storage unavailable"},
 	bus.CodeReadModelUnavailable:  {http.StatusServiceUnavailable, "Read model unavailable"},
 	bus.CodeWriterTimeout:         {http.StatusGatewayTimeout, "Wallet writer timeout"},
+	bus.CodeUnknownCommand:        {http.StatusBadRequest, "Unknown command"},
+	bus.CodeWalletNotFound:        {http.StatusNotFound, "Wallet not found"},
+	bus.CodeWalletExists:          {http.StatusConflict, "Wallet exists"},
+	bus.CodeWalletFrozen:          {http.StatusConflict, "Wallet frozen"},
+	bus.CodeWalletNotFrozen:       {http.StatusConflict, "Wallet not frozen"},
+	bus.CodeWalletClosed:          {http.StatusConflict, "Wallet closed"},
+	bus.CodeBalanceNotZero:        {http.StatusConflict, "Balance not zero"},
+	bus.CodeInvalidOwner:          {http.StatusBadRequest, "Invalid owner"},
+	bus.CodeInvalidMetadata:       {http.StatusBadRequest, "Invalid metadata"},
+	bus.CodeInvalidOverdraftLimit: {http.StatusBadRequest, "Invalid overdraft limit"},
 }
 
 // StatusOf returns the HTTP status of an error code; unknown codes are 500.

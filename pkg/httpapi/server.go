@@ -104,11 +104,17 @@ func (s *server) router(reg *prometheus.Registry) *mux.Router {
 			h.ServeHTTP(w, req)
 		})).Methods(methods...)
 	}
-	route("/wallet", http.HandlerFunc(s.createWallet), http.MethodPost)
+	route("/wallet", http.HandlerFunc(s.openWallet), http.MethodPost)
+	route("/wallet/{id}", http.HandlerFunc(s.getWallet), http.MethodGet, http.MethodHead)
+	route("/wallet/{id}", http.HandlerFunc(s.updateWallet), http.MethodPatch)
 	route("/wallet/{id}/balance", http.HandlerFunc(s.balance), http.MethodGet, http.MethodHead)
 	route("/wallet/{id}/transactions", http.HandlerFunc(s.transactions), http.MethodGet, http.MethodHead)
-	route("/wallet/{id}/credit", s.command(wallet.Credit), http.MethodPost)
-	route("/wallet/{id}/debit", s.command(wallet.Debit), http.MethodPost)
+	route("/wallet/{id}/credit", s.money(wallet.Credit), http.MethodPost)
+	route("/wallet/{id}/debit", s.money(wallet.Debit), http.MethodPost)
+	route("/wallet/{id}/freeze", s.lifecycle(wallet.Freeze), http.MethodPost)
+	route("/wallet/{id}/unfreeze", s.lifecycle(wallet.Unfreeze), http.MethodPost)
+	route("/wallet/{id}/close", s.lifecycle(wallet.Close), http.MethodPost)
+	route("/api", http.HandlerFunc(s.api), http.MethodPost)
 	route("/healthz", http.HandlerFunc(health.Healthz), http.MethodGet, http.MethodHead)
 	// Ready when Redis answers and a wallet writer answers over NATS (which
 	// also proves NATS is up).
@@ -135,7 +141,7 @@ func (s *server) router(reg *prometheus.Registry) *mux.Router {
 
 func allowedMethods(r *mux.Router, req *http.Request) []string {
 	var out []string
-	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPatch} {
 		probe := req.Clone(req.Context())
 		probe.Method = m
 		var match mux.RouteMatch
@@ -265,16 +271,6 @@ func walletID(r *http.Request) (string, *bus.Error) {
 	return id, nil
 }
 
-func (s *server) createWallet(w http.ResponseWriter, r *http.Request) {
-	if _, perr := queryParams(r); perr != nil {
-		writeProblem(w, r, perr)
-		return
-	}
-	id := ksuid.New().String()
-	w.Header().Set("Location", "/wallet/"+id+"/balance")
-	writeJSON(w, http.StatusCreated, map[string]string{"wallet_id": id})
-}
-
 type balanceResponse struct {
 	WalletID  string     `json:"wallet_id"`
 	Balance   int64      `json:"balance"`
@@ -283,22 +279,33 @@ type balanceResponse struct {
 	UpdatedAt *time.Time `json:"updated_at"`
 }
 
-func (s *server) balance(w http.ResponseWriter, r *http.Request) {
+// readWallet reads the stored state of the route's wallet (nil for one
+// nobody has used); ok is false once it has answered with a problem.
+func (s *server) readWallet(w http.ResponseWriter, r *http.Request) (id string, state []byte, ok bool) {
 	id, perr := walletID(r)
 	if perr == nil {
 		_, perr = queryParams(r)
 	}
 	if perr != nil {
 		writeProblem(w, r, perr)
-		return
+		return "", nil, false
 	}
 	state, err := s.reads.State(r.Context(), wallet.Name, id)
 	if err != nil {
 		s.readFailed(w, r, err)
+		return "", nil, false
+	}
+	return id, state, true
+}
+
+func (s *server) balance(w http.ResponseWriter, r *http.Request) {
+	id, state, ok := s.readWallet(w, r)
+	if !ok {
 		return
 	}
 	v := wallet.View{WalletID: id}
 	if state != nil {
+		var err error
 		if v, err = wallet.DecodeView(state); err != nil {
 			s.readFailed(w, r, fmt.Errorf("stored state of wallet %s %q: %w", id, state, err))
 			return
@@ -410,17 +417,10 @@ func (s *server) readFailed(w http.ResponseWriter, r *http.Request, err error) {
 // earlier request with the same Idempotency-Key.
 const ReplayedHeader = "Idempotent-Replayed"
 
-func (s *server) command(a wallet.Action) http.HandlerFunc {
+// money is the handler of a credit or a debit: {"amount": N}.
+func (s *server) money(a wallet.Action) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, perr := walletID(r)
-		if perr == nil {
-			_, perr = queryParams(r)
-		}
-		if perr != nil {
-			writeProblem(w, r, perr)
-			return
-		}
-		key, perr := idempotencyKey(r)
+		id, key, perr := commandTarget(r)
 		if perr != nil {
 			writeProblem(w, r, perr)
 			return
@@ -430,29 +430,123 @@ func (s *server) command(a wallet.Action) http.HandlerFunc {
 			writeProblem(w, r, perr)
 			return
 		}
-		cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: wallet.EncodeCommandData(amount), RequestID: requestID(r.Context())}
-		reply, replayed, err := s.cmds.Send(r.Context(), wallet.Name, id, string(a), cmd)
-		if err != nil {
-			var be *bus.Error
-			if !errors.As(err, &be) {
-				if r.Context().Err() != nil {
-					return // the client left
-				}
-				s.log.Error("command failed", "wallet", id, "action", a, "request_id", cmd.RequestID, "err", err)
-				be = problem(bus.CodeInternal, "the command could not be completed; retry with the same Idempotency-Key to learn its outcome")
-			}
-			writeProblem(w, r, be)
-			return
-		}
-		if replayed {
-			w.Header().Set(ReplayedHeader, "true")
-		}
-		if reply.Error != nil {
-			writeProblem(w, r, reply.Error)
-			return
-		}
-		writeRawJSON(w, http.StatusOK, reply.Result)
+		s.send(w, r, id, a, key, wallet.EncodeCommandData(amount), http.StatusOK)
 	}
+}
+
+// lifecycle is the handler of freeze, unfreeze and close: no body, or {}.
+func (s *server) lifecycle(a wallet.Action) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, key, perr := commandTarget(r)
+		if perr == nil {
+			perr = emptyBody(w, r)
+		}
+		if perr != nil {
+			writeProblem(w, r, perr)
+			return
+		}
+		s.send(w, r, id, a, key, nil, http.StatusOK)
+	}
+}
+
+// openWallet opens a wallet under a fresh id: POST /wallet, with an
+// optional body {"owner", "metadata", "overdraft_limit"}.
+func (s *server) openWallet(w http.ResponseWriter, r *http.Request) {
+	_, perr := queryParams(r)
+	var key string
+	if perr == nil {
+		key, perr = idempotencyKey(r)
+	}
+	var data []byte
+	if perr == nil {
+		data, perr = decodeProfile(w, r, false)
+	}
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
+	id := ksuid.New().String()
+	if key != "" {
+		// A retry under the same key must reach the same wallet: the id is
+		// the key's, made the same way each time.
+		id = walletIDForKey(key)
+	}
+	w.Header().Set("Location", "/wallet/"+id)
+	s.send(w, r, id, wallet.Open, key, data, http.StatusCreated)
+}
+
+// updateWallet is PATCH /wallet/{id}: {"owner", "metadata",
+// "overdraft_limit"}, each optional, metadata merged (a key with null is
+// removed).
+func (s *server) updateWallet(w http.ResponseWriter, r *http.Request) {
+	id, key, perr := commandTarget(r)
+	var data []byte
+	if perr == nil {
+		data, perr = decodeProfile(w, r, true)
+	}
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
+	s.send(w, r, id, wallet.Update, key, data, http.StatusOK)
+}
+
+// getWallet is GET /wallet/{id}: the wallet, from Redis.
+func (s *server) getWallet(w http.ResponseWriter, r *http.Request) {
+	id, state, ok := s.readWallet(w, r)
+	if !ok {
+		return
+	}
+	if state == nil {
+		writeProblem(w, r, problem(bus.CodeWalletNotFound, fmt.Sprintf("no wallet %s: open one with POST /wallet, or credit it", id)))
+		return
+	}
+	v, err := wallet.DecodeView(state)
+	if err != nil {
+		s.readFailed(w, r, fmt.Errorf("stored state of wallet %s %q: %w", id, state, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, v.Wallet())
+}
+
+// commandTarget reads what every command route takes: the wallet id, no
+// query parameters, and an optional Idempotency-Key.
+func commandTarget(r *http.Request) (id, key string, perr *bus.Error) {
+	if id, perr = walletID(r); perr != nil {
+		return "", "", perr
+	}
+	if _, perr = queryParams(r); perr != nil {
+		return "", "", perr
+	}
+	key, perr = idempotencyKey(r)
+	return id, key, perr
+}
+
+// send hands a wallet command to the writer and answers with its outcome,
+// status on success.
+func (s *server) send(w http.ResponseWriter, r *http.Request, id string, a wallet.Action, key string, data []byte, status int) {
+	cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data, RequestID: requestID(r.Context())}
+	reply, replayed, err := s.cmds.Send(r.Context(), wallet.Name, id, string(a), cmd)
+	if err != nil {
+		var be *bus.Error
+		if !errors.As(err, &be) {
+			if r.Context().Err() != nil {
+				return // the client left
+			}
+			s.log.Error("command failed", "wallet", id, "action", a, "request_id", cmd.RequestID, "err", err)
+			be = problem(bus.CodeInternal, "the command could not be completed; retry with the same Idempotency-Key to learn its outcome")
+		}
+		writeProblem(w, r, be)
+		return
+	}
+	if replayed {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+	if reply.Error != nil {
+		writeProblem(w, r, reply.Error)
+		return
+	}
+	writeRawJSON(w, status, reply.Result)
 }
 
 // queryParams returns the request's query parameters when each is one the
@@ -508,14 +602,15 @@ const amountHelp = `expected a JSON body like {"amount": 500}: a whole number of
 // decodeAmount reads a body {"amount": N} whatever the Content-Type (curl -d
 // sends a form type), rejecting anything else in it.
 func decodeAmount(w http.ResponseWriter, r *http.Request) (int64, *bus.Error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return 0, problem(bus.CodeBodyTooLarge, fmt.Sprintf("the request body is larger than %d bytes", MaxBodyBytes))
-		}
-		return 0, problem(bus.CodeInvalidBody, "the request body could not be read")
+	body, perr := readBody(w, r)
+	if perr != nil {
+		return 0, perr
 	}
+	return amountOf(body)
+}
+
+// amountOf reads a body {"amount": N}.
+func amountOf(body []byte) (int64, *bus.Error) {
 	if amount, ok := plainAmount(body); ok {
 		return amount, nil
 	}
@@ -628,28 +723,32 @@ var maxAmount = new(big.Rat).SetInt64(wallet.MaxAmount)
 
 // parseAmount accepts a JSON number whose exact value is a whole number from
 // 1 to wallet.MaxAmount: 5, 5.0 and 5e2 are fine; 2.5, "5" and 1e16 are not.
-func parseAmount(raw json.RawMessage) (int64, error) {
+func parseAmount(raw json.RawMessage) (int64, error) { return parseWhole(raw, "amount", false) }
+
+// parseWhole is parseAmount for a field called name, which may be 0 if
+// zero is true.
+func parseWhole(raw json.RawMessage, name string, zero bool) (int64, error) {
 	s := string(bytes.TrimSpace(raw))
 	switch {
 	case s == "" || s == "null":
-		return 0, errors.New("amount is missing")
+		return 0, errors.New(name + " is missing")
 	case s[0] == '"':
-		return 0, fmt.Errorf("amount must be a JSON number, not the string %s", truncate(s))
+		return 0, fmt.Errorf("%s must be a JSON number, not the string %s", name, truncate(s))
 	case s[0] != '-' && (s[0] < '0' || s[0] > '9'):
-		return 0, fmt.Errorf("amount must be a JSON number, not %s", truncate(s))
+		return 0, fmt.Errorf("%s must be a JSON number, not %s", name, truncate(s))
 	}
 	mantissa, exp := s, 0
 	if i := strings.IndexAny(s, "eE"); i >= 0 {
 		e, err := strconv.Atoi(s[i+1:])
 		// Bound the exponent before doing exact arithmetic with it.
 		if err != nil || e > 30 || e < -30 {
-			return 0, fmt.Errorf("amount %s is out of range", truncate(s))
+			return 0, fmt.Errorf("%s %s is out of range", name, truncate(s))
 		}
 		mantissa, exp = s[:i], e
 	}
 	v, ok := new(big.Rat).SetString(mantissa)
 	if !ok {
-		return 0, fmt.Errorf("amount %s is not a number", truncate(s))
+		return 0, fmt.Errorf("%s %s is not a number", name, truncate(s))
 	}
 	scale := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(abs(exp))), nil))
 	if exp >= 0 {
@@ -658,12 +757,14 @@ func parseAmount(raw json.RawMessage) (int64, error) {
 		v.Quo(v, scale)
 	}
 	switch {
-	case v.Sign() <= 0:
-		return 0, fmt.Errorf("amount must be positive, not %s", truncate(s))
+	case v.Sign() < 0 && zero:
+		return 0, fmt.Errorf("%s must not be negative, not %s", name, truncate(s))
+	case v.Sign() < 0 || (v.Sign() == 0 && !zero):
+		return 0, fmt.Errorf("%s must be positive, not %s", name, truncate(s))
 	case !v.IsInt():
-		return 0, fmt.Errorf("amount must be a whole number of minor units, not %s", truncate(s))
+		return 0, fmt.Errorf("%s must be a whole number of minor units, not %s", name, truncate(s))
 	case v.Cmp(maxAmount) > 0:
-		return 0, fmt.Errorf("amount %s is larger than 10^15", truncate(s))
+		return 0, fmt.Errorf("%s %s is larger than 10^15", name, truncate(s))
 	}
 	return v.Num().Int64(), nil
 }

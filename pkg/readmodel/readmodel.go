@@ -45,7 +45,11 @@ const (
 	// projects it again. A wallet's keys are the same in the layout of
 	// any domain as they were when wallets were the only domain.
 	LayoutKey = "{coffer.readmodel.complete}.layout"
-	Layout    = "2" // the sorted sets' keys carry a hash tag
+	// Layout names the keys' layout and the shape of the states in them:
+	// "2", the sorted sets' keys carry a hash tag; "3", a wallet's state
+	// holds its lifecycle too (status, owner, ...), so a read model of
+	// wallets written before is projected again.
+	Layout = "3"
 )
 
 // Part is one partition, Index of Of, as far as the completeness marker is

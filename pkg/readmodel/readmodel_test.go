@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -148,7 +149,7 @@ func TestUnknownWalletIsEmpty(t *testing.T) {
 	p, _ := complete(t)
 	id := ksuid.New().String()
 	v, err := balance(p, context.Background(), id)
-	if err != nil || v != (wallet.View{WalletID: id}) {
+	if err != nil || !reflect.DeepEqual(v, wallet.View{WalletID: id}) {
 		t.Fatalf("unknown wallet: %+v %v", v, err)
 	}
 	page, err := transactions(p, context.Background(), id, 0, 50, true)

@@ -15,50 +15,155 @@ const SchemaVersion = 1
 // cannot read.
 var ErrUnknownEvent = errors.New("unknown event type or schema")
 
-// eventData is the stored layout of schema version 1. Version travels in the
-// envelope, not here, so the data of an event never repeats its position.
-type eventData struct {
-	Amount       int64  `json:"amount"`
-	BalanceAfter int64  `json:"balance_after"`
-	Reason       Reason `json:"reason,omitempty"`
-}
+// The stored layouts of schema version 1, by kind of event. Version and
+// time travel in the envelope, not here, so the data of an event never
+// repeats its position.
+type (
+	// moneyData: credited, debited, debit_rejected, credit_rejected.
+	moneyData struct {
+		Amount       int64  `json:"amount"`
+		BalanceAfter int64  `json:"balance_after"`
+		Reason       Reason `json:"reason,omitempty"`
+	}
+	// profileData: opened, updated; a field that is absent is unchanged.
+	profileData struct {
+		Owner          *string            `json:"owner,omitempty"`
+		Metadata       *map[string]string `json:"metadata,omitempty"` // a pointer: an empty map is a change
+		OverdraftLimit *int64             `json:"overdraft_limit,omitempty"`
+	}
+	// statusData: frozen, unfrozen, closed.
+	statusData struct{}
+	// rejectedData: command_rejected.
+	rejectedData struct {
+		Action Action `json:"action"`
+		Reason Reason `json:"reason"`
+	}
+)
 
-// decoders lists, per event type and schema version, that the pair is known.
-// A new layout gets a new schema version and a new entry; old entries stay so
-// the log can always be read back.
-var decoders = map[EventType]map[int]bool{
-	Credited:      {1: true},
-	Debited:       {1: true},
-	DebitRejected: {1: true},
+type kind int
+
+const (
+	money kind = iota
+	profile
+	status
+	rejected
+)
+
+// decoders lists, per event type, its kind and the schema versions known.
+// A new layout gets a new schema version and a new entry; old entries stay
+// so the log can always be read back.
+var decoders = map[EventType]struct {
+	kind    kind
+	schemas map[int]bool
+}{
+	Credited:        {money, map[int]bool{1: true}},
+	Debited:         {money, map[int]bool{1: true}},
+	DebitRejected:   {money, map[int]bool{1: true}},
+	CreditRejected:  {money, map[int]bool{1: true}},
+	Opened:          {profile, map[int]bool{1: true}},
+	Updated:         {profile, map[int]bool{1: true}},
+	Frozen:          {status, map[int]bool{1: true}},
+	Unfrozen:        {status, map[int]bool{1: true}},
+	Closed:          {status, map[int]bool{1: true}},
+	CommandRejected: {rejected, map[int]bool{1: true}},
 }
 
 // EncodeEvent returns the stored form of e's data at SchemaVersion.
 func EncodeEvent(e Event) ([]byte, error) {
-	if _, ok := decoders[e.Type]; !ok {
+	d, ok := decoders[e.Type]
+	if !ok {
 		return nil, fmt.Errorf("encode %q: %w", e.Type, ErrUnknownEvent)
 	}
-	return json.Marshal(eventData{Amount: e.Amount, BalanceAfter: e.BalanceAfter, Reason: e.Reason})
+	switch d.kind {
+	case money:
+		return json.Marshal(moneyData{Amount: e.Amount, BalanceAfter: e.BalanceAfter, Reason: e.Reason})
+	case profile:
+		p := profileData{Owner: e.Owner, OverdraftLimit: e.OverdraftLimit}
+		if e.Metadata != nil {
+			p.Metadata = &e.Metadata
+		}
+		return json.Marshal(p)
+	case rejected:
+		return json.Marshal(rejectedData{Action: e.Action, Reason: e.Reason})
+	}
+	return []byte(`{}`), nil
 }
 
 // DecodeEvent rebuilds an event from its type, schema version, wallet version
-// and stored data. It rejects data that could not have been written by
-// EncodeEvent: unknown types, unknown fields, and amounts out of range.
+// and stored data (its time is the envelope's, set by the caller). It
+// rejects data that could not have been written by EncodeEvent: unknown
+// types, unknown fields, and amounts out of range.
 func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, error) {
-	if !decoders[typ][schema] {
+	d, ok := decoders[typ]
+	if !ok || !d.schemas[schema] {
 		return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, ErrUnknownEvent)
 	}
-	var d eventData
-	if err := strictUnmarshal(data, &d); err != nil {
-		return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
+	if version <= 0 {
+		return Event{}, fmt.Errorf("decode %q v%d: version %d: %w", typ, schema, version, ErrUnknownEvent)
 	}
-	if d.Amount <= 0 || d.Amount > MaxAmount || d.BalanceAfter < 0 || version <= 0 {
-		return Event{}, fmt.Errorf("decode %q v%d: amount %d, balance %d, version %d: %w",
-			typ, schema, d.Amount, d.BalanceAfter, version, ErrInvalidAmount)
+	e := Event{Type: typ, Version: version}
+	switch d.kind {
+	case money:
+		var m moneyData
+		if err := strictUnmarshal(data, &m); err != nil {
+			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
+		}
+		if m.Amount <= 0 || m.Amount > MaxAmount || m.BalanceAfter < -MaxAmount {
+			return Event{}, fmt.Errorf("decode %q v%d: amount %d, balance %d, version %d: %w",
+				typ, schema, m.Amount, m.BalanceAfter, version, ErrInvalidAmount)
+		}
+		if e.Rejection() != (m.Reason != "") || !knownReason(typ, m.Reason) {
+			return Event{}, fmt.Errorf("decode %q v%d: reason %q: %w", typ, schema, m.Reason, ErrUnknownEvent)
+		}
+		e.Amount, e.BalanceAfter, e.Reason = m.Amount, m.BalanceAfter, m.Reason
+	case profile:
+		var p profileData
+		if err := strictUnmarshal(data, &p); err != nil {
+			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
+		}
+		prof := Profile{Owner: p.Owner, OverdraftLimit: p.OverdraftLimit}
+		if p.Metadata != nil {
+			e.Metadata = *p.Metadata
+			if e.Metadata == nil { // "metadata": null is not what EncodeEvent writes
+				return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
+			}
+			prof.Metadata = make(map[string]*string, len(e.Metadata))
+			for k, v := range e.Metadata {
+				prof.Metadata[k] = &v
+			}
+		}
+		if err := prof.check(false); err != nil || (typ == Updated && p.Owner == nil && p.Metadata == nil && p.OverdraftLimit == nil) {
+			return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
+		}
+		e.Owner, e.OverdraftLimit = p.Owner, p.OverdraftLimit
+	case status:
+		if err := strictUnmarshal(data, &statusData{}); err != nil {
+			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
+		}
+	case rejected:
+		var r rejectedData
+		if err := strictUnmarshal(data, &r); err != nil {
+			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
+		}
+		if _, err := ParseAction(string(r.Action)); err != nil || !knownReason(typ, r.Reason) {
+			return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
+		}
+		e.Action, e.Reason = r.Action, r.Reason
 	}
-	if (typ == DebitRejected) != (d.Reason != "") {
-		return Event{}, fmt.Errorf("decode %q v%d: reason %q: %w", typ, schema, d.Reason, ErrUnknownEvent)
+	return e, nil
+}
+
+// knownReason reports whether an event of typ may give reason r.
+func knownReason(typ EventType, r Reason) bool {
+	switch typ {
+	case DebitRejected:
+		return r == ReasonInsufficientFunds || r == ReasonFrozen || r == ReasonClosed
+	case CreditRejected:
+		return r == ReasonClosed
+	case CommandRejected:
+		return r == ReasonClosed || r == ReasonFrozen || r == ReasonNotFrozen || r == ReasonBalanceNotZero
 	}
-	return Event{Type: typ, Version: version, Amount: d.Amount, BalanceAfter: d.BalanceAfter, Reason: d.Reason}, nil
+	return r == ""
 }
 
 func strictUnmarshal(data []byte, v any) error {

@@ -33,12 +33,57 @@ const (
 	ListRejected     = "rejected"
 )
 
-// View is a wallet's state as Redis holds it at wallet.<id>.
+// View is a wallet's state as Redis holds it at wallet.<id>. Its first four
+// fields are the balance read's, in this order (DecodeView reads them
+// without reflection); the lifecycle follows.
 type View struct {
-	WalletID  string    `json:"wallet_id"`
-	Balance   int64     `json:"balance"`
-	Version   int64     `json:"version"`
-	UpdatedAt time.Time `json:"updated_at"`
+	WalletID       string            `json:"wallet_id"`
+	Balance        int64             `json:"balance"`
+	Version        int64             `json:"version"`
+	UpdatedAt      time.Time         `json:"updated_at"`
+	Status         Status            `json:"status"`
+	Owner          string            `json:"owner"`
+	Metadata       map[string]string `json:"metadata"`
+	OverdraftLimit int64             `json:"overdraft_limit"`
+	CreatedAt      time.Time         `json:"created_at"`
+}
+
+// NewView is the view of wallet id at s, its newest event at at.
+func NewView(id string, s State, at time.Time) View {
+	md := s.Metadata
+	if md == nil {
+		md = map[string]string{}
+	}
+	return View{WalletID: id, Balance: s.Balance, Version: s.Version, UpdatedAt: at.UTC(), Status: s.status(),
+		Owner: s.Owner, Metadata: md, OverdraftLimit: s.OverdraftLimit, CreatedAt: s.Created.UTC()}
+}
+
+// Wallet is a wallet as the API shows it: GET /wallet/{id}, and the answer
+// to open, update, freeze, unfreeze and close.
+type Wallet struct {
+	WalletID       string            `json:"wallet_id"`
+	Status         Status            `json:"status"`
+	Owner          string            `json:"owner"`
+	Metadata       map[string]string `json:"metadata"`
+	OverdraftLimit int64             `json:"overdraft_limit"`
+	Balance        int64             `json:"balance"`
+	Version        int64             `json:"version"`
+	CreatedAt      time.Time         `json:"created_at"`
+	UpdatedAt      time.Time         `json:"updated_at"`
+}
+
+// Wallet is the view as the API shows it.
+func (v View) Wallet() Wallet {
+	md := v.Metadata
+	if md == nil {
+		md = map[string]string{}
+	}
+	status := v.Status
+	if status == "" {
+		status = StatusOpen
+	}
+	return Wallet{WalletID: v.WalletID, Status: status, Owner: v.Owner, Metadata: md, OverdraftLimit: v.OverdraftLimit,
+		Balance: v.Balance, Version: v.Version, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt}
 }
 
 // Result is a successful credit or debit: the wallet after the command and
@@ -60,8 +105,14 @@ var _ engine.Domain[State, Command, Event] = Domain{}
 // Name is "wallet".
 func (Domain) Name() string { return Name }
 
-// Actions are credit and debit.
-func (Domain) Actions() []string { return []string{string(Credit), string(Debit)} }
+// Actions are open, credit, debit, update, freeze, unfreeze and close.
+func (Domain) Actions() []string {
+	out := make([]string, len(Actions))
+	for i, a := range Actions {
+		out[i] = string(a)
+	}
+	return out
+}
 
 // CheckID accepts a KSUID: any valid KSUID is a wallet.
 func (Domain) CheckID(id string) *bus.Error {
@@ -81,24 +132,54 @@ func EncodeCommandData(amount int64) []byte {
 	return append(strconv.AppendInt([]byte(`{"amount":`), amount, 10), '}')
 }
 
-// DecodeCommand reads {"amount": N} for a credit or a debit.
+// ProfileData is the data of open and update on the bus, and the body of
+// POST /wallet and PATCH /wallet/{id}: in an update, a metadata key with
+// null is removed.
+type ProfileData struct {
+	Owner          *string            `json:"owner,omitempty"`
+	Metadata       map[string]*string `json:"metadata,omitempty"`
+	OverdraftLimit *int64             `json:"overdraft_limit,omitempty"`
+}
+
+// DecodeCommand reads {"amount": N} for a credit or a debit, a ProfileData
+// for open and update, and nothing (or {}) for freeze, unfreeze and close.
 func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 	a, err := ParseAction(action)
 	if err != nil {
 		return Command{}, &bus.Error{Code: bus.CodeNotFound, Detail: err.Error()}
 	}
-	amount, ok := plainCommandData(data)
-	if !ok {
-		var d CommandData
-		if err := strictUnmarshal(data, &d); err != nil {
-			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"amount\": N}"}
+	c := Command{Action: a}
+	switch a {
+	case Credit, Debit:
+		amount, ok := plainCommandData(data)
+		if !ok {
+			var d CommandData
+			if err := strictUnmarshal(data, &d); err != nil {
+				return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"amount\": N}"}
+			}
+			amount = d.Amount
 		}
-		amount = d.Amount
+		if amount <= 0 || amount > MaxAmount {
+			return Command{}, &bus.Error{Code: bus.CodeInvalidAmount, Detail: ErrInvalidAmount.Error()}
+		}
+		c.Amount = amount
+	case Open, Update:
+		var d ProfileData
+		if len(bytes.TrimSpace(data)) > 0 {
+			if err := strictUnmarshal(data, &d); err != nil {
+				return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"owner\", \"metadata\", \"overdraft_limit\"}: " + err.Error()}
+			}
+		}
+		c.Profile = Profile{Owner: d.Owner, Metadata: d.Metadata, OverdraftLimit: d.OverdraftLimit}
+		if err := c.Profile.check(a == Update); err != nil {
+			return Command{}, refusalOf(err, State{})
+		}
+	default:
+		if t := bytes.TrimSpace(data); len(t) > 0 && string(t) != "{}" {
+			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: action + " takes no data"}
+		}
 	}
-	if amount <= 0 || amount > MaxAmount {
-		return Command{}, &bus.Error{Code: bus.CodeInvalidAmount, Detail: ErrInvalidAmount.Error()}
-	}
-	return Command{Action: a, Amount: amount}, nil
+	return c, nil
 }
 
 // plainCommandData reads exactly what EncodeCommandData writes.
@@ -115,24 +196,54 @@ func plainCommandData(b []byte) (int64, bool) {
 	return n, err == nil
 }
 
-// Fingerprint is "credit:500" or "debit:500".
+// Fingerprint is "credit:500" or "debit:500" (as it was before wallets had
+// a lifecycle, so that the keys of those commands replay), the action for
+// freeze, unfreeze and close, and the action with its profile, in a stable
+// form, for open and update.
 func (Domain) Fingerprint(c Command) string {
-	return string(c.Action) + ":" + strconv.FormatInt(c.Amount, 10)
+	switch c.Action {
+	case Credit, Debit:
+		return string(c.Action) + ":" + strconv.FormatInt(c.Amount, 10)
+	case Open, Update:
+		b, _ := json.Marshal(ProfileData{Owner: c.Profile.Owner, Metadata: c.Profile.Metadata, OverdraftLimit: c.Profile.OverdraftLimit})
+		return string(c.Action) + ":" + string(b) // encoding/json sorts map keys
+	}
+	return string(c.Action)
 }
 
-// Decide is the package's Decide, with its errors as the API's refusals.
-func (Domain) Decide(s State, c Command) ([]Event, *bus.Error) {
+// Decide is the package's Decide at the engine's time, with its errors as
+// the API's refusals.
+func (Domain) Decide(s State, c Command, at time.Time) ([]Event, *bus.Error) {
+	c.At = at
 	e, err := Decide(s, c)
-	switch {
-	case errors.Is(err, ErrBalanceOverflow):
-		return nil, &bus.Error{Code: bus.CodeBalanceOverflow,
-			Detail: fmt.Sprintf("crediting %d would overflow the balance of %d", c.Amount, s.Balance), Fields: walletFields(s)}
-	case errors.Is(err, ErrInvalidAmount):
-		return nil, &bus.Error{Code: bus.CodeInvalidAmount, Detail: err.Error()}
-	case err != nil:
-		return nil, &bus.Error{Code: bus.CodeInvalidBody, Detail: err.Error()}
+	if err != nil {
+		if errors.Is(err, ErrBalanceOverflow) {
+			return nil, &bus.Error{Code: bus.CodeBalanceOverflow,
+				Detail: fmt.Sprintf("crediting %d would overflow the balance of %d", c.Amount, s.Balance), Fields: walletFields(s)}
+		}
+		return nil, refusalOf(err, s)
 	}
 	return []Event{e}, nil
+}
+
+// refusalOf is the API's refusal for an error of Decide.
+func refusalOf(err error, s State) *bus.Error {
+	code := bus.CodeInvalidBody
+	switch {
+	case errors.Is(err, ErrInvalidAmount):
+		code = bus.CodeInvalidAmount
+	case errors.Is(err, ErrInvalidOwner):
+		code = bus.CodeInvalidOwner
+	case errors.Is(err, ErrInvalidMetadata):
+		code = bus.CodeInvalidMetadata
+	case errors.Is(err, ErrInvalidOverdraft):
+		code = bus.CodeInvalidOverdraftLimit
+	case errors.Is(err, ErrNotFound):
+		return &bus.Error{Code: bus.CodeWalletNotFound, Detail: "no wallet has this id: open one with POST /wallet, or credit it"}
+	case errors.Is(err, ErrExists):
+		return &bus.Error{Code: bus.CodeWalletExists, Detail: "a wallet with this id exists already", Fields: walletFields(s)}
+	}
+	return &bus.Error{Code: code, Detail: err.Error()}
 }
 
 // walletFields are the members a refusal that depends on the wallet adds to
@@ -155,73 +266,197 @@ func (Domain) EncodeEvent(e Event) (engine.Encoded, error) {
 	return engine.Encoded{Type: string(e.Type), Schema: SchemaVersion, Data: data}, err
 }
 
-// DecodeEvent reads a stored event.
-func (Domain) DecodeEvent(typ string, schema int, version int64, data []byte) (Event, error) {
-	return DecodeEvent(EventType(typ), schema, version, data)
+// DecodeEvent reads a stored event, recorded at at.
+func (Domain) DecodeEvent(typ string, schema int, version int64, at time.Time, data []byte) (Event, error) {
+	e, err := DecodeEvent(EventType(typ), schema, version, data)
+	e.At = at
+	return e, err
 }
 
-// EncodeState is {"balance":N}; the version is the row's.
+// stateData is the stored form of a State but its version, which is the
+// row's. Defaults are left out: a wallet that only ever took credits and
+// debits is {"balance":N,"created":T}.
+type stateData struct {
+	Balance        int64             `json:"balance"`
+	Status         Status            `json:"status,omitempty"` // open
+	Opened         bool              `json:"opened,omitempty"`
+	Owner          string            `json:"owner,omitempty"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+	OverdraftLimit int64             `json:"overdraft_limit,omitempty"`
+	Created        int64             `json:"created,omitempty"` // Unix nanoseconds
+}
+
+// EncodeState stores s, but its version.
 func (Domain) EncodeState(s State) []byte {
-	return append(strconv.AppendInt([]byte(`{"balance":`), s.Balance, 10), '}')
+	var created int64
+	if !s.Created.IsZero() {
+		created = s.Created.UnixNano()
+	}
+	if s.status() == StatusOpen && !s.Opened && s.Owner == "" && len(s.Metadata) == 0 && s.OverdraftLimit == 0 {
+		// The state of nearly every event: written without reflection.
+		b := strconv.AppendInt([]byte(`{"balance":`), s.Balance, 10)
+		if created != 0 {
+			b = strconv.AppendInt(append(b, `,"created":`...), created, 10)
+		}
+		return append(b, '}')
+	}
+	d := stateData{Balance: s.Balance, Opened: s.Opened, Owner: s.Owner, Metadata: s.Metadata, OverdraftLimit: s.OverdraftLimit, Created: created}
+	if s.status() != StatusOpen {
+		d.Status = s.status()
+	}
+	b, _ := json.Marshal(d)
+	return b
 }
 
 // ErrBadState is returned for a stored state that is not a wallet's.
 var ErrBadState = errors.New("not a wallet state")
 
-// DecodeState reads what EncodeState writes.
+// DecodeState reads what EncodeState writes, and what a log of schema 2
+// held, {"balance":N}.
 func (Domain) DecodeState(version int64, data []byte) (State, error) {
-	rest, ok := bytes.CutPrefix(data, []byte(`{"balance":`))
-	if ok {
-		rest, ok = bytes.CutSuffix(rest, []byte(`}`))
-	}
-	balance, err := strconv.ParseInt(string(rest), 10, 64)
-	if !ok || err != nil || version < 0 {
+	var d stateData
+	if err := strictUnmarshal(data, &d); err != nil || version < 0 {
 		return State{}, fmt.Errorf("%q at v%d: %w", data, version, ErrBadState)
 	}
-	return State{Balance: balance, Version: version}, nil
+	s := State{Balance: d.Balance, Version: version, Status: d.Status, Opened: d.Opened, Owner: d.Owner,
+		Metadata: d.Metadata, OverdraftLimit: d.OverdraftLimit}
+	if d.Created != 0 {
+		s.Created = time.Unix(0, d.Created).UTC()
+	}
+	if version > 0 && s.Status == "" {
+		s.Status = StatusOpen
+	}
+	switch s.Status {
+	case "", StatusOpen, StatusFrozen, StatusClosed:
+	default:
+		return State{}, fmt.Errorf("%q at v%d: status %q: %w", data, version, s.Status, ErrBadState)
+	}
+	return s, nil
 }
 
 // View is the wallet at wallet.<id>.
 func (Domain) View(id string, s State, at time.Time) []byte {
-	b, _ := json.Marshal(View{WalletID: id, Balance: s.Balance, Version: s.Version, UpdatedAt: at})
+	b, _ := json.Marshal(NewView(id, s, at))
 	return b
 }
 
 // Lists are tx (applied transactions) and rejected (refused debits).
 func (Domain) Lists() []string { return lists }
 
-// ListEntry lists every event as a transaction: applied ones in tx, refused
-// debits in rejected.
+// ListEntry lists credits and debits as transactions: applied ones in tx,
+// refused ones in rejected. The lifecycle is in the wallet's state, not in
+// its statement.
 func (Domain) ListEntry(_ string, e Event, eventID string, at time.Time) (int, []byte, bool) {
-	member, _ := json.Marshal(NewTransaction(eventID, e, at))
-	if e.Applied() {
+	switch e.Type {
+	case Credited, Debited:
+		member, _ := json.Marshal(NewTransaction(eventID, e, at))
 		return listApplied, member, true
+	case DebitRejected, CreditRejected:
+		member, _ := json.Marshal(NewTransaction(eventID, e, at))
+		return listRejected, member, true
 	}
-	return listRejected, member, true
+	return 0, nil, false
 }
 
-// Answer is the wallet with the transaction the command recorded, or for a
-// refused debit, insufficient_funds with the balance it was refused against.
+// Answer is, for a credit or a debit, the wallet's balance with the
+// transaction the command recorded; for the lifecycle, the wallet; for a
+// refusal, its code with the balance and version it was decided against.
 func (Domain) Answer(id string, e Event, s State, eventID string, at time.Time) engine.Answer {
-	if e.Type == DebitRejected {
-		return engine.Answer{Refusal: &bus.Error{Code: bus.CodeInsufficientFunds,
-			Detail: fmt.Sprintf("the balance of %d does not cover a debit of %d", s.Balance, e.Amount), Fields: walletFields(s)}}
+	switch e.Type {
+	case Credited, Debited:
+		res, _ := json.Marshal(Result{WalletID: id, Balance: s.Balance, Version: s.Version, Timestamp: at, Transaction: NewTransaction(eventID, e, at)})
+		return engine.Answer{Result: res}
+	case DebitRejected, CreditRejected, CommandRejected:
+		return engine.Answer{Refusal: rejection(e, s)}
 	}
-	res, _ := json.Marshal(Result{WalletID: id, Balance: s.Balance, Version: s.Version, Timestamp: at, Transaction: NewTransaction(eventID, e, at)})
+	res, _ := json.Marshal(NewView(id, s, at).Wallet())
 	return engine.Answer{Result: res}
 }
 
-// Check holds every event to the wallet's rules: a balance never below
-// zero, an event's balance_after equal to what its wallet sums to, and a
-// debit refused only when the balance did not cover it.
+// rejection is the refusal a rejection event records.
+func rejection(e Event, s State) *bus.Error {
+	r := &bus.Error{Fields: walletFields(s)}
+	switch e.Reason {
+	case ReasonInsufficientFunds:
+		r.Code = bus.CodeInsufficientFunds
+		r.Detail = fmt.Sprintf("the balance of %d does not cover a debit of %d", s.Balance, e.Amount)
+		if s.OverdraftLimit > 0 {
+			r.Detail = fmt.Sprintf("the balance of %d and the overdraft limit of %d do not cover a debit of %d", s.Balance, s.OverdraftLimit, e.Amount)
+		}
+	case ReasonFrozen:
+		r.Code = bus.CodeWalletFrozen
+		r.Detail = "the wallet is frozen: it takes credits, and refuses debits until it is unfrozen"
+		if e.Type == CommandRejected {
+			r.Detail = "the wallet is frozen already"
+		}
+	case ReasonClosed:
+		r.Code, r.Detail = bus.CodeWalletClosed, "the wallet is closed: it takes no more commands"
+	case ReasonNotFrozen:
+		r.Code, r.Detail = bus.CodeWalletNotFrozen, "the wallet is not frozen"
+	case ReasonBalanceNotZero:
+		r.Code, r.Detail = bus.CodeBalanceNotZero, fmt.Sprintf("only a wallet at balance 0 can close; this one holds %d", s.Balance)
+	}
+	return r
+}
+
+// Check holds every event to the wallet's rules: money moves only on an
+// open wallet (credits on a frozen one too), never below the overdraft
+// limit, and each event's balance_after is what its wallet sums to; a
+// refusal is recorded only when its reason held; a closed wallet is at
+// balance 0 and changes no more.
 func (Domain) Check(before State, e Event, after State) error {
+	st := before.status()
 	switch {
-	case e.Type == DebitRejected && e.Amount <= before.Balance:
-		return fmt.Errorf("rejects a debit of %d that a balance of %d covers", e.Amount, before.Balance)
-	case e.BalanceAfter != after.Balance:
-		return fmt.Errorf("says balance %d, its events sum to %d", e.BalanceAfter, after.Balance)
-	case after.Balance < 0:
-		return fmt.Errorf("takes the balance to %d", after.Balance)
+	case e.Type == Opened && before.Exists():
+		return fmt.Errorf("opens a wallet that exists")
+	case st == StatusClosed && !e.Rejection():
+		return fmt.Errorf("%s on a closed wallet", e.Type)
+	case e.Type == Credited || e.Type == Debited || e.Type == DebitRejected || e.Type == CreditRejected:
+		if e.BalanceAfter != after.Balance {
+			return fmt.Errorf("says balance %d, its events sum to %d", e.BalanceAfter, after.Balance)
+		}
+	}
+	switch e.Type {
+	case Debited:
+		if st != StatusOpen {
+			return fmt.Errorf("debits %d from a %s wallet", e.Amount, st)
+		}
+		if after.Balance < -before.OverdraftLimit {
+			return fmt.Errorf("debits to %d, below the overdraft limit of %d", after.Balance, before.OverdraftLimit)
+		}
+	case DebitRejected, CreditRejected, CommandRejected:
+		ok := false
+		switch e.Reason {
+		case ReasonInsufficientFunds:
+			ok = st == StatusOpen && before.Balance-e.Amount < -before.OverdraftLimit
+		case ReasonFrozen:
+			ok = st == StatusFrozen
+		case ReasonClosed:
+			ok = st == StatusClosed
+		case ReasonNotFrozen:
+			ok = st != StatusFrozen
+		case ReasonBalanceNotZero:
+			ok = before.Balance != 0
+		}
+		if !ok {
+			return fmt.Errorf("refuses %s %d for %s, which did not hold (balance %d, overdraft limit %d, %s)",
+				e.Type, e.Amount, e.Reason, before.Balance, before.OverdraftLimit, st)
+		}
+	case Closed:
+		if before.Balance != 0 {
+			return fmt.Errorf("closes a wallet holding %d", before.Balance)
+		}
+	case Frozen:
+		if st != StatusOpen {
+			return fmt.Errorf("freezes a %s wallet", st)
+		}
+	case Unfrozen:
+		if st != StatusFrozen {
+			return fmt.Errorf("unfreezes a %s wallet", st)
+		}
+	}
+	if after.status() == StatusClosed && after.Balance != 0 {
+		return fmt.Errorf("a closed wallet holds %d", after.Balance)
 	}
 	return nil
 }

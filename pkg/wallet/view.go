@@ -7,10 +7,11 @@ import (
 )
 
 // DecodeView reads a state as the writer stores it — json.Marshal of a View,
-// these four fields in this order — without reflection: it is decoded on
-// every balance read, where encoding/json (which first scans the whole input,
+// its fields in their order, or the four fields of a view written before
+// wallets had a lifecycle — without reflection: it is decoded on every
+// balance read, where encoding/json (which first scans the whole input,
 // then decodes it by reflection) was 4-5% of wallet_server's CPU. Any other
-// shape (escapes, another field order, a fraction, ...) goes to
+// shape (escapes, non-ASCII, another field order, a fraction, ...) goes to
 // encoding/json, so what is accepted, and how, does not change.
 func DecodeView(b []byte) (View, error) {
 	if v, ok := parseView(b); ok {
@@ -21,8 +22,11 @@ func DecodeView(b []byte) (View, error) {
 	return v, err
 }
 
-// parseView decodes exactly {"wallet_id":"…","balance":N,"version":N,"updated_at":"…"}
-// with no escapes in the strings; ok is false for anything else.
+// parseView decodes exactly
+// {"wallet_id":"…","balance":N,"version":N,"updated_at":"…"} followed by
+// either } or ,"status":"…","owner":"…","metadata":{"…":"…",…},"overdraft_limit":N,"created_at":"…"}
+// with no escapes or non-ASCII bytes in the strings; ok is false for
+// anything else.
 func parseView(b []byte) (v View, ok bool) {
 	rest, ok := bytes.CutPrefix(b, []byte(`{"wallet_id":"`))
 	if !ok {
@@ -48,14 +52,71 @@ func parseView(b []byte) (v View, ok bool) {
 		return v, false
 	}
 	at, rest, ok := plainString(rest)
-	if !ok || string(rest) != "}" {
-		return v, false
-	}
 	// The parser time.Time's own UnmarshalJSON uses, quotes aside.
-	if err := v.UpdatedAt.UnmarshalText(at); err != nil {
+	if !ok || v.UpdatedAt.UnmarshalText(at) != nil {
 		return v, false
 	}
 	v.WalletID = string(id)
+	if string(rest) == "}" {
+		return v, true
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"status":"`)); !ok {
+		return v, false
+	}
+	status, rest, ok := plainString(rest)
+	if !ok {
+		return v, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"owner":"`)); !ok {
+		return v, false
+	}
+	owner, rest, ok := plainString(rest)
+	if !ok {
+		return v, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"metadata":{`)); !ok {
+		return v, false
+	}
+	v.Metadata = map[string]string{}
+	for first := true; ; first = false {
+		if r, end := bytes.CutPrefix(rest, []byte(`}`)); end {
+			rest = r
+			break
+		}
+		if !first {
+			if rest, ok = bytes.CutPrefix(rest, []byte(`,`)); !ok {
+				return v, false
+			}
+		}
+		var key, val []byte
+		if rest, ok = bytes.CutPrefix(rest, []byte(`"`)); !ok {
+			return v, false
+		}
+		if key, rest, ok = plainString(rest); !ok {
+			return v, false
+		}
+		if rest, ok = bytes.CutPrefix(rest, []byte(`:"`)); !ok {
+			return v, false
+		}
+		if val, rest, ok = plainString(rest); !ok {
+			return v, false
+		}
+		v.Metadata[string(key)] = string(val)
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"overdraft_limit":`)); !ok {
+		return v, false
+	}
+	if v.OverdraftLimit, rest, ok = jsonInt(rest); !ok {
+		return v, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"created_at":"`)); !ok {
+		return v, false
+	}
+	created, rest, ok := plainString(rest)
+	if !ok || string(rest) != "}" || v.CreatedAt.UnmarshalText(created) != nil {
+		return v, false
+	}
+	v.Status, v.Owner = Status(status), string(owner)
 	return v, true
 }
 

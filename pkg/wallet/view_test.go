@@ -2,6 +2,8 @@ package wallet
 
 import (
 	"encoding/json"
+	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -19,7 +21,10 @@ func plainDecode(b []byte) (View, error) {
 
 func sameView(a, b View) bool {
 	return a.WalletID == b.WalletID && a.Balance == b.Balance && a.Version == b.Version &&
-		a.UpdatedAt.Equal(b.UpdatedAt) && a.UpdatedAt.Format(time.RFC3339Nano) == b.UpdatedAt.Format(time.RFC3339Nano)
+		a.UpdatedAt.Equal(b.UpdatedAt) && a.UpdatedAt.Format(time.RFC3339Nano) == b.UpdatedAt.Format(time.RFC3339Nano) &&
+		a.Status == b.Status && a.Owner == b.Owner && a.OverdraftLimit == b.OverdraftLimit &&
+		(a.Metadata == nil) == (b.Metadata == nil) && maps.Equal(a.Metadata, b.Metadata) &&
+		a.CreatedAt.Equal(b.CreatedAt) && a.CreatedAt.Format(time.RFC3339Nano) == b.CreatedAt.Format(time.RFC3339Nano)
 }
 
 func randomView(r *rand.Rand) View {
@@ -32,7 +37,16 @@ func randomView(r *rand.Rand) View {
 	if r.IntN(20) == 0 {
 		at = time.Time{}
 	}
-	return View{WalletID: ksuid.New().String(), Balance: ints[r.IntN(len(ints))], Version: ints[r.IntN(len(ints))], UpdatedAt: at}
+	v := View{WalletID: ksuid.New().String(), Balance: ints[r.IntN(len(ints))], Version: ints[r.IntN(len(ints))], UpdatedAt: at,
+		Status: []Status{StatusOpen, StatusFrozen, StatusClosed}[r.IntN(3)], Metadata: map[string]string{},
+		OverdraftLimit: ints[r.IntN(len(ints))], CreatedAt: at.Add(-time.Duration(r.Int64N(1e15)))}
+	if r.IntN(2) == 0 {
+		v.Owner = "someone@example.com"
+	}
+	for i := range r.IntN(4) {
+		v.Metadata[fmt.Sprintf("key%d", i)] = fmt.Sprintf("value %d", r.IntN(1000))
+	}
+	return v
 }
 
 // What the writer stores is read without reflection, and to the same View
@@ -78,6 +92,14 @@ func TestViewDecodeOtherwiseAsEncodingJSON(t *testing.T) {
 		`{"wallet_id":"a","balance":1,"version":2}`,
 		`{"wallet_id":"a","balance":-,"version":2,"updated_at":"2026-01-02T03:04:05Z"}`,
 		`{}`, `null`, ``, `{"wallet_id":"`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z","status":"open","owner":"o","metadata":{},"overdraft_limit":0,"created_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z","status":"open","owner":"o","metadata":{"a":"1","a":"2"},"overdraft_limit":0,"created_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z","status":"open","owner":"o","metadata":{"a":"1",},"overdraft_limit":0,"created_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z","status":"open","owner":"o","metadata":{"a":1},"overdraft_limit":0,"created_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z","status":"open","owner":"o","metadata":null,"overdraft_limit":0,"created_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z","status":"open","owner":"\u00e9","metadata":{},"overdraft_limit":0,"created_at":"2026-01-02T03:04:05Z"}`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z","status":"open","owner":"o","metadata":{},"overdraft_limit":0,"created_at":"2026-01-02T03:04:05Z","balance":7}`,
+		`{"wallet_id":"a","balance":1,"version":2,"updated_at":"2026-01-02T03:04:05Z","status":"open","owner":"o","metadata":{},"overdraft_limit":0.5,"created_at":"2026-01-02T03:04:05Z"}`,
 	}
 	for range 300 {
 		b, _ := json.Marshal(randomView(r))

@@ -1,27 +1,54 @@
-// Package wallet is Coffer's pure domain: the commands a wallet accepts, the
-// events it records, and the two functions that connect them. Decide turns a
-// state and a command into the event that records the outcome; Evolve folds an
-// event into a state. Nothing here does I/O, reads a clock or draws random
-// numbers, so every rule is testable as given events / when command / then
-// event or error.
+// Package wallet is Coffer's wallet domain: the commands a wallet accepts,
+// the events it records, and the two functions that connect them. Decide
+// turns a state and a command into the event that records the outcome;
+// Evolve folds an event into a state. Nothing here does I/O, reads a clock
+// or draws random numbers (the time of a command is given with it), so every
+// rule is testable as given events / when command / then event or error.
+// domain.go puts the domain into the engine (package engine).
+//
+// A wallet is open from its first event: opened explicitly (POST /wallet,
+// with an owner, metadata and an overdraft limit) or, as before wallets had
+// a lifecycle, by its first credit or debit. A frozen wallet takes credits
+// and refuses debits; a closed one refuses everything, and only a wallet at
+// balance 0 may close. A business refusal is an event (debit_rejected,
+// credit_rejected, command_rejected), as a debit refused for funds always
+// was; a malformed command is an error and records nothing.
 package wallet
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"time"
+	"unicode/utf8"
 )
 
 // MaxAmount is the largest amount one command may move, in minor units (10^15,
-// ten trillion in a two-decimal currency).
+// ten trillion in a two-decimal currency), and the largest overdraft limit.
 const MaxAmount int64 = 1_000_000_000_000_000
+
+// Bounds of what a wallet's owner and metadata may hold.
+const (
+	MaxOwnerLen       = 255  // bytes of UTF-8
+	MaxMetadataKeys   = 32   // entries
+	MaxMetadataKeyLen = 64   // bytes
+	MaxMetadataValLen = 512  // bytes
+	MaxMetadataBytes  = 4096 // keys and values together
+)
 
 // Errors returned by Decide. A command that yields one of these changes nothing
 // and is not recorded.
 var (
-	ErrInvalidAmount   = errors.New("amount must be a whole number of minor units from 1 to 10^15")
-	ErrUnknownAction   = errors.New("unknown action")
-	ErrBalanceOverflow = errors.New("balance would overflow")
+	ErrInvalidAmount    = errors.New("amount must be a whole number of minor units from 1 to 10^15")
+	ErrUnknownAction    = errors.New("unknown action")
+	ErrBalanceOverflow  = errors.New("balance would overflow")
+	ErrInvalidOwner     = errors.New("invalid owner")
+	ErrInvalidMetadata  = errors.New("invalid metadata")
+	ErrInvalidOverdraft = errors.New("invalid overdraft limit")
+	ErrNotFound         = errors.New("no such wallet")
+	ErrExists           = errors.New("the wallet exists already")
+	ErrNothingToChange  = errors.New("nothing to change")
 )
 
 // Action names what a command asks for.
@@ -29,31 +56,81 @@ type Action string
 
 // The actions a wallet accepts.
 const (
-	Credit Action = "credit"
-	Debit  Action = "debit"
+	Credit   Action = "credit"
+	Debit    Action = "debit"
+	Open     Action = "open"
+	Update   Action = "update"
+	Freeze   Action = "freeze"
+	Unfreeze Action = "unfreeze"
+	Close    Action = "close"
 )
+
+// Actions lists every action, in the order the API documents them.
+var Actions = []Action{Open, Credit, Debit, Update, Freeze, Unfreeze, Close}
 
 // ParseAction returns the Action named s, or ErrUnknownAction.
 func ParseAction(s string) (Action, error) {
-	switch Action(s) {
-	case Credit, Debit:
-		return Action(s), nil
+	for _, a := range Actions {
+		if string(a) == s {
+			return a, nil
+		}
 	}
 	return "", fmt.Errorf("%q: %w", s, ErrUnknownAction)
 }
 
-// Command asks a wallet to move Amount minor units.
+// Status is where a wallet is in its lifecycle.
+type Status string
+
+// The statuses. The zero Status is a wallet nobody has used, which is open
+// to credits and debits.
+const (
+	StatusOpen   Status = "open"
+	StatusFrozen Status = "frozen"
+	StatusClosed Status = "closed"
+)
+
+// Profile is what open sets and update changes: a nil field is left as it
+// is. In an update, Metadata is merged into the wallet's (RFC 7396): a key
+// with a value sets it, a key with nil removes it.
+type Profile struct {
+	Owner          *string
+	Metadata       map[string]*string
+	OverdraftLimit *int64
+}
+
+// Command asks a wallet for Action: Amount minor units for a credit or a
+// debit, Profile for open and update. At is when it is decided, the time
+// a first event records as the wallet's creation.
 type Command struct {
-	Action Action
-	Amount int64
+	Action  Action
+	Amount  int64
+	Profile Profile
+	At      time.Time
 }
 
 // State is a wallet after Version events. The zero State is a wallet nobody
 // has used yet: every valid wallet id starts there.
 type State struct {
-	Balance int64
-	Version int64
+	Balance        int64
+	Version        int64
+	Status         Status // "" until the first event
+	Opened         bool   // an open command made it, not a first credit or debit
+	Owner          string
+	Metadata       map[string]string
+	OverdraftLimit int64
+	Created        time.Time // when the first event happened
 }
+
+// status is s's status, a wallet nobody has used being open.
+func (s State) status() Status {
+	if s.Status == "" {
+		return StatusOpen
+	}
+	return s.Status
+}
+
+// Exists reports whether the wallet has any event.
+func (s State) Exists() bool { return s.Version > 0 }
 
 // EventType names an event. The names are part of the stored log and the wire:
 // they are spelled out here, never derived from Go type names.
@@ -61,63 +138,250 @@ type EventType string
 
 // The events a wallet records.
 const (
-	Credited      EventType = "credited"
-	Debited       EventType = "debited"
-	DebitRejected EventType = "debit_rejected"
+	Credited        EventType = "credited"
+	Debited         EventType = "debited"
+	DebitRejected   EventType = "debit_rejected"
+	CreditRejected  EventType = "credit_rejected"
+	Opened          EventType = "opened"
+	Updated         EventType = "updated"
+	Frozen          EventType = "frozen"
+	Unfrozen        EventType = "unfrozen"
+	Closed          EventType = "closed"
+	CommandRejected EventType = "command_rejected"
 )
 
 // Reason says why a command was refused.
 type Reason string
 
-// ReasonInsufficientFunds is the reason a debit larger than the balance is refused.
-const ReasonInsufficientFunds Reason = "insufficient_funds"
+// The reasons a command is refused as a business outcome.
+const (
+	ReasonInsufficientFunds Reason = "insufficient_funds"
+	ReasonFrozen            Reason = "wallet_frozen"
+	ReasonClosed            Reason = "wallet_closed"
+	ReasonNotFrozen         Reason = "wallet_not_frozen"
+	ReasonBalanceNotZero    Reason = "balance_not_zero"
+)
 
-// Event is one fact in a wallet's log. Version is the wallet version the event
-// creates; BalanceAfter is the balance once it is applied, so a reader of the
-// log never has to fold to learn it.
+// Event is one fact in a wallet's log. Version is the wallet version the
+// event creates; At when it happened (from the envelope, not its data). A
+// credit, a debit and their refusals carry Amount and BalanceAfter, the
+// balance once the event is applied, so a reader of the log never has to
+// fold to learn it; opened and updated carry the Profile fields they set,
+// as values (Metadata whole, as it is after the event); a refusal carries
+// its Reason, and command_rejected the Action it refused.
 type Event struct {
 	Type         EventType
 	Version      int64
+	At           time.Time
 	Amount       int64
 	BalanceAfter int64
 	Reason       Reason
+	Action       Action
+
+	Owner          *string
+	Metadata       map[string]string // nil: unchanged
+	OverdraftLimit *int64
 }
 
 // Applied reports whether the event moved money (a rejection does not).
 func (e Event) Applied() bool { return e.Type == Credited || e.Type == Debited }
 
-// Decide returns the event that records the outcome of c against s. A debit
-// larger than the balance is not an error: it is recorded as a DebitRejected
-// event that leaves the balance as it was. Invalid amounts, unknown actions
-// and credits that would overflow return an error and no event.
+// Rejection reports whether the event records a refused command.
+func (e Event) Rejection() bool {
+	return e.Type == DebitRejected || e.Type == CreditRejected || e.Type == CommandRejected
+}
+
+// Decide returns the event that records the outcome of c against s. A
+// refusal that is a business outcome (a debit larger than what is
+// available, anything on a closed wallet, a debit on a frozen one, closing
+// a wallet with money in it) is not an error: it is recorded as a
+// rejection that leaves the wallet as it was. Invalid amounts and
+// profiles, unknown actions, credits that would overflow, and lifecycle
+// commands on a wallet nobody has used return an error and no event.
 func Decide(s State, c Command) (Event, error) {
-	if c.Amount <= 0 || c.Amount > MaxAmount {
-		return Event{}, ErrInvalidAmount
+	next := Event{Version: s.Version + 1, At: c.At}
+	reject := func(typ EventType, r Reason) (Event, error) {
+		next.Type, next.Reason = typ, r
+		if typ == CommandRejected {
+			next.Action = c.Action
+		} else {
+			next.Amount, next.BalanceAfter = c.Amount, s.Balance
+		}
+		return next, nil
 	}
-	next := s.Version + 1
+	switch c.Action {
+	case Credit, Debit:
+		if c.Amount <= 0 || c.Amount > MaxAmount {
+			return Event{}, ErrInvalidAmount
+		}
+	case Open, Update:
+		if err := c.Profile.check(c.Action == Update); err != nil {
+			return Event{}, err
+		}
+	case Freeze, Unfreeze, Close:
+	default:
+		return Event{}, fmt.Errorf("%q: %w", c.Action, ErrUnknownAction)
+	}
+	switch {
+	case c.Action == Open && s.Exists():
+		return Event{}, ErrExists
+	case c.Action != Open && c.Action != Credit && c.Action != Debit && !s.Exists():
+		return Event{}, ErrNotFound
+	}
+	if s.status() == StatusClosed {
+		switch c.Action {
+		case Credit:
+			return reject(CreditRejected, ReasonClosed)
+		case Debit:
+			return reject(DebitRejected, ReasonClosed)
+		}
+		return reject(CommandRejected, ReasonClosed)
+	}
 	switch c.Action {
 	case Credit:
 		if s.Balance > math.MaxInt64-c.Amount {
 			return Event{}, ErrBalanceOverflow
 		}
-		return Event{Type: Credited, Version: next, Amount: c.Amount, BalanceAfter: s.Balance + c.Amount}, nil
+		next.Type, next.Amount, next.BalanceAfter = Credited, c.Amount, s.Balance+c.Amount
 	case Debit:
-		if c.Amount > s.Balance {
-			return Event{Type: DebitRejected, Version: next, Amount: c.Amount, BalanceAfter: s.Balance, Reason: ReasonInsufficientFunds}, nil
+		switch {
+		case s.status() == StatusFrozen:
+			return reject(DebitRejected, ReasonFrozen)
+		case s.Balance-c.Amount < -s.OverdraftLimit:
+			return reject(DebitRejected, ReasonInsufficientFunds)
 		}
-		return Event{Type: Debited, Version: next, Amount: c.Amount, BalanceAfter: s.Balance - c.Amount}, nil
+		next.Type, next.Amount, next.BalanceAfter = Debited, c.Amount, s.Balance-c.Amount
+	case Open:
+		next.Type = Opened
+		next.Owner, next.OverdraftLimit = c.Profile.Owner, c.Profile.OverdraftLimit
+		if c.Profile.Metadata != nil {
+			next.Metadata = c.Profile.merge(nil)
+		}
+	case Update:
+		next.Type = Updated
+		next.Owner, next.OverdraftLimit = c.Profile.Owner, c.Profile.OverdraftLimit
+		if c.Profile.Metadata != nil {
+			next.Metadata = c.Profile.merge(s.Metadata)
+			if len(metadataBytes(next.Metadata)) > MaxMetadataBytes || len(next.Metadata) > MaxMetadataKeys {
+				return Event{}, fmt.Errorf("the metadata would hold %d keys and %d bytes, at most %d and %d: %w",
+					len(next.Metadata), len(metadataBytes(next.Metadata)), MaxMetadataKeys, MaxMetadataBytes, ErrInvalidMetadata)
+			}
+		}
+	case Freeze:
+		if s.status() == StatusFrozen {
+			return reject(CommandRejected, ReasonFrozen)
+		}
+		next.Type = Frozen
+	case Unfreeze:
+		if s.status() != StatusFrozen {
+			return reject(CommandRejected, ReasonNotFrozen)
+		}
+		next.Type = Unfrozen
+	case Close:
+		if s.Balance != 0 {
+			return reject(CommandRejected, ReasonBalanceNotZero)
+		}
+		next.Type = Closed
 	}
-	return Event{}, fmt.Errorf("%q: %w", c.Action, ErrUnknownAction)
+	return next, nil
+}
+
+// check validates a profile; an update must change something.
+func (p Profile) check(update bool) error {
+	if update && p.Owner == nil && p.Metadata == nil && p.OverdraftLimit == nil {
+		return ErrNothingToChange
+	}
+	if p.Owner != nil && (len(*p.Owner) > MaxOwnerLen || !utf8.ValidString(*p.Owner)) {
+		return fmt.Errorf("owner must be UTF-8 of at most %d bytes: %w", MaxOwnerLen, ErrInvalidOwner)
+	}
+	if p.OverdraftLimit != nil && (*p.OverdraftLimit < 0 || *p.OverdraftLimit > MaxAmount) {
+		return fmt.Errorf("overdraft_limit must be a whole number from 0 to 10^15: %w", ErrInvalidOverdraft)
+	}
+	if len(p.Metadata) > MaxMetadataKeys {
+		return fmt.Errorf("metadata may hold at most %d keys: %w", MaxMetadataKeys, ErrInvalidMetadata)
+	}
+	total := 0
+	for k, v := range p.Metadata {
+		switch {
+		case k == "" || len(k) > MaxMetadataKeyLen || !utf8.ValidString(k):
+			return fmt.Errorf("metadata key %q: want 1 to %d bytes of UTF-8: %w", k, MaxMetadataKeyLen, ErrInvalidMetadata)
+		case v == nil && !update:
+			return fmt.Errorf("metadata key %q: a new wallet's metadata values are strings: %w", k, ErrInvalidMetadata)
+		case v != nil && (len(*v) > MaxMetadataValLen || !utf8.ValidString(*v)):
+			return fmt.Errorf("metadata value of %q: want at most %d bytes of UTF-8: %w", k, MaxMetadataValLen, ErrInvalidMetadata)
+		}
+		total += len(k)
+		if v != nil {
+			total += len(*v)
+		}
+	}
+	if total > MaxMetadataBytes {
+		return fmt.Errorf("metadata holds %d bytes, at most %d: %w", total, MaxMetadataBytes, ErrInvalidMetadata)
+	}
+	return nil
+}
+
+// merge returns base with the profile's metadata merged in; an empty
+// result is nil.
+func (p Profile) merge(base map[string]string) map[string]string {
+	out := maps.Clone(base)
+	for k, v := range p.Metadata {
+		if v == nil {
+			delete(out, k)
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = *v
+	}
+	if len(out) == 0 {
+		return map[string]string{} // an explicit, empty metadata: it changes the wallet's
+	}
+	return out
+}
+
+func metadataBytes(m map[string]string) []byte {
+	var b []byte
+	for k, v := range m {
+		b = append(append(b, k...), v...)
+	}
+	return b
 }
 
 // Evolve returns s with e applied.
 func Evolve(s State, e Event) State {
+	if s.Version == 0 {
+		s.Status, s.Created = StatusOpen, e.At
+	}
 	s.Version = e.Version
 	switch e.Type {
 	case Credited:
 		s.Balance += e.Amount
 	case Debited:
 		s.Balance -= e.Amount
+	case Opened, Updated:
+		if e.Type == Opened {
+			s.Opened = true
+		}
+		if e.Owner != nil {
+			s.Owner = *e.Owner
+		}
+		if e.OverdraftLimit != nil {
+			s.OverdraftLimit = *e.OverdraftLimit
+		}
+		if e.Metadata != nil {
+			s.Metadata = nil
+			if len(e.Metadata) > 0 {
+				s.Metadata = maps.Clone(e.Metadata)
+			}
+		}
+	case Frozen:
+		s.Status = StatusFrozen
+	case Unfrozen:
+		s.Status = StatusOpen
+	case Closed:
+		s.Status = StatusClosed
 	}
 	return s
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -61,6 +62,37 @@ func TestBadInput(t *testing.T) {
 		{"query on balance", "GET", "/wallet/" + id + "/balance?limit=1", "", nil, 400, bus.CodeInvalidQuery},
 		{"amount in the query", "POST", credit + "?amount=5", `{"amount": 5}`, nil, 400, bus.CodeInvalidQuery},
 		{"query on create", "POST", "/wallet?owner=me", "", nil, 400, bus.CodeInvalidQuery},
+		{"open with an unknown field", "POST", "/wallet", `{"owner": "a", "name": "b"}`, nil, 400, bus.CodeInvalidBody},
+		{"open with owner twice", "POST", "/wallet", `{"owner": "a", "owner": "b"}`, nil, 400, bus.CodeInvalidBody},
+		{"open with a number for owner", "POST", "/wallet", `{"owner": 5}`, nil, 400, bus.CodeInvalidOwner},
+		{"open with a 256-byte owner", "POST", "/wallet", `{"owner": "` + strings.Repeat("o", 256) + `"}`, nil, 400, bus.CodeInvalidOwner},
+		{"open with nested metadata", "POST", "/wallet", `{"metadata": {"a": {"b": "c"}}}`, nil, 400, bus.CodeInvalidMetadata},
+		{"open with a null metadata value", "POST", "/wallet", `{"metadata": {"a": null}}`, nil, 400, bus.CodeInvalidMetadata},
+		{"open with metadata as a list", "POST", "/wallet", `{"metadata": ["a"]}`, nil, 400, bus.CodeInvalidMetadata},
+		{"open with 33 metadata keys", "POST", "/wallet", `{"metadata": {` + manyKeys(33) + `}}`, nil, 400, bus.CodeInvalidMetadata},
+		{"open with a negative overdraft", "POST", "/wallet", `{"overdraft_limit": -1}`, nil, 400, bus.CodeInvalidOverdraftLimit},
+		{"open with an overdraft above 10^15", "POST", "/wallet", `{"overdraft_limit": 1e16}`, nil, 400, bus.CodeInvalidOverdraftLimit},
+		{"open with a string overdraft", "POST", "/wallet", `{"overdraft_limit": "5"}`, nil, 400, bus.CodeInvalidOverdraftLimit},
+		{"open with a JSON list", "POST", "/wallet", `[]`, nil, 400, bus.CodeInvalidBody},
+		{"open with a 100 KiB body", "POST", "/wallet", `{"owner": "` + strings.Repeat("x", 100<<10) + `"}`, nil, 413, bus.CodeBodyTooLarge},
+		{"non-KSUID id on get", "GET", "/wallet/abc", "", nil, 400, bus.CodeInvalidWalletID},
+		{"non-KSUID id on patch", "PATCH", "/wallet/abc", `{"owner": "a"}`, nil, 400, bus.CodeInvalidWalletID},
+		{"non-KSUID id on freeze", "POST", "/wallet/abc/freeze", "", nil, 400, bus.CodeInvalidWalletID},
+		{"patch without a body", "PATCH", "/wallet/" + id, "", nil, 400, bus.CodeInvalidBody},
+		{"patch of nothing", "PATCH", "/wallet/" + id, `{}`, nil, 400, bus.CodeInvalidBody},
+		{"patch of an unknown field", "PATCH", "/wallet/" + id, `{"status": "closed"}`, nil, 400, bus.CodeInvalidBody},
+		{"patch of a wallet nobody used", "PATCH", "/wallet/" + id, `{"owner": "a"}`, nil, 404, bus.CodeWalletNotFound},
+		{"get a wallet nobody used", "GET", "/wallet/" + id, "", nil, 404, bus.CodeWalletNotFound},
+		{"freeze a wallet nobody used", "POST", "/wallet/" + id + "/freeze", "", nil, 404, bus.CodeWalletNotFound},
+		{"close with a body", "POST", "/wallet/" + id + "/close", `{"force": true}`, nil, 400, bus.CodeInvalidBody},
+		{"unfreeze with a query", "POST", "/wallet/" + id + "/unfreeze?now=1", "", nil, 400, bus.CodeInvalidQuery},
+		{"delete a wallet", "DELETE", "/wallet/" + id, "", nil, 405, bus.CodeMethodNotAllowed},
+		{"wrong method on freeze", "GET", "/wallet/" + id + "/freeze", "", nil, 405, bus.CodeMethodNotAllowed},
+		{"api without a command", "POST", "/api", `{"data": {}}`, nil, 400, bus.CodeInvalidBody},
+		{"api with an unknown command", "POST", "/api", `{"command": "drop_tables"}`, nil, 400, bus.CodeUnknownCommand},
+		{"api deposit without an account", "POST", "/api", `{"command": "account_deposit", "data": {"amount": 5}}`, nil, 400, bus.CodeInvalidWalletID},
+		{"api deposit of 2.5", "POST", "/api", `{"command": "account_deposit", "data": {"account_id": "` + id + `", "amount": 2.5}}`, nil, 400, bus.CodeInvalidAmount},
+		{"api freeze of a wallet nobody used", "POST", "/api", `{"command": "wallet_freeze", "data": {"wallet_id": "` + id + `"}}`, nil, 404, bus.CodeWalletNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,4 +126,16 @@ func TestBadInput(t *testing.T) {
 	if st, _, body := s.do("GET", "/wallet/"+id+"/balance", "", nil); st != http.StatusOK || decode[result](t, body).Version != 0 {
 		t.Fatalf("wallet after bad input: %d %s", st, body)
 	}
+}
+
+// manyKeys is n metadata members, "k0": "v", "k1": "v", ...
+func manyKeys(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, `"k%d": "v"`, i)
+	}
+	return b.String()
 }

@@ -70,6 +70,17 @@ func TestPythonTools(t *testing.T) {
 		}
 	})
 
+	t.Run("loadtest with overdrafts and freezes", func(t *testing.T) {
+		out, code := runPython(t, "loadtest", "--url", s.base, "--wallets", "4", "--workers", "4", "--count", "300", "--seed", "2",
+			"--overdraft", "300", "--lifecycle-ratio", "0.2", "--debit-ratio", "0.6")
+		if code != 0 || !strings.Contains(out, "conservation OK: 4 wallets") || !strings.Contains(out, "operations  300 in") {
+			t.Fatalf("loadtest exit %d:\n%s", code, out)
+		}
+		if strings.Contains(out, "lifecycle 0,") {
+			t.Fatalf("no freeze or unfreeze went through:\n%s", out)
+		}
+	})
+
 	t.Run("curl sends one request like curl", func(t *testing.T) {
 		id := ksuid.New().String()
 		out, code := runPython(t, "curl", "-s", "-X", "POST", "-H", "Content-Type: application/json", "-d", `{"amount": 500}`,

@@ -45,11 +45,15 @@ func request(base, method, path, body string, hdr map[string]string) (int, http.
 
 // op is one client operation and its definite outcome.
 type op struct {
-	key     string
-	wallet  string
-	delta   int64 // +amount for a credit, -amount for a debit
-	applied bool  // 200; false means refused (409 insufficient_funds)
+	key      string
+	wallet   string
+	delta    int64 // +amount for a credit, -amount for a debit
+	applied  bool  // 200; false means refused (409) or not found (404)
+	recorded bool  // an event records the outcome: everything but 404 wallet_not_found
 }
+
+// overdraft is the largest overdraft limit the load gives a wallet.
+const overdraft = 100
 
 // load runs clients that retry each operation with its Idempotency-Key until
 // the answer is definite.
@@ -88,21 +92,30 @@ func (l *load) worker(seed uint64) {
 		}
 		o := op{key: ksuid.New().String(), wallet: l.wallets[rng.IntN(len(l.wallets))]}
 		amount := int64(1 + rng.IntN(50))
-		action := "credit"
-		if rng.IntN(10) < 4 {
+		// Mostly money; now and then the wallet's lifecycle: an overdraft
+		// limit given or taken back, a freeze, an unfreeze.
+		method, action, body := "POST", "credit", fmt.Sprintf(`{"amount": %d}`, amount)
+		switch r := rng.IntN(100); {
+		case r < 36:
 			action = "debit"
+		case r < 42:
+			method, action, body = "PATCH", "", fmt.Sprintf(`{"overdraft_limit": %d}`, overdraft*rng.IntN(2))
+		case r < 45:
+			action, body = "freeze", ""
+		case r < 50:
+			action, body = "unfreeze", ""
 		}
-		body := fmt.Sprintf(`{"amount": %d}`, amount)
-		if err := l.resolve(&o, action, body); err != "" {
+		if err := l.resolve(&o, method, action, body); err != "" {
 			l.mu.Lock()
 			l.failures = append(l.failures, err)
 			l.mu.Unlock()
 			return
 		}
 		if o.applied {
-			if action == "credit" {
+			switch action {
+			case "credit":
 				o.delta = amount
-			} else {
+			case "debit":
 				o.delta = -amount
 			}
 		}
@@ -115,19 +128,28 @@ func (l *load) worker(seed uint64) {
 // resolve sends one operation until its outcome is definite. Once sent, an
 // operation is never abandoned: its outcome matters whether or not the test
 // is stopping.
-func (l *load) resolve(o *op, action, body string) string {
+func (l *load) resolve(o *op, method, action, body string) string {
 	hdr := map[string]string{"Idempotency-Key": o.key}
 	wait := 20 * time.Millisecond
 	deadline := time.Now().Add(90 * time.Second)
+	path := "/wallet/" + o.wallet
+	if action != "" {
+		path += "/" + action
+	}
 	for {
-		st, _, b, err := request(l.c.base(), "POST", "/wallet/"+o.wallet+"/"+action, body, hdr)
+		st, _, b, err := request(l.c.base(), method, path, body, hdr)
 		switch {
 		case err == nil && st == 200:
-			o.applied = true
+			o.applied, o.recorded = true, true
 			l.lastOK.Store(time.Now().UnixNano())
 			return ""
-		case err == nil && st == 409 && strings.Contains(string(b), `"insufficient_funds"`):
+		case err == nil && st == 409 && (strings.Contains(string(b), `"insufficient_funds"`) ||
+			strings.Contains(string(b), `"wallet_frozen"`) || strings.Contains(string(b), `"wallet_not_frozen"`)):
+			o.recorded = true
 			l.lastOK.Store(time.Now().UnixNano())
+			return ""
+		case err == nil && st == 404 && strings.Contains(string(b), `"wallet_not_found"`) && action != "credit" && action != "debit":
+			l.lastOK.Store(time.Now().UnixNano()) // the wallet's lifecycle before its first event: nothing recorded
 			return ""
 		case err != nil || st == 503 || st == 504:
 			l.transient.Add(1)
@@ -211,13 +233,17 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 			}
 		}
 	}
-	var applied int
+	var applied, recorded int
 	for _, o := range ops {
 		if o.applied {
 			applied++
 		}
-		if n := logged[o.wallet+" k:"+o.key]; n != 1 {
-			t.Fatalf("operation %s on %s is in the log %d times", o.key, o.wallet, n)
+		want := 0
+		if o.recorded {
+			want, recorded = 1, recorded+1
+		}
+		if n := logged[o.wallet+" k:"+o.key]; n != want {
+			t.Fatalf("operation %s on %s is in the log %d times, want %d", o.key, o.wallet, n, want)
 		}
 	}
 	// Every event in the log belongs to exactly one resolved operation:
@@ -226,8 +252,8 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 	for _, db := range logs {
 		events += count(t, db, `SELECT COUNT(*) FROM events`)
 	}
-	if events != int64(len(ops)) {
-		t.Fatalf("the logs hold %d events for %d resolved operations", events, len(ops))
+	if events != int64(recorded) {
+		t.Fatalf("the logs hold %d events for %d recorded operations", events, recorded)
 	}
 	for w, sum := range want {
 		var b int64
@@ -236,6 +262,9 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 		}
 		if b != sum {
 			t.Fatalf("wallet %s: SQLite balance %d, acknowledged sum %d", w, b, sum)
+		}
+		if b < -overdraft {
+			t.Fatalf("wallet %s: balance %d, below the largest overdraft limit the load gives, %d", w, b, overdraft)
 		}
 	}
 	var verified string
@@ -261,9 +290,9 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 	hdb := c.db("history.db")
 	var inHistory int64
 	deadline = time.Now().Add(30 * time.Second)
-	for inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`); inHistory != int64(len(ops)); inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`) {
+	for inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`); inHistory != int64(recorded); inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("history holds %d events 30s after the load, the log %d", inHistory, len(ops))
+			t.Fatalf("history holds %d events 30s after the load, the log %d", inHistory, recorded)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

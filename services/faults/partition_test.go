@@ -53,7 +53,7 @@ func TestPartitionedWriters(t *testing.T) {
 	})
 	took := time.Since(stopped)
 	time.Sleep(1500 * time.Millisecond)
-	ops := append(l.finish(t), op{key: "probe", wallet: probe, delta: 1, applied: true})
+	ops := append(l.finish(t), op{key: "probe", wallet: probe, delta: 1, applied: true, recorded: true})
 
 	for _, w := range []string{"wallet_writer#a", "wallet_writer#c"} {
 		log := c.log(w)

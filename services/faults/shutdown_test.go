@@ -80,6 +80,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 				a.start = time.Now()
 				a.status, _, _, a.err = request(c.base(), "POST", "/wallet/"+a.o.wallet+"/"+a.action, a.body, map[string]string{"Idempotency-Key": a.o.key})
 				a.end = time.Now()
+				a.o.recorded = a.definite() // applied, or refused for funds: either way an event
 				if a.err == nil && a.status == 200 {
 					a.o.applied = true
 					a.o.delta = amount
@@ -166,7 +167,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	ops := make([]op, 0, len(attempts))
 	for _, a := range attempts {
 		if !a.definite() {
-			if msg := settle.resolve(&a.o, a.action, a.body); msg != "" {
+			if msg := settle.resolve(&a.o, "POST", a.action, a.body); msg != "" {
 				t.Fatal(msg)
 			}
 			if a.o.applied {
