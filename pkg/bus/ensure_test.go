@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -19,14 +20,40 @@ import (
 // stream updates, and consumer creates sent with an action other than
 // "create" (an update, or nats.go's create-or-update).
 type apiWrites struct {
-	mu    sync.Mutex
-	calls []string
+	sub *nats.Subscription
 }
 
+// recordAPIWrites subscribes to the JetStream API on nc itself, which sees
+// its own requests. The subscription is synchronous: once a flush returns,
+// every request sent before it is in the subscription's queue, so take
+// reads them all without waiting on a callback goroutine.
 func recordAPIWrites(t *testing.T, nc *nats.Conn) *apiWrites {
 	t.Helper()
-	w := &apiWrites{}
-	_, err := nc.Subscribe("$JS.API.>", func(m *nats.Msg) {
+	sub, err := nc.SubscribeSync("$JS.API.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return &apiWrites{sub: sub}
+}
+
+// take returns the writes sent since the last take.
+func (w *apiWrites) take(t *testing.T, nc *nats.Conn) []string {
+	t.Helper()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	for {
+		m, err := w.sub.NextMsg(10 * time.Millisecond)
+		if errors.Is(err, nats.ErrTimeout) {
+			return calls
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 		write := strings.HasPrefix(m.Subject, "$JS.API.STREAM.UPDATE.")
 		if strings.HasPrefix(m.Subject, "$JS.API.CONSUMER.CREATE.") {
 			var req struct {
@@ -35,30 +62,9 @@ func recordAPIWrites(t *testing.T, nc *nats.Conn) *apiWrites {
 			write = json.Unmarshal(m.Data, &req) != nil || req.Action != "create"
 		}
 		if write {
-			w.mu.Lock()
-			w.calls = append(w.calls, m.Subject)
-			w.mu.Unlock()
+			calls = append(calls, m.Subject)
 		}
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return w
-}
-
-func (w *apiWrites) take(t *testing.T, nc *nats.Conn) []string {
-	t.Helper()
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	calls := w.calls
-	w.calls = nil
-	return calls
 }
 
 func consumerConfig(maxAckPending int) jetstream.ConsumerConfig {
