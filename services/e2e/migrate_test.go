@@ -57,7 +57,7 @@ func TestAnOldDataDirMigrates(t *testing.T) {
 	key := func(k string) map[string]string { return map[string]string{"Idempotency-Key": k} }
 	for _, c := range []struct {
 		path, body, key, want string
-		status              int
+		status                int
 	}{
 		{"/wallet/" + fixtureWalletA + "/credit", `{"amount": 500}`, "fix-1", fixtureCreditA, 200},
 		{"/wallet/" + fixtureWalletA + "/debit", `{"amount": 1000}`, "fix-3", fixtureRefusedA, 409},
