@@ -306,7 +306,7 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 	v := wallet.View{WalletID: id}
 	if state != nil {
 		var err error
-		if v, err = wallet.DecodeView(state); err != nil {
+		if v, err = wallet.DecodeBalance(state); err != nil {
 			s.readFailed(w, r, fmt.Errorf("stored state of wallet %s %q: %w", id, state, err))
 			return
 		}
@@ -394,8 +394,8 @@ func (s *server) transactions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if page.Next > 0 {
-		next := strconv.FormatInt(page.Next, 10)
+	if page.More && len(resp.Transactions) > 0 {
+		next := strconv.FormatInt(resp.Transactions[len(resp.Transactions)-1].Version, 10)
 		resp.Next = &next
 	}
 	writeJSON(w, http.StatusOK, resp)

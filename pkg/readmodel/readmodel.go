@@ -333,11 +333,12 @@ func StateVersion(state []byte) (int64, error) {
 	return v.Version, err
 }
 
-// Page is one page of a stream's lists, merged newest first. Next is the
-// cursor for the following page, 0 when there is none.
+// Page is one page of a stream's lists, merged newest first. More says
+// that older entries follow; the cursor for them is the version of the
+// last member, which its domain reads from it.
 type Page struct {
 	Members [][]byte
-	Next    int64
+	More    bool
 }
 
 // List returns up to limit entries of the named lists of a stream with
@@ -350,32 +351,45 @@ func (p *Projection) List(ctx context.Context, domain, id string, lists []string
 	rng := &redis.ZRangeBy{Min: "-inf", Max: max, Count: int64(limit) + 1}
 	pipe := p.rdb.Pipeline()
 	marker := pipe.Get(ctx, CompleteKey)
-	got := make([]*redis.ZSliceCmd, len(lists))
-	for i, l := range lists {
-		got[i] = pipe.ZRevRangeByScoreWithScores(ctx, ListKey(domain, id, l), rng)
+	// One list needs no scores: it comes in order. Several are merged by
+	// them.
+	var one *redis.StringSliceCmd
+	several := make([]*redis.ZSliceCmd, 0, len(lists))
+	if len(lists) == 1 {
+		one = pipe.ZRevRangeByScore(ctx, ListKey(domain, id, lists[0]), rng)
+	} else {
+		for _, l := range lists {
+			several = append(several, pipe.ZRevRangeByScoreWithScores(ctx, ListKey(domain, id, l), rng))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Page{}, fmt.Errorf("lists of %s %s: %w", domain, id, err)
 	}
-	for _, g := range got {
-		if err := g.Err(); err != nil {
+	var members []string
+	if one != nil {
+		if err := one.Err(); err != nil {
 			return Page{}, fmt.Errorf("lists of %s %s: %w", domain, id, err)
+		}
+		members = one.Val()
+	} else {
+		var all []redis.Z
+		for _, g := range several {
+			if err := g.Err(); err != nil {
+				return Page{}, fmt.Errorf("lists of %s %s: %w", domain, id, err)
+			}
+			all = mergeNewestFirst(all, g.Val())
+		}
+		members = make([]string, len(all))
+		for i, z := range all {
+			members[i], _ = z.Member.(string)
 		}
 	}
 	if marker.Err() != nil || !complete(marker.Val()) {
 		return Page{}, ErrIncomplete
 	}
-	var all []redis.Z
-	for _, g := range got {
-		all = mergeNewestFirst(all, g.Val())
-	}
-	page := Page{Members: make([][]byte, 0, min(len(all), limit))}
-	for _, z := range all[:min(len(all), limit)] {
-		m, _ := z.Member.(string)
-		page.Members = append(page.Members, []byte(m))
-	}
-	if len(all) > limit {
-		page.Next = int64(all[limit-1].Score)
+	page := Page{Members: make([][]byte, min(len(members), limit)), More: len(members) > limit}
+	for i := range page.Members {
+		page.Members[i] = []byte(members[i])
 	}
 	return page, nil
 }

@@ -69,11 +69,14 @@ func transactions(p *readmodel.Projection, ctx context.Context, id string, befor
 	if err != nil {
 		return txPage{}, err
 	}
-	out := txPage{Transactions: make([]wallet.Transaction, len(page.Members)), Next: page.Next}
+	out := txPage{Transactions: make([]wallet.Transaction, len(page.Members))}
 	for i, m := range page.Members {
 		if err := json.Unmarshal(m, &out.Transactions[i]); err != nil {
 			return txPage{}, err
 		}
+	}
+	if page.More {
+		out.Next = out.Transactions[len(out.Transactions)-1].Version
 	}
 	return out, nil
 }

@@ -109,24 +109,64 @@ type Command struct {
 }
 
 // State is a wallet after Version events. The zero State is a wallet nobody
-// has used yet: every valid wallet id starts there.
+// has used yet: every valid wallet id starts there. The writer holds one for
+// every wallet in memory, so it is small: the lifecycle sits behind a
+// pointer that is nil for the many wallets that only take credits and
+// debits, and that Evolve replaces rather than changes (a State is a value:
+// a copy of it must not change with the original).
 type State struct {
-	Balance        int64
-	Version        int64
-	Status         Status // "" until the first event
-	Opened         bool   // an open command made it, not a first credit or debit
+	Balance int64
+	Version int64
+	Created int64 // when the first event happened, in Unix nanoseconds
+	life    *Lifecycle
+}
+
+// Lifecycle is what a wallet has beyond its money.
+type Lifecycle struct {
+	Status         Status
+	Opened         bool // an open command made it, not a first credit or debit
 	Owner          string
 	Metadata       map[string]string
 	OverdraftLimit int64
-	Created        time.Time // when the first event happened
 }
 
-// status is s's status, a wallet nobody has used being open.
-func (s State) status() Status {
-	if s.Status == "" {
-		return StatusOpen
+// Life returns s's lifecycle: for a wallet with no event, or one that only
+// ever took credits and debits, open without an owner.
+func (s State) Life() Lifecycle {
+	if s.life == nil {
+		return Lifecycle{Status: StatusOpen}
 	}
-	return s.Status
+	return *s.life
+}
+
+// WithLife returns s with its lifecycle set to l.
+func (s State) WithLife(l Lifecycle) State {
+	if l.Status == "" {
+		l.Status = StatusOpen
+	}
+	if l.Status == StatusOpen && !l.Opened && l.Owner == "" && len(l.Metadata) == 0 && l.OverdraftLimit == 0 {
+		s.life = nil
+	} else {
+		s.life = &l
+	}
+	return s
+}
+
+func (s State) status() Status        { return s.Life().Status }
+func (s State) overdraftLimit() int64 { return s.Life().OverdraftLimit }
+func (s State) metadata() map[string]string {
+	if s.life == nil {
+		return nil
+	}
+	return s.life.Metadata
+}
+
+// CreatedAt is when the wallet's first event happened (zero if unknown).
+func (s State) CreatedAt() time.Time {
+	if s.Created == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.Created).UTC()
 }
 
 // Exists reports whether the wallet has any event.
@@ -247,7 +287,7 @@ func Decide(s State, c Command) (Event, error) {
 		switch {
 		case s.status() == StatusFrozen:
 			return reject(DebitRejected, ReasonFrozen)
-		case s.Balance-c.Amount < -s.OverdraftLimit:
+		case s.Balance-c.Amount < -s.overdraftLimit():
 			return reject(DebitRejected, ReasonInsufficientFunds)
 		}
 		next.Type, next.Amount, next.BalanceAfter = Debited, c.Amount, s.Balance-c.Amount
@@ -261,7 +301,7 @@ func Decide(s State, c Command) (Event, error) {
 		next.Type = Updated
 		next.Owner, next.OverdraftLimit = c.Profile.Owner, c.Profile.OverdraftLimit
 		if c.Profile.Metadata != nil {
-			next.Metadata = c.Profile.merge(s.Metadata)
+			next.Metadata = c.Profile.merge(s.metadata())
 			if len(metadataBytes(next.Metadata)) > MaxMetadataBytes || len(next.Metadata) > MaxMetadataKeys {
 				return Event{}, fmt.Errorf("the metadata would hold %d keys and %d bytes, at most %d and %d: %w",
 					len(next.Metadata), len(metadataBytes(next.Metadata)), MaxMetadataKeys, MaxMetadataBytes, ErrInvalidMetadata)
@@ -351,8 +391,8 @@ func metadataBytes(m map[string]string) []byte {
 
 // Evolve returns s with e applied.
 func Evolve(s State, e Event) State {
-	if s.Version == 0 {
-		s.Status, s.Created = StatusOpen, e.At
+	if s.Version == 0 && !e.At.IsZero() {
+		s.Created = e.At.UnixNano()
 	}
 	s.Version = e.Version
 	switch e.Type {
@@ -360,28 +400,31 @@ func Evolve(s State, e Event) State {
 		s.Balance += e.Amount
 	case Debited:
 		s.Balance -= e.Amount
-	case Opened, Updated:
-		if e.Type == Opened {
-			s.Opened = true
-		}
-		if e.Owner != nil {
-			s.Owner = *e.Owner
-		}
-		if e.OverdraftLimit != nil {
-			s.OverdraftLimit = *e.OverdraftLimit
-		}
-		if e.Metadata != nil {
-			s.Metadata = nil
-			if len(e.Metadata) > 0 {
-				s.Metadata = maps.Clone(e.Metadata)
+	case Opened, Updated, Frozen, Unfrozen, Closed:
+		l := s.Life()
+		switch e.Type {
+		case Opened, Updated:
+			l.Opened = l.Opened || e.Type == Opened
+			if e.Owner != nil {
+				l.Owner = *e.Owner
 			}
+			if e.OverdraftLimit != nil {
+				l.OverdraftLimit = *e.OverdraftLimit
+			}
+			if e.Metadata != nil {
+				l.Metadata = nil
+				if len(e.Metadata) > 0 {
+					l.Metadata = maps.Clone(e.Metadata)
+				}
+			}
+		case Frozen:
+			l.Status = StatusFrozen
+		case Unfrozen:
+			l.Status = StatusOpen
+		case Closed:
+			l.Status = StatusClosed
 		}
-	case Frozen:
-		s.Status = StatusFrozen
-	case Unfrozen:
-		s.Status = StatusOpen
-	case Closed:
-		s.Status = StatusClosed
+		s = s.WithLife(l)
 	}
 	return s
 }
