@@ -69,8 +69,8 @@ func BenchmarkDecodeAmount(b *testing.B) {
 	for b.Loop() {
 		body.Reset(`{"amount": 500}`)
 		r.Body = io.NopCloser(body)
-		if n, perr := decodeAmount(w, r); perr != nil || n != 500 {
-			b.Fatal(n, perr)
+		if data, perr := readCommandData(w, r, wallet.Credit); perr != nil || string(data) != `{"amount":500}` {
+			b.Fatal(string(data), perr)
 		}
 	}
 }

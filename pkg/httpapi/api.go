@@ -87,44 +87,24 @@ func (s *server) api(w http.ResponseWriter, r *http.Request) {
 			data[to] = raw
 		}
 	}
-	rest, _ := json.Marshal(data) // the REST route's body
-	switch cmd.action {
-	case wallet.Credit, wallet.Debit:
-		amount, perr := amountOf(rest)
-		if perr != nil {
-			writeProblem(w, r, perr)
-			return
-		}
-		s.send(w, r, id, cmd.action, key, wallet.EncodeCommandData(amount), http.StatusOK)
-	case wallet.Open:
-		if len(data) == 0 {
-			rest = nil
-		}
-		profile, perr := profileData(rest, false)
-		if perr != nil {
-			writeProblem(w, r, perr)
-			return
-		}
-		id = ksuid.New().String()
-		if key != "" {
-			id = walletIDForKey(key)
-		}
-		w.Header().Set("Location", "/wallet/"+id)
-		s.send(w, r, id, wallet.Open, key, profile, http.StatusCreated)
-	case wallet.Update:
-		profile, perr := profileData(rest, true)
-		if perr != nil {
-			writeProblem(w, r, perr)
-			return
-		}
-		s.send(w, r, id, wallet.Update, key, profile, http.StatusOK)
-	default:
-		if len(data) > 0 {
-			writeProblem(w, r, problem(bus.CodeInvalidBody, fmt.Sprintf("%s takes only data.%s, not %q", name, cmd.idField, slices.Sorted(maps.Keys(data))[0])))
-			return
-		}
-		s.send(w, r, id, cmd.action, key, nil, http.StatusOK)
+	if len(data) > 0 && cmd.action != wallet.Credit && cmd.action != wallet.Debit && cmd.action != wallet.Open && cmd.action != wallet.Update {
+		writeProblem(w, r, problem(bus.CodeInvalidBody, fmt.Sprintf("%s takes only data.%s, not %q", name, cmd.idField, slices.Sorted(maps.Keys(data))[0])))
+		return
 	}
+	var rest []byte // the REST route's body
+	if len(data) > 0 || cmd.action != wallet.Open {
+		rest, _ = json.Marshal(data)
+	}
+	payload, perr := commandData(cmd.action, rest, r.URL.Path)
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
+	if cmd.action == wallet.Open {
+		s.open(w, r, key, payload)
+		return
+	}
+	s.send(w, r, id, cmd.action, key, payload, http.StatusOK)
 }
 
 // apiRequest reads {"command": name, "data": {...}}.

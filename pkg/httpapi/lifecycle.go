@@ -30,35 +30,45 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *bus.Error) {
 	return body, nil
 }
 
-// emptyBody accepts no body, or {}.
-func emptyBody(w http.ResponseWriter, r *http.Request) *bus.Error {
-	body, perr := readBody(w, r)
-	if perr != nil {
-		return perr
-	}
-	if t := bytes.TrimSpace(body); len(t) > 0 {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(t, &m); err != nil || len(m) > 0 {
-			return problem(bus.CodeInvalidBody, r.URL.Path+" takes no body (or {})")
-		}
-	}
-	return nil
-}
-
-// decodeProfile reads the body of POST /wallet (update false: optional,
-// metadata values strings) or PATCH /wallet/{id} (update true: required,
-// metadata values strings or null), and returns it as the data of the
-// command: a wallet.ProfileData. The bounds of each field are the wallet
-// domain's, checked where the command is decided.
-func decodeProfile(w http.ResponseWriter, r *http.Request, update bool) ([]byte, *bus.Error) {
+// readCommandData reads the body of a's route and returns the data the
+// command carries to the writer.
+func readCommandData(w http.ResponseWriter, r *http.Request, a wallet.Action) ([]byte, *bus.Error) {
 	body, perr := readBody(w, r)
 	if perr != nil {
 		return nil, perr
 	}
-	return profileData(body, update)
+	return commandData(a, body, r.URL.Path)
 }
 
-// profileData is decodeProfile for a body already read.
+// commandData is the data of a wallet command from the body of its REST
+// route (at path): {"amount": N} for credit and debit, a profile for open
+// (optional) and update, nothing (or {}) for freeze, unfreeze and close.
+// POST /api rebuilds that body from its data and comes here too.
+func commandData(a wallet.Action, body []byte, path string) ([]byte, *bus.Error) {
+	switch a {
+	case wallet.Credit, wallet.Debit:
+		amount, perr := amountOf(body)
+		if perr != nil {
+			return nil, perr
+		}
+		return wallet.EncodeCommandData(amount), nil
+	case wallet.Open, wallet.Update:
+		return profileData(body, a == wallet.Update)
+	}
+	if t := bytes.TrimSpace(body); len(t) > 0 {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(t, &m); err != nil || len(m) > 0 {
+			return nil, problem(bus.CodeInvalidBody, path+" takes no body (or {})")
+		}
+	}
+	return nil, nil
+}
+
+// profileData reads the body of POST /wallet (update false: optional,
+// metadata values strings) or PATCH /wallet/{id} (update true: required,
+// metadata values strings or null), and returns it as the data of the
+// command: a wallet.ProfileData. The bounds of each field are the wallet
+// domain's, checked where the command is decided.
 func profileData(body []byte, update bool) ([]byte, *bus.Error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		if update {

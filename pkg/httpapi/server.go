@@ -108,15 +108,15 @@ func (s *server) router(reg *prometheus.Registry) *mux.Router {
 	// hottest come first (every route ahead of the balance read cost it
 	// about 5% of its throughput).
 	route("/wallet/{id}/balance", http.HandlerFunc(s.balance), http.MethodGet, http.MethodHead)
-	route("/wallet/{id}/credit", s.money(wallet.Credit), http.MethodPost)
-	route("/wallet/{id}/debit", s.money(wallet.Debit), http.MethodPost)
+	route("/wallet/{id}/credit", s.command(wallet.Credit), http.MethodPost)
+	route("/wallet/{id}/debit", s.command(wallet.Debit), http.MethodPost)
 	route("/wallet/{id}/transactions", http.HandlerFunc(s.transactions), http.MethodGet, http.MethodHead)
 	route("/wallet", http.HandlerFunc(s.openWallet), http.MethodPost)
 	route("/wallet/{id}", http.HandlerFunc(s.getWallet), http.MethodGet, http.MethodHead)
-	route("/wallet/{id}", http.HandlerFunc(s.updateWallet), http.MethodPatch)
-	route("/wallet/{id}/freeze", s.lifecycle(wallet.Freeze), http.MethodPost)
-	route("/wallet/{id}/unfreeze", s.lifecycle(wallet.Unfreeze), http.MethodPost)
-	route("/wallet/{id}/close", s.lifecycle(wallet.Close), http.MethodPost)
+	route("/wallet/{id}", s.command(wallet.Update), http.MethodPatch)
+	route("/wallet/{id}/freeze", s.command(wallet.Freeze), http.MethodPost)
+	route("/wallet/{id}/unfreeze", s.command(wallet.Unfreeze), http.MethodPost)
+	route("/wallet/{id}/close", s.command(wallet.Close), http.MethodPost)
 	route("/api", http.HandlerFunc(s.api), http.MethodPost)
 	route("/healthz", http.HandlerFunc(health.Healthz), http.MethodGet, http.MethodHead)
 	// Ready when Redis answers and a wallet writer answers over NATS (which
@@ -420,40 +420,27 @@ func (s *server) readFailed(w http.ResponseWriter, r *http.Request, err error) {
 // earlier request with the same Idempotency-Key.
 const ReplayedHeader = "Idempotent-Replayed"
 
-// money is the handler of a credit or a debit: {"amount": N}.
-func (s *server) money(a wallet.Action) http.HandlerFunc {
+// command is the handler of a command on one wallet: credit and debit
+// ({"amount": N}), PATCH /wallet/{id} ({"owner", "metadata",
+// "overdraft_limit"}, each optional, metadata merged), freeze, unfreeze
+// and close (no body, or {}).
+func (s *server) command(a wallet.Action) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, key, perr := commandTarget(r)
-		if perr != nil {
-			writeProblem(w, r, perr)
-			return
-		}
-		amount, perr := decodeAmount(w, r)
-		if perr != nil {
-			writeProblem(w, r, perr)
-			return
-		}
-		s.send(w, r, id, a, key, wallet.EncodeCommandData(amount), http.StatusOK)
-	}
-}
-
-// lifecycle is the handler of freeze, unfreeze and close: no body, or {}.
-func (s *server) lifecycle(a wallet.Action) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, key, perr := commandTarget(r)
+		var data []byte
 		if perr == nil {
-			perr = emptyBody(w, r)
+			data, perr = readCommandData(w, r, a)
 		}
 		if perr != nil {
 			writeProblem(w, r, perr)
 			return
 		}
-		s.send(w, r, id, a, key, nil, http.StatusOK)
+		s.send(w, r, id, a, key, data, http.StatusOK)
 	}
 }
 
-// openWallet opens a wallet under a fresh id: POST /wallet, with an
-// optional body {"owner", "metadata", "overdraft_limit"}.
+// openWallet opens a wallet: POST /wallet, with an optional body
+// {"owner", "metadata", "overdraft_limit"}.
 func (s *server) openWallet(w http.ResponseWriter, r *http.Request) {
 	_, perr := queryParams(r)
 	var key string
@@ -462,36 +449,25 @@ func (s *server) openWallet(w http.ResponseWriter, r *http.Request) {
 	}
 	var data []byte
 	if perr == nil {
-		data, perr = decodeProfile(w, r, false)
+		data, perr = readCommandData(w, r, wallet.Open)
 	}
 	if perr != nil {
 		writeProblem(w, r, perr)
 		return
 	}
+	s.open(w, r, key, data)
+}
+
+// open sends an open with data under a fresh wallet id, or under a key's:
+// a retry under the same key must reach the same wallet, so the id is the
+// key's, made the same way each time.
+func (s *server) open(w http.ResponseWriter, r *http.Request, key string, data []byte) {
 	id := ksuid.New().String()
 	if key != "" {
-		// A retry under the same key must reach the same wallet: the id is
-		// the key's, made the same way each time.
 		id = walletIDForKey(key)
 	}
 	w.Header().Set("Location", "/wallet/"+id)
 	s.send(w, r, id, wallet.Open, key, data, http.StatusCreated)
-}
-
-// updateWallet is PATCH /wallet/{id}: {"owner", "metadata",
-// "overdraft_limit"}, each optional, metadata merged (a key with null is
-// removed).
-func (s *server) updateWallet(w http.ResponseWriter, r *http.Request) {
-	id, key, perr := commandTarget(r)
-	var data []byte
-	if perr == nil {
-		data, perr = decodeProfile(w, r, true)
-	}
-	if perr != nil {
-		writeProblem(w, r, perr)
-		return
-	}
-	s.send(w, r, id, wallet.Update, key, data, http.StatusOK)
 }
 
 // getWallet is GET /wallet/{id}: the wallet, from Redis.
@@ -602,17 +578,8 @@ func printable(s string) bool {
 
 const amountHelp = `expected a JSON body like {"amount": 500}: a whole number of minor units (cents) from 1 to 10^15`
 
-// decodeAmount reads a body {"amount": N} whatever the Content-Type (curl -d
+// amountOf reads a body {"amount": N} whatever the Content-Type (curl -d
 // sends a form type), rejecting anything else in it.
-func decodeAmount(w http.ResponseWriter, r *http.Request) (int64, *bus.Error) {
-	body, perr := readBody(w, r)
-	if perr != nil {
-		return 0, perr
-	}
-	return amountOf(body)
-}
-
-// amountOf reads a body {"amount": N}.
 func amountOf(body []byte) (int64, *bus.Error) {
 	if amount, ok := plainAmount(body); ok {
 		return amount, nil
