@@ -181,10 +181,9 @@ func (w *Writer) lookup(batch []*pending) (first map[eventstore.Key]int, known m
 	first = make(map[eventstore.Key]int, len(batch))
 	keys := make([]eventstore.Key, 0, len(batch))
 	for i, p := range batch {
-		k := p.storeKey()
-		if _, ok := first[k]; !ok {
-			first[k] = i
-			keys = append(keys, k)
+		if _, ok := first[p.key]; !ok {
+			first[p.key] = i
+			keys = append(keys, p.key)
 		}
 	}
 	known, err = w.store.Lookup(context.Background(), keys)
@@ -199,7 +198,7 @@ func (w *Writer) lookup(batch []*pending) (first map[eventstore.Key]int, known m
 // it and adding its records to the batch.
 func (w *Writer) decideOne(b *batchWork, batch []*pending, i int, first map[eventstore.Key]int, known map[eventstore.Key]eventstore.Recorded, lookupErr error) answer {
 	p := batch[i]
-	k := p.storeKey()
+	k := p.key
 	if j := first[k]; j != i {
 		if batch[j].cmd.fingerprint() != p.cmd.fingerprint() {
 			return reusedAnswer()

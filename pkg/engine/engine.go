@@ -365,19 +365,24 @@ type pending struct {
 	action  string
 	wire    bus.Command
 	cmd     command
-	reply   string    // the requester's inbox
-	arrived time.Time // when handle took it
+	key     eventstore.Key // what the command is stored under
+	reply   string         // the requester's inbox
+	arrived time.Time      // when handle took it
 }
 
-// storeKey is the idempotency key the command is stored under, in its
+func newPending(h host, id, action string, wire bus.Command, cmd command, reply string, arrived time.Time) *pending {
+	return &pending{host: h, id: id, action: action, wire: wire, cmd: cmd, key: storeKey(h.name(), id, wire), reply: reply, arrived: arrived}
+}
+
+// storeKey is the idempotency key a command is stored under, in its
 // stream: the client's key when it sent one, else the command id
 // wallet_server made. The prefixes keep the two spaces apart.
-func (p *pending) storeKey() eventstore.Key {
-	k := "c:" + p.wire.CommandID
-	if p.wire.IdempotencyKey != "" {
-		k = "k:" + p.wire.IdempotencyKey
+func storeKey(domain, id string, wire bus.Command) eventstore.Key {
+	k := "c:" + wire.CommandID
+	if wire.IdempotencyKey != "" {
+		k = "k:" + wire.IdempotencyKey
 	}
-	return eventstore.Key{Domain: p.host.name(), StreamID: p.id, IdemKey: k}
+	return eventstore.Key{Domain: domain, StreamID: id, IdemKey: k}
 }
 
 // handle runs on the micro service's subscription goroutine: it checks and
@@ -412,7 +417,7 @@ func (w *Writer) handle(req micro.Request) {
 	if req.Reply() == "" {
 		return // nobody to answer; a command is only taken as a request
 	}
-	p := &pending{host: h, id: id, action: action, wire: wire, cmd: cmd, reply: req.Reply(), arrived: arrived}
+	p := newPending(h, id, action, wire, cmd, req.Reply(), arrived)
 
 	w.mu.RLock()
 	defer w.mu.RUnlock()

@@ -82,7 +82,7 @@ func (r *rig) cmd(t *testing.T, domain, id string, add int64, key string) cmd {
 	}
 	t.Cleanup(func() { sub.Unsubscribe() })
 	wire := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key}
-	return cmd{p: &pending{host: h, id: id, action: "add", wire: wire, cmd: c, reply: inbox, arrived: time.Now()}, sub: sub}
+	return cmd{p: newPending(h, id, "add", wire, c, inbox, time.Now()), sub: sub}
 }
 
 // batch commits cmds as one batch, finishes it (Redis, answers), and
@@ -144,6 +144,18 @@ func (r *rig) verify(t *testing.T) string {
 		t.Fatalf("verify: %v\n%s", err, out.String())
 	}
 	return out.String()
+}
+
+// sql opens the writer's log beside it, as another process would, for
+// the rest of the test.
+func (r *rig) sql(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+r.path+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
 
 // markComplete marks the read model complete, as the projector does once
@@ -302,16 +314,11 @@ func TestRollbackWhenTheTransactionFails(t *testing.T) {
 	// Someone else wrote version 1 of beta z behind the writer's back: the
 	// batch that would write it fails on the UNIQUE (domain, stream,
 	// version).
-	db, err := sql.Open("sqlite", "file:"+r.path+"?_busy_timeout=5000")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// (Its seq is far from the writer's, which it counts itself.)
-	if _, err := db.Exec(`INSERT INTO events (seq, id, domain, stream_id, version, type, schema, data, state, command_id, at)
+	if _, err := r.sql(t).Exec(`INSERT INTO events (seq, id, domain, stream_id, version, type, schema, data, state, command_id, at)
 		VALUES (1000000, 'x', 'beta', 'z', 1, 'added', 1, '{}', '{"n":0}', 'c', 0)`); err != nil {
 		t.Fatal(err)
 	}
-	db.Close()
 	ans := r.batch(t,
 		r.cmd(t, "alpha", "a", 5, "k"),
 		r.cmd(t, "alpha", "new", 1, ""),
@@ -450,19 +457,14 @@ func TestVerifyFindsProblems(t *testing.T) {
 	r := newRig(t)
 	r.markComplete(t)
 	r.batch(t, r.cmd(t, "alpha", "x", 5, ""), r.cmd(t, "beta", "y", 5, ""))
-	db, err := sql.Open("sqlite", "file:"+r.path+"?_busy_timeout=5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`UPDATE events SET data = '{"add":5,"n":6}' WHERE domain = 'alpha'`); err != nil {
+	if _, err := r.sql(t).Exec(`UPDATE events SET data = '{"add":5,"n":6}' WHERE domain = 'alpha'`); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.redis.Client(t).Del(context.Background(), readmodel.StateKey("beta", "y")).Err(); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	err = Verify(context.Background(), r.ds, readmodel.Whole, r.store, r.proj, &out)
+	err := Verify(context.Background(), r.ds, readmodel.Whole, r.store, r.proj, &out)
 	if !errors.Is(err, ErrMismatch) {
 		t.Fatalf("verify: %v\n%s", err, out.String())
 	}

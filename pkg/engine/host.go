@@ -138,20 +138,33 @@ func (h *hosted[S, C, E]) read(rec eventstore.Recorded) (E, S, error) {
 
 func (h *hosted[S, C, E]) fromLog(id string, recs []eventstore.Recorded) (readmodel.Change, error) {
 	c := readmodel.Change{Domain: h.d.Name(), ID: id, Lists: h.d.Lists(), From: recs[0].Event.Version}
-	var last S
-	for _, rec := range recs {
-		e, s, err := h.read(rec)
+	for _, rec := range recs[:len(recs)-1] {
+		env := rec.Event
+		e, err := h.d.DecodeEvent(env.Type, env.Schema, env.Version, env.Time, env.Data)
 		if err != nil {
-			return c, fmt.Errorf("%s %s: %w", h.d.Name(), id, err)
+			return c, fmt.Errorf("%s %s: event %s (v%d): %w", h.d.Name(), id, env.ID, env.Version, err)
 		}
-		if list, member, ok := h.d.ListEntry(id, e, rec.Event.ID, rec.Event.Time); ok {
-			c.Entries = append(c.Entries, readmodel.Entry{List: list, Version: rec.Event.Version, Member: member})
+		if entry, ok := h.entry(id, e, env); ok {
+			c.Entries = append(c.Entries, entry)
 		}
-		last = s
 	}
-	end := recs[len(recs)-1].Event
-	c.Version, c.State = end.Version, h.d.View(id, last, end.Time)
+	// Only the last state is shown: only it is decoded.
+	end := recs[len(recs)-1]
+	e, s, err := h.read(end)
+	if err != nil {
+		return c, fmt.Errorf("%s %s: %w", h.d.Name(), id, err)
+	}
+	if entry, ok := h.entry(id, e, end.Event); ok {
+		c.Entries = append(c.Entries, entry)
+	}
+	c.Version, c.State = end.Event.Version, h.d.View(id, s, end.Event.Time)
 	return c, nil
+}
+
+// entry is where Redis lists e, recorded as env, if its domain lists it.
+func (h *hosted[S, C, E]) entry(id string, e E, env event.Envelope) (readmodel.Entry, bool) {
+	list, member, ok := h.d.ListEntry(id, e, env.ID, env.Time)
+	return readmodel.Entry{List: list, Version: env.Version, Member: member}, ok
 }
 
 func (h *hosted[S, C, E]) audit(id string, recs []eventstore.Recorded) audit {
@@ -225,8 +238,8 @@ func (c *hostedCommand[S, C, E]) decide(m stamp) (decision, *bus.Error) {
 				Data: enc.Data, Time: m.at, CommandID: m.commandID, RequestID: m.requestID},
 			State: d.EncodeState(next),
 		})
-		if list, member, ok := d.ListEntry(c.id, e, lastID, m.at); ok {
-			out.entries = append(out.entries, readmodel.Entry{List: list, Version: v, Member: member})
+		if entry, ok := c.h.entry(c.id, e, out.records[len(out.records)-1].Event); ok {
+			out.entries = append(out.entries, entry)
 		}
 	}
 	c.h.states[c.id] = next
