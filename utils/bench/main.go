@@ -2,6 +2,7 @@
 //
 //	./build.sh bench                 # installs wrk and redis-tools, then: go run ./utils/bench
 //	go run ./utils/bench -d 10s      # seconds per scenario
+//	BENCH_PROFILES=dir ./build.sh bench   # also CPU profiles of wallet_writer and wallet_server in each write scenario
 //
 // It starts the local stack with run.sh on loopback ports of its own and a
 // fresh DATA_DIR, runs each scenario with wrk (closed loop, fixed
@@ -72,6 +73,8 @@ type bench struct {
 	root, dataDir, base, admin, redisAddr string
 	ports                                 map[string]int
 	dur                                   time.Duration
+	profiles                              string // BENCH_PROFILES: where CPU profiles of the write scenarios go
+	profiled                              int    // profiles taken so far, to number their files
 	results                               []*result
 	scripts                               string // dir with the wrk scripts
 	env                                   []string
@@ -99,7 +102,7 @@ func run() error {
 			return fmt.Errorf("%s is not installed: run ./build.sh bench, which installs it", bin)
 		}
 	}
-	b := &bench{root: root, dur: *dur}
+	b := &bench{root: root, dur: *dur, profiles: os.Getenv("BENCH_PROFILES")}
 	if b.ports, err = testwait.PickPorts("http", "nats", "redis", "writer", "history", "server"); err != nil {
 		return err
 	}
@@ -116,6 +119,7 @@ func run() error {
 		fmt.Sprintf("REDIS_URL=redis://%s/0", b.redisAddr),
 		fmt.Sprintf("WALLET_WRITER_ADMIN_ADDR=127.0.0.1:%d", b.ports["writer"]),
 		fmt.Sprintf("HISTORY_WRITER_ADMIN_ADDR=127.0.0.1:%d", b.ports["history"]),
+		fmt.Sprintf("WALLET_SERVER_ADMIN_ADDR=127.0.0.1:%d", b.ports["server"]),
 		"DATA_DIR="+b.dataDir,
 		"LOG_LEVEL=warn",
 	)
@@ -425,8 +429,12 @@ func (b *bench) measureWrites(inFlight int, run func() (*result, wrkOut, error))
 		return err
 	}
 	cpuBefore := b.cpuTimes()
+	profile := b.profileWrites()
 	r, w, err := run()
 	if err != nil {
+		return err
+	}
+	if err := profile(r.Name); err != nil {
 		return err
 	}
 	elapsed := time.Duration(w.DurationUS) * time.Microsecond
@@ -440,6 +448,59 @@ func (b *bench) measureWrites(inFlight int, run func() (*result, wrkOut, error))
 	r.Check = b.check(before, w, inFlight)
 	r.printWrite()
 	return nil
+}
+
+// profileWrites starts a CPU profile of wallet_writer and one of
+// wallet_server over the scenario about to run when BENCH_PROFILES names a
+// directory, and returns what saves them there under the scenario's name
+// once the scenario is over (go tool pprof reads them). Without
+// BENCH_PROFILES it does nothing.
+func (b *bench) profileWrites() func(name string) error {
+	if b.profiles == "" {
+		return func(string) error { return nil }
+	}
+	seconds := max(1, int(b.dur.Seconds())-1)
+	type got struct {
+		process string
+		body    []byte
+		err     error
+	}
+	admins := map[string]string{"wallet_writer": b.admin, "wallet_server": fmt.Sprintf("http://127.0.0.1:%d", b.ports["server"])}
+	done := make(chan got, len(admins))
+	for process, admin := range admins {
+		go func() {
+			resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, seconds))
+			if err != nil {
+				done <- got{process: process, err: err}
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("profile of %s: %s: %s", process, resp.Status, body)
+			}
+			done <- got{process, body, err}
+		}()
+	}
+	return func(name string) error {
+		b.profiled++
+		slug := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(name), "-"), "-")
+		if err := os.MkdirAll(b.profiles, 0o755); err != nil {
+			return err
+		}
+		var errs []error
+		for range admins {
+			g := <-done
+			if g.err != nil {
+				errs = append(errs, g.err)
+				continue
+			}
+			file := filepath.Join(b.profiles, fmt.Sprintf("%02d-%s.%s.pb.gz", b.profiled, slug, g.process))
+			fmt.Printf("    %s's CPU profile: %s\n", g.process, file)
+			errs = append(errs, os.WriteFile(file, g.body, 0o644))
+		}
+		return errors.Join(errs...)
+	}
 }
 
 // printWrite prints what a write scenario left besides its latencies.
@@ -755,7 +816,7 @@ func (b *bench) walletCount() (int64, error) {
 	var total int64
 	err := b.eachLog(func(db *sql.DB) error {
 		var n int64
-		err := db.QueryRow(`SELECT COUNT(*) FROM streams WHERE domain = 'wallet'`).Scan(&n)
+		err := db.QueryRow(`SELECT COUNT(DISTINCT stream_id) FROM events WHERE domain = 'wallet'`).Scan(&n)
 		total += n
 		return err
 	})
