@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/segmentio/ksuid"
 
@@ -99,7 +101,8 @@ func BenchmarkLookup(b *testing.B) {
 // loop, whose p99 grows with the log (BENCHMARKS.md entry 14): batches of 8
 // credits over 10,000 wallets, the WAL checkpointed every 64 commits as the
 // writer does every 200 ms, on a new log and on one already holding 250,000
-// events. It also reports the write and read system calls per commit.
+// events. It also reports the CPU (user and system) and the write and read
+// system calls per commit.
 func BenchmarkAppendGrown(b *testing.B) {
 	for _, held := range []int{0, 250_000} {
 		b.Run(fmt.Sprintf("held=%d", held), func(b *testing.B) {
@@ -115,6 +118,7 @@ func BenchmarkAppendGrown(b *testing.B) {
 			}
 			b.ReportAllocs()
 			before, counted := syscalls()
+			cpu0 := cpuTime()
 			i := 0
 			for b.Loop() {
 				if err := s.Append(ctx, batch(8)); err != nil {
@@ -126,12 +130,22 @@ func BenchmarkAppendGrown(b *testing.B) {
 					}
 				}
 			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 			if after, ok := syscalls(); counted && ok {
 				b.ReportMetric(float64(after.w-before.w)/float64(b.N), "writes/op")
 				b.ReportMetric(float64(after.r-before.r)/float64(b.N), "reads/op")
 			}
 		})
 	}
+}
+
+// cpuTime is the CPU this process has used so far, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // syscalls is this process's count of write and read system calls so far

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,11 +60,11 @@ type Store struct {
 	r    *sql.DB // readers
 	ckpt *sql.DB // one connection for the bulk of each checkpoint
 
-	mu      sync.Mutex   // one Append at a time (there is one writer anyway)
-	lastSeq atomic.Int64 // seq of the newest event written (set under mu)
+	mu       sync.Mutex   // one Append at a time (there is one writer anyway)
+	lastSeq  atomic.Int64 // seq of the newest event written (set under mu)
+	headsSeq int64        // the streams table is up to date with the events up to this seq (under mu)
 
 	inserts *stmtCache // multi-row event inserts, by row count
-	heads   *stmtCache // multi-row stream head upserts, by stream count
 	lookups *stmtCache // idempotency lookups, by key count (a power of two)
 }
 
@@ -76,7 +77,8 @@ const schemaVersion = 3
 // idem_key, unique per stream, with request, the command's fingerprint, to
 // tell a retry from another request under the same key; the stored outcome
 // is rebuilt from the event and the state. streams holds each stream's
-// latest state, so that a start reads one row per stream.
+// latest state as of the event meta.heads_seq (HeadsEvery), so that a start
+// reads one row per stream.
 const schema = `
 CREATE TABLE IF NOT EXISTS events (
 	seq        INTEGER PRIMARY KEY,
@@ -245,7 +247,6 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	ckpt.SetMaxOpenConns(1)
 	st := &Store{w: w, r: r, ckpt: ckpt,
 		inserts: newStmtCache(w, insertSQL),
-		heads:   newStmtCache(w, headsSQL),
 		// On the write connection: its page cache survives its own
 		// commits, where a reader's is dropped whenever the log changed
 		// since its last read, which under load is every batch.
@@ -257,6 +258,18 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 		return nil, err
 	}
 	st.lastSeq.Store(last)
+	// A log without the mark was written by a build that brought the
+	// streams table up to date with every commit.
+	var heads string
+	if err := w.QueryRowContext(ctx, `INSERT INTO meta (key, value) VALUES ('heads_seq', ?)
+		ON CONFLICT (key) DO UPDATE SET value = value RETURNING value`, strconv.FormatInt(last, 10)).Scan(&heads); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if st.headsSeq, err = strconv.ParseInt(heads, 10, 64); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("open %s: heads_seq %q: %w", path, heads, err)
+	}
 	return st, nil
 }
 
@@ -282,11 +295,12 @@ func (s *Store) Close() error {
 	if s.w == nil {
 		return s.r.Close()
 	}
-	for _, c := range []*stmtCache{s.inserts, s.heads, s.lookups} {
+	for _, c := range []*stmtCache{s.inserts, s.lookups} {
 		c.close()
 	}
-	if _, err := s.Checkpoint(context.Background()); err != nil {
-		return errors.Join(err, s.ckpt.Close(), s.r.Close(), s.w.Close())
+	err := s.FlushHeads(context.Background())
+	if _, cerr := s.Checkpoint(context.Background()); err != nil || cerr != nil {
+		return errors.Join(err, cerr, s.ckpt.Close(), s.r.Close(), s.w.Close())
 	}
 	return errors.Join(s.ckpt.Close(), s.r.Close(), s.w.Close())
 }
@@ -321,27 +335,9 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	// One head update per stream: its last record in the batch.
-	type stream struct{ domain, id string }
-	last := make(map[stream]int, len(recs))
-	for i := range recs {
-		last[stream{recs[i].Event.Domain, recs[i].Event.StreamID}] = i
-	}
-	heads := make([]any, 0, headCols*len(last))
-	for i := range recs {
-		if r := &recs[i]; last[stream{r.Event.Domain, r.Event.StreamID}] == i {
-			heads = append(heads, r.Event.Domain, r.Event.StreamID, r.Event.Version, r.State, r.Event.Time.UnixNano())
-		}
-	}
-
 	// Prepare first: the transaction will hold the only write connection.
 	for start := 0; start < len(recs); start += rowsPerInsert {
 		if _, err := s.inserts.get(ctx, min(len(recs)-start, rowsPerInsert)); err != nil {
-			return fmt.Errorf("append: %w", err)
-		}
-	}
-	for start := 0; start < len(heads); start += headCols * rowsPerInsert {
-		if _, err := s.heads.get(ctx, min(len(heads)-start, headCols*rowsPerInsert)/headCols); err != nil {
 			return fmt.Errorf("append: %w", err)
 		}
 	}
@@ -375,20 +371,75 @@ func (s *Store) Append(ctx context.Context, recs []Record) error {
 			return fmt.Errorf("append %d events: %w", len(chunk), conflict(err))
 		}
 	}
-	for start := 0; start < len(heads); start += headCols * rowsPerInsert {
-		part := heads[start:min(len(heads), start+headCols*rowsPerInsert)]
-		stmt, err := s.heads.get(ctx, len(part)/headCols)
-		if err != nil {
+	flush := seq-s.headsSeq >= HeadsEvery
+	if flush {
+		if err := flushHeads(ctx, tx, s.headsSeq, seq); err != nil {
 			return fmt.Errorf("append: %w", err)
-		}
-		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, part...); err != nil {
-			return fmt.Errorf("append: stream heads: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("append: commit: %w", err)
 	}
 	s.lastSeq.Store(seq)
+	if flush {
+		s.headsSeq = seq
+	}
+	return nil
+}
+
+// HeadsEvery is how many events the streams table may lag behind the log:
+// the Append that takes it further brings every stream's head up to date
+// in its own transaction. Upserting each batch's heads as it commits cost
+// a row in a random page of streams per stream and batch — a page written
+// to the WAL each time, and the commit's largest cost after the events
+// themselves when a batch spreads over many streams; brought up to date
+// thousands of events at a time, each page is written once for all of its
+// streams. Heads and Head read the log's newest events beside the table,
+// so they are always current.
+const HeadsEvery = 4096
+
+// FlushHeads brings the streams table up to date with the log now, as
+// Close does, so that the next Open reads it alone.
+func (s *Store) FlushHeads(ctx context.Context) error {
+	if s.w == nil {
+		return errors.New("flush heads: the log is open read-only")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seq := s.lastSeq.Load()
+	if seq == s.headsSeq {
+		return nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("flush heads: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	if err := flushHeads(ctx, tx, s.headsSeq, seq); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("flush heads: %w", err)
+	}
+	s.headsSeq = seq
+	return nil
+}
+
+// flushHeads moves the heads of the streams with events after seq from
+// and up to seq to into the streams table (never back), and records that
+// it is complete up to to.
+func flushHeads(ctx context.Context, tx *sql.Tx, from, to int64) error {
+	// The bare columns of a MAX() aggregate come from the row holding the
+	// maximum; an upsert from a SELECT needs its WHERE to parse.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO streams (domain, stream_id, version, state, at)
+		SELECT domain, stream_id, MAX(version), state, at FROM events WHERE seq > ? AND seq <= ? GROUP BY domain, stream_id
+		ON CONFLICT (domain, stream_id) DO UPDATE SET version = excluded.version, state = excluded.state, at = excluded.at
+		WHERE excluded.version > streams.version`, from, to); err != nil {
+		return fmt.Errorf("stream heads: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = 'heads_seq'`, strconv.FormatInt(to, 10)); err != nil {
+		return fmt.Errorf("stream heads: %w", err)
+	}
 	return nil
 }
 
@@ -399,17 +450,6 @@ func insertSQL(n int) string {
 	return `INSERT OR ROLLBACK INTO events
 		(seq, id, domain, stream_id, version, type, schema, data, state, command_id, request_id, idem_key, request, at)
 		VALUES ` + placeholders(n, 14)
-}
-
-// headCols is the number of values of one row of headsSQL.
-const headCols = 5
-
-// headsSQL moves n streams' heads forward (never back), OR ROLLBACK for
-// the reason insertSQL gives.
-func headsSQL(n int) string {
-	return `INSERT OR ROLLBACK INTO streams (domain, stream_id, version, state, at) VALUES ` + placeholders(n, headCols) + `
-		ON CONFLICT (domain, stream_id) DO UPDATE SET version = excluded.version, state = excluded.state, at = excluded.at
-		WHERE excluded.version > streams.version`
 }
 
 // placeholders returns "(?, ?), (?, ?)" for rows of cols.
@@ -436,34 +476,91 @@ type Head struct {
 }
 
 // Heads calls fn with the latest state of every stream, in (domain, stream
-// id) order. It reads one row per stream, never the events.
+// id) order. It reads one row per stream: the streams table, and the newest
+// event of each stream that changed since the table was last brought up to
+// date (at most HeadsEvery events, unless a writer stopped without Close).
 func (s *Store) Heads(ctx context.Context, fn func(Head) error) error {
-	rows, err := s.r.QueryContext(ctx, `SELECT domain, stream_id, version, state, at FROM streams ORDER BY domain, stream_id`)
+	// One read transaction: the table and the events it lags behind, as
+	// of one moment.
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("heads: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var h Head
-		var at int64
-		if err := rows.Scan(&h.Domain, &h.StreamID, &h.Version, &h.State, &at); err != nil {
-			return fmt.Errorf("heads: %w", err)
+	defer tx.Rollback() //nolint:errcheck // read only
+	var mark string
+	err = tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'heads_seq'`).Scan(&mark)
+	var recent []Head
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		// Never opened by this build: the table is up to date.
+	case err != nil:
+		return fmt.Errorf("heads: %w", err)
+	default:
+		from, err := strconv.ParseInt(mark, 10, 64)
+		if err != nil {
+			return fmt.Errorf("heads: heads_seq %q: %w", mark, err)
 		}
-		h.At = time.Unix(0, at).UTC()
+		if recent, err = scanHeads(ctx, tx, nil, `SELECT domain, stream_id, MAX(version), state, at FROM events WHERE seq > ?
+			GROUP BY domain, stream_id ORDER BY domain, stream_id`, from); err != nil {
+			return err
+		}
+	}
+	// Merge the two, both in (domain, stream id) order.
+	next := func(h Head) error {
+		for len(recent) > 0 && (recent[0].Domain < h.Domain || recent[0].Domain == h.Domain && recent[0].StreamID < h.StreamID) {
+			if err := fn(recent[0]); err != nil {
+				return err
+			}
+			recent = recent[1:]
+		}
+		if len(recent) > 0 && recent[0].Domain == h.Domain && recent[0].StreamID == h.StreamID {
+			h, recent = recent[0], recent[1:]
+		}
+		return fn(h)
+	}
+	if _, err := scanHeads(ctx, tx, next, `SELECT domain, stream_id, version, state, at FROM streams ORDER BY domain, stream_id`); err != nil {
+		return err
+	}
+	for _, h := range recent {
 		if err := fn(h); err != nil {
 			return err
 		}
 	}
-	return rows.Err()
+	return nil
 }
 
-// Head returns the latest state of one stream; a stream with no events has
-// version 0 and no state.
+// scanHeads runs a query of (domain, stream_id, version, state, at) and
+// gives each row to fn, or returns them all when fn is nil.
+func scanHeads(ctx context.Context, tx *sql.Tx, fn func(Head) error, query string, args ...any) ([]Head, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("heads: %w", err)
+	}
+	defer rows.Close()
+	var out []Head
+	for rows.Next() {
+		var h Head
+		var at int64
+		if err := rows.Scan(&h.Domain, &h.StreamID, &h.Version, &h.State, &at); err != nil {
+			return nil, fmt.Errorf("heads: %w", err)
+		}
+		h.At = time.Unix(0, at).UTC()
+		if fn == nil {
+			out = append(out, h)
+		} else if err := fn(h); err != nil {
+			return nil, err
+		}
+	}
+	return out, rows.Err()
+}
+
+// Head returns the latest state of one stream, from its newest event; a
+// stream with no events has version 0 and no state.
 func (s *Store) Head(ctx context.Context, domain, streamID string) (Head, error) {
 	h := Head{Domain: domain, StreamID: streamID}
 	var at int64
-	err := s.r.QueryRowContext(ctx, `SELECT version, state, at FROM streams WHERE domain = ? AND stream_id = ?`, domain, streamID).
-		Scan(&h.Version, &h.State, &at)
+	err := s.r.QueryRowContext(ctx, `SELECT version, state, at FROM events WHERE domain = ? AND stream_id = ? ORDER BY version DESC LIMIT 1`,
+		domain, streamID).Scan(&h.Version, &h.State, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, nil
 	}

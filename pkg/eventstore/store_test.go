@@ -2,11 +2,13 @@ package eventstore_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -354,4 +356,92 @@ func TestLookupFindsExactlyTheRecordedKeys(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestHeadsAreCurrentWhileTheTableLags: the streams table is brought up to
+// date only every HeadsEvery events, yet Heads and Head always give each
+// stream's newest state — also to another process reading the file of a
+// writer that never closed it (a crash).
+func TestHeadsAreCurrentWhileTheTableLags(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "w.db")
+	s := open(t, path)
+	ids := []string{ksuid.New().String(), ksuid.New().String(), ksuid.New().String()}
+	states := make([]wallet.State, len(ids))
+	appendTo := func(i, n int) {
+		t.Helper()
+		recs := make([]eventstore.Record, n)
+		for j := range recs {
+			recs[j], states[i] = credit(t, ids[i], states[i], 1, ksuid.New().String())
+		}
+		if err := s.Append(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := sql.Open("sqlite", "file:"+path+"?_query_only=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	table := func() (rows, seq int64) {
+		t.Helper()
+		if err := raw.QueryRow(`SELECT (SELECT COUNT(*) FROM streams), (SELECT value FROM meta WHERE key = 'heads_seq')`).Scan(&rows, &seq); err != nil {
+			t.Fatal(err)
+		}
+		return rows, seq
+	}
+	reader, err := eventstore.OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	check := func(when string) {
+		t.Helper()
+		var got []string
+		if err := reader.Heads(ctx, func(h eventstore.Head) error {
+			got = append(got, fmt.Sprintf("%s %s v%d %s", h.Domain, h.StreamID, h.Version, h.State))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for i, id := range ids {
+			if states[i].Version > 0 {
+				want = append(want, fmt.Sprintf("wallet %s v%d %s", id, states[i].Version, wallet.Domain{}.EncodeState(states[i])))
+			}
+			h, err := reader.Head(ctx, wallet.Name, id)
+			if err != nil || h.Version != states[i].Version {
+				t.Errorf("%s: Head of %s: v%d, %v; want v%d", when, id, h.Version, err, states[i].Version)
+			}
+		}
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: heads\n%q\nwant\n%q", when, got, want)
+		}
+	}
+
+	appendTo(0, 2)
+	appendTo(1, 1)
+	if rows, seq := table(); rows != 0 || seq != 0 {
+		t.Fatalf("the table has %d rows up to seq %d before %d events", rows, seq, eventstore.HeadsEvery)
+	}
+	check("three events, none in the table")
+
+	appendTo(2, eventstore.HeadsEvery) // takes the log past HeadsEvery: brought up to date
+	if rows, seq := table(); rows != 3 || seq != int64(eventstore.HeadsEvery)+3 {
+		t.Fatalf("after %d events the table has %d rows up to seq %d", eventstore.HeadsEvery+3, rows, seq)
+	}
+	check("every head in the table")
+
+	appendTo(0, 1)
+	appendTo(1, 2)
+	check("two streams ahead of the table") // s is left open: as a writer killed now would leave it
+
+	if err := s.FlushHeads(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rows, seq := table(); rows != 3 || seq != int64(eventstore.HeadsEvery)+6 {
+		t.Fatalf("after FlushHeads the table has %d rows up to seq %d", rows, seq)
+	}
+	check("flushed")
 }

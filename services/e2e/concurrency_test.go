@@ -83,7 +83,7 @@ func TestConcurrentClientsConserveMoney(t *testing.T) {
 		if got := decode[result](t, body).Balance; st != 200 || got != acked[id] {
 			t.Errorf("wallet %s: API (Redis) balance %d, acknowledged sum %d", id, got, acked[id])
 		}
-		if got := queryInt(t, db, `SELECT json_extract(state, '$.balance') FROM streams WHERE domain = 'wallet' AND stream_id = ?`, id); got != acked[id] {
+		if got := queryInt(t, db, `SELECT json_extract(state, '$.balance') FROM events WHERE domain = 'wallet' AND stream_id = ? ORDER BY version DESC LIMIT 1`, id); got != acked[id] {
 			t.Errorf("wallet %s: SQLite balance %d, acknowledged sum %d", id, got, acked[id])
 		}
 		sum := queryInt(t, db, `SELECT COALESCE(SUM(CASE type WHEN 'credited' THEN json_extract(data, '$.amount')

@@ -258,7 +258,7 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 	for w, sum := range want {
 		var b int64
 		if f, ok := fileOf[w]; ok {
-			b = count(t, logs[f], `SELECT COALESCE((SELECT json_extract(state, '$.balance') FROM streams WHERE domain = 'wallet' AND stream_id = ?), 0)`, w)
+			b = count(t, logs[f], `SELECT COALESCE((SELECT json_extract(state, '$.balance') FROM events WHERE domain = 'wallet' AND stream_id = ? ORDER BY version DESC LIMIT 1), 0)`, w)
 		}
 		if b != sum {
 			t.Fatalf("wallet %s: SQLite balance %d, acknowledged sum %d", w, b, sum)
