@@ -100,6 +100,26 @@ type Result struct {
 	Transaction Transaction `json:"transaction"`
 }
 
+// appendJSON appends exactly what encoding/json makes of r (a test holds
+// the two equal), as Transaction.appendJSON does.
+func (r Result) appendJSON(b []byte) []byte {
+	if !plainASCII(r.WalletID) || !jsonTime(r.Timestamp) {
+		out, _ := json.Marshal(r)
+		return append(b, out...)
+	}
+	b = append(b, `{"wallet_id":"`...)
+	b = append(b, r.WalletID...)
+	b = append(b, `","balance":`...)
+	b = strconv.AppendInt(b, r.Balance, 10)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, r.Version, 10)
+	b = append(b, `,"timestamp":"`...)
+	b = r.Timestamp.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","transaction":`...)
+	b = r.Transaction.appendJSON(b)
+	return append(b, '}')
+}
+
 // Domain is the wallet domain as the engine hosts it: Decide and Evolve
 // above, with the codecs and the read model around them.
 type Domain struct{}
@@ -380,11 +400,9 @@ func (Domain) Lists() []string { return lists }
 func (Domain) ListEntry(_ string, e Event, eventID string, at time.Time) (int, []byte, bool) {
 	switch e.Type {
 	case Credited, Debited:
-		member, _ := json.Marshal(NewTransaction(eventID, e, at))
-		return listApplied, member, true
+		return listApplied, NewTransaction(eventID, e, at).appendJSON(make([]byte, 0, 128)), true
 	case DebitRejected, CreditRejected:
-		member, _ := json.Marshal(NewTransaction(eventID, e, at))
-		return listRejected, member, true
+		return listRejected, NewTransaction(eventID, e, at).appendJSON(make([]byte, 0, 128)), true
 	}
 	return 0, nil, false
 }
@@ -395,8 +413,8 @@ func (Domain) ListEntry(_ string, e Event, eventID string, at time.Time) (int, [
 func (Domain) Answer(id string, e Event, s State, eventID string, at time.Time) engine.Answer {
 	switch e.Type {
 	case Credited, Debited:
-		res, _ := json.Marshal(Result{WalletID: id, Balance: s.Balance, Version: s.Version, Timestamp: at, Transaction: NewTransaction(eventID, e, at)})
-		return engine.Answer{Result: res}
+		r := Result{WalletID: id, Balance: s.Balance, Version: s.Version, Timestamp: at, Transaction: NewTransaction(eventID, e, at)}
+		return engine.Answer{Result: r.appendJSON(make([]byte, 0, 256))}
 	case DebitRejected, CreditRejected, CommandRejected:
 		return engine.Answer{Refusal: rejection(e, s)}
 	}

@@ -226,3 +226,53 @@ func TestViewAppendJSONIsWhatMarshalWrites(t *testing.T) {
 		}
 	}
 }
+
+// The transaction and the result the writer encodes by hand are what
+// encoding/json writes.
+func TestTransactionAppendJSONIsWhatMarshalWrites(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	types := []EventType{Credited, Debited, DebitRejected, CreditRejected}
+	for i := range 3000 {
+		v := randomView(r)
+		tx := Transaction{ID: ksuid.New().String(), Type: types[r.IntN(len(types))], Amount: v.Balance, BalanceAfter: v.OverdraftLimit,
+			Version: v.Version, Timestamp: v.UpdatedAt}
+		res := Result{WalletID: v.WalletID, Balance: v.OverdraftLimit, Version: v.Version + 1, Timestamp: v.CreatedAt, Transaction: tx}
+		switch i % 97 {
+		case 0:
+			tx.ID = `a"b<c>` + "\u00e9"
+		case 1:
+			res.WalletID = `a"b<c>` + "\u00e9"
+		}
+		res.Transaction = tx
+		for _, c := range []struct {
+			value any
+			got   []byte
+		}{{tx, tx.appendJSON(nil)}, {res, res.appendJSON([]byte{})}} {
+			want, err := json.Marshal(c.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(c.got) != string(want) {
+				t.Fatalf("appendJSON of %T:\n got %s\nwant %s", c.value, c.got, want)
+			}
+		}
+	}
+}
+
+// The data of a credit, a debit or a refusal of either, encoded by hand, is
+// what encoding/json writes.
+func TestMoneyDataAppendJSONIsWhatMarshalWrites(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	reasons := []Reason{"", ReasonInsufficientFunds, ReasonFrozen, ReasonClosed, `odd "reason" <&>`}
+	for range 1000 {
+		v := randomView(r)
+		m := moneyData{Amount: v.Balance, BalanceAfter: v.Version, Reason: reasons[r.IntN(len(reasons))]}
+		want, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.appendJSON(nil); string(got) != string(want) {
+			t.Fatalf("appendJSON:\n got %s\nwant %s", got, want)
+		}
+	}
+}
