@@ -162,4 +162,13 @@ const (
 	CodeInvalidOwner          Code = "invalid_owner"
 	CodeInvalidMetadata       Code = "invalid_metadata"
 	CodeInvalidOverdraftLimit Code = "invalid_overdraft_limit"
+
+	// Holds.
+	CodeInvalidHoldID  Code = "invalid_hold_id"
+	CodeInvalidExpiry  Code = "invalid_expires_in"
+	CodeHoldNotFound   Code = "hold_not_found"
+	CodeHoldExists     Code = "hold_exists"
+	CodeHoldNotActive  Code = "hold_not_active"
+	CodeHoldsActive    Code = "holds_active"
+	CodeCaptureExceeds Code = "capture_exceeds_hold"
 )

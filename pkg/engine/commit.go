@@ -81,12 +81,15 @@ func (w *Writer) finishBatch(f finished) {
 				a.outcome = outcomeReplayed
 			}
 		}
+		w.metrics.commands.WithLabelValues(p.host.name(), p.action, a.outcome).Inc()
+		if p.reply == "" { // a stream's own command: nobody asked
+			continue
+		}
 		msg := &nats.Msg{Subject: p.reply, Data: a.data}
 		if a.replayed {
 			w.stats.replayed.Add(1)
 			msg.Header = nats.Header{bus.ReplayedHeader: []string{"true"}}
 		}
-		w.metrics.commands.WithLabelValues(p.host.name(), p.action, a.outcome).Inc()
 		if debug {
 			w.log.Debug("command answered", "request_id", p.wire.RequestID, "command_id", p.wire.CommandID,
 				"domain", p.host.name(), "stream", p.id, "action", p.action, "data", string(p.wire.Data), "outcome", a.outcome)
@@ -142,6 +145,7 @@ type touched struct {
 	restore func()
 	from    int64 // the first version of the batch
 	entries []readmodel.Entry
+	fields  []readmodel.Field
 }
 
 // commit decides and stores one batch, and returns it for the finisher.
@@ -170,6 +174,7 @@ func (w *Writer) commit(batch []*pending) finished {
 		}
 		b.recs, changes = nil, nil
 	}
+	w.scheduleAlarms(batch)
 	w.stats.commands.Add(int64(len(batch)))
 	return finished{batch: batch, answers: answers, recs: b.recs, changes: changes}
 }
@@ -224,12 +229,16 @@ func (w *Writer) decideOne(b *batchWork, batch []*pending, i int, first map[even
 		}
 		return errorAnswer(refusal)
 	}
+	if len(d.records) == 0 { // an alarm that is no longer due
+		return answer{outcome: outcomeNothing, sameAs: -1}
+	}
 	if t == nil {
 		t = &touched{host: p.host, restore: restore, from: d.records[0].Event.Version}
 		b.touched[sk] = t
 		b.order = append(b.order, sk)
 	}
 	t.entries = append(t.entries, d.entries...)
+	t.fields = append(t.fields, d.fields...)
 	last := &d.records[len(d.records)-1]
 	last.IdemKey, last.Request = k.IdemKey, p.cmd.fingerprint()
 	b.recs = append(b.recs, d.records...)
@@ -249,8 +258,8 @@ func (b *batchWork) changes() []readmodel.Change {
 	for _, sk := range b.order {
 		t := b.touched[sk]
 		version, view := t.host.view(sk.id, b.at)
-		out = append(out, readmodel.Change{Domain: sk.domain, ID: sk.id, Lists: t.host.lists(),
-			From: t.from, Version: version, State: view, Entries: t.entries})
+		out = append(out, readmodel.Change{Domain: sk.domain, ID: sk.id, Lists: t.host.lists(), Hashes: t.host.hashes(),
+			From: t.from, Version: version, State: view, Entries: t.entries, Fields: t.fields})
 	}
 	return out
 }

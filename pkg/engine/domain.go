@@ -60,6 +60,17 @@ type Domain[S, C, E any] interface {
 	// index of its list in Lists and the member; ok is false for an event
 	// no list shows.
 	ListEntry(id string, e E, eventID string, at time.Time) (list int, member []byte, ok bool)
+	// Hashes names the hashes beside the state, {<name>.<id>}.<hash>: a
+	// field for each thing a stream keeps apart and is read by its own id
+	// (a wallet's holds).
+	Hashes() []string
+	// HashFields says which fields of its hashes e sets, recorded at at:
+	// each one's value once e is applied.
+	HashFields(id string, e E, at time.Time) []HashField
+	// Alarm is when a stream at s wants a command of its own (a wallet's
+	// hold expires), and that command: the engine decides it at that time
+	// or soon after, also once it restarts. ok is false for none.
+	Alarm(s S) (at time.Time, c C, ok bool)
 
 	// Answer is the answer to the command whose last event is e (recorded
 	// with eventID at at), which left the stream at s: the first answer,
@@ -69,6 +80,13 @@ type Domain[S, C, E any] interface {
 	// leading to after, nil if nothing: the domain's own invariants, which
 	// verify checks on every event of the log.
 	Check(before S, e E, after S) error
+}
+
+// HashField is one field of one of a stream's hashes: Hash indexes Hashes.
+type HashField struct {
+	Hash  int
+	Field string
+	Value []byte
 }
 
 // Encoded is an event's stored form.

@@ -138,6 +138,7 @@ type Writer struct {
 
 	feed      chan []event.Envelope // committed batches for the outbox
 	dirty     *dirtySet             // streams Redis is behind on
+	alarms    *alarms               // when streams want commands of their own
 	redisDown atomic.Bool           // a push failed; the projector has not reached Redis since
 
 	layoutChecked bool // the projector made sure of the read model's key layout
@@ -172,6 +173,7 @@ func New(cfg Config, domains *Domains, nc *nats.Conn, store *eventstore.Store, p
 		queue:   make(chan *pending, cfg.QueueSize),
 		feed:    make(chan []event.Envelope, 64),
 		dirty:   newDirtySet(),
+		alarms:  newAlarms(),
 		metrics: newWriterMetrics(cfg.Partition),
 	}, nil
 }
@@ -201,6 +203,9 @@ func (w *Writer) Run(ctx context.Context) error {
 		return fmt.Errorf("load stream states: %w", err)
 	}
 	w.log.Info("stream states loaded", "streams", loaded)
+	for name, h := range w.hosts {
+		h.alarms(func(id string, at time.Time) { w.alarms.schedule(streamKey{name, id}, at) })
+	}
 
 	// Background work lives until bgCtx ends, after the committer is done.
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -214,6 +219,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	bg.Go(func() { w.project(bgCtx) })
 	bg.Go(func() { w.publishOutbox(bgCtx) })
 	bg.Go(func() { w.checkpoint(bgCtx) })
+	bg.Go(func() { w.alarmLoop(bgCtx) })
 
 	committed := make(chan struct{})
 	go func() {

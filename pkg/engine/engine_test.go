@@ -140,7 +140,7 @@ func (r *rig) events(t *testing.T, domain, id string) []eventstore.Recorded {
 func (r *rig) verify(t *testing.T) string {
 	t.Helper()
 	var out bytes.Buffer
-	if err := Verify(context.Background(), r.ds, readmodel.Whole, r.store, r.proj, &out); err != nil {
+	if err := Verify(context.Background(), r.ds, readmodel.Whole, r.store, r.proj, &out, time.Now()); err != nil {
 		t.Fatalf("verify: %v\n%s", err, out.String())
 	}
 	return out.String()
@@ -456,19 +456,24 @@ func TestRedisDown(t *testing.T) {
 func TestVerifyFindsProblems(t *testing.T) {
 	r := newRig(t)
 	r.markComplete(t)
-	r.batch(t, r.cmd(t, "alpha", "x", 5, ""), r.cmd(t, "beta", "y", 5, ""))
+	r.batch(t, r.cmd(t, "alpha", "x", 5, ""), r.cmd(t, "beta", "y", 5, ""), r.cmd(t, "beta", "z", 5, ""))
 	if _, err := r.sql(t).Exec(`UPDATE events SET data = '{"add":5,"n":6}' WHERE domain = 'alpha'`); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.redis.Client(t).Del(context.Background(), readmodel.StateKey("beta", "y")).Err(); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.redis.Client(t).HSet(context.Background(), readmodel.ListKey("beta", "z", "marks"), "last", `{"add":5,"n":50}`, "extra", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
 	var out bytes.Buffer
-	err := Verify(context.Background(), r.ds, readmodel.Whole, r.store, r.proj, &out)
+	err := Verify(context.Background(), r.ds, readmodel.Whole, r.store, r.proj, &out, time.Now())
 	if !errors.Is(err, ErrMismatch) {
 		t.Fatalf("verify: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"MISMATCH alpha x: v1: says 6, the events sum to 5", "MISMATCH beta y: Redis has no state", ": 2 problems"} {
+	for _, want := range []string{"MISMATCH alpha x: v1: says 6, the events sum to 5", "MISMATCH beta y: Redis has no state",
+		`MISMATCH beta z: Redis marks "last" is "{\"add\":5,\"n\":50}"; the log has {"add":5,"n":5}`,
+		`MISMATCH beta z: Redis marks has "extra" (1), which no event set`, ": 4 problems"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("verify output lacks %q:\n%s", want, out.String())
 		}
@@ -487,5 +492,69 @@ func TestRegisterRefusesBadNames(t *testing.T) {
 	}
 	if got := ds.Names(); len(got) != 1 || got[0] != "alpha" {
 		t.Fatalf("names %v", got)
+	}
+}
+
+// due is a command that schedules a reset of the stream at due.
+func (r *rig) due(t *testing.T, domain, id string, due time.Time) cmd {
+	t.Helper()
+	c := r.cmd(t, domain, id, 1, "")
+	h := r.w.hosts[domain]
+	dc, perr := h.decode(id, "due", fmt.Appendf(nil, `{"Due":%d}`, due.UnixNano()))
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	c.p = newPending(h, id, "due", c.p.wire, dc, c.p.reply, time.Now())
+	return c
+}
+
+// A stream's alarm: the engine decides the stream's own command when it
+// comes due while the writer runs, and at once when the writer starts
+// after it came due; verify counts an alarm long past due while no writer
+// acted on it. The command's event sets a hash field, which Redis gets.
+func TestAlarms(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	r.markComplete(t)
+	r.batch(t, r.cmd(t, "alpha", "x", 5, ""), r.due(t, "alpha", "x", time.Now().Add(-20*time.Second)))
+	var out bytes.Buffer
+	if err := Verify(ctx, r.ds, readmodel.Whole, r.store, r.proj, &out, time.Now()); !errors.Is(err, ErrMismatch) ||
+		!strings.Contains(out.String(), "MISMATCH alpha x: wanted a command of its own at") {
+		t.Fatalf("verify with an alarm 20 s past due: %v\n%s", err, out.String())
+	}
+
+	r.run(t)
+	state := func(domain, id string) string {
+		b, _ := r.proj.State(ctx, domain, id)
+		return string(b)
+	}
+	testwait.Until(t, 5*time.Second, "the overdue reset of alpha x", func() bool { return strings.Contains(state("alpha", "x"), `"n":0,"version":3`) })
+
+	client := bus.NewClient(r.nc, 5*time.Second, nil)
+	if _, err := r.send(t, client, "beta", "y", 9); err != nil {
+		t.Fatal(err)
+	}
+	due := time.Now().Add(300 * time.Millisecond)
+	reply, _, err := client.Send(ctx, "beta", "y", "due", bus.Command{CommandID: ksuid.New().String(), Data: fmt.Appendf(nil, `{"Due":%d}`, due.UnixNano())})
+	if err != nil || reply.Error != nil {
+		t.Fatalf("due: %+v %v", reply.Error, err)
+	}
+	testwait.Until(t, 5*time.Second, "the reset of beta y", func() bool { return strings.Contains(state("beta", "y"), `"n":0,"version":3`) })
+	evs := r.events(t, "beta", "y")
+	if len(evs) != 3 || evs[0].Event.Type != "added" || evs[1].Event.Type != "scheduled" || evs[2].Event.Type != "reset" {
+		t.Fatalf("beta y: %+v", evs)
+	}
+	if late := evs[2].Event.Time.Sub(due); late < 0 || late > 2*time.Second {
+		t.Fatalf("reset %s after it was due", late)
+	}
+	st, err := r.proj.Inspect(ctx, "beta", "y", []string{"log", "refused"}, []string{"marks"})
+	if err != nil || st.Hashes[0]["last"] != `{"add":9,"n":9}` || st.Hashes[0]["reset"] != `{"n":0}` {
+		t.Fatalf("beta y's marks: %v %v", st.Hashes, err)
+	}
+	if r.w.alarms.len() != 0 {
+		t.Fatalf("%d alarms left once both came due", r.w.alarms.len())
+	}
+	if out := r.verify(t); !strings.Contains(out, "0 problems") {
+		t.Fatal(out)
 	}
 }

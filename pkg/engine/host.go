@@ -19,6 +19,7 @@ type host interface {
 	name() string
 	actions() []string
 	lists() []string
+	hashes() []string
 	checkID(id string) *bus.Error
 	// decode reads a command for stream id.
 	decode(id, action string, data []byte) (command, *bus.Error)
@@ -35,6 +36,14 @@ type host interface {
 	fromLog(id string, recs []eventstore.Recorded) (readmodel.Change, error)
 	// audit folds every event of a stream, recs, and says what is wrong.
 	audit(id string, recs []eventstore.Recorded) audit
+	// alarm is when the stream wants a command of its own; ok is false
+	// for none.
+	alarm(id string) (at time.Time, ok bool)
+	// alarms calls fn with the alarm of every stream that has one.
+	alarms(fn func(id string, at time.Time))
+	// woken is the command that answers the stream's alarm, if it is due
+	// at now; ok is false if it is not (anymore).
+	woken(id string, now time.Time) (c command, ok bool)
 }
 
 // command is a decoded command for one stream, waiting for the committer.
@@ -53,10 +62,11 @@ type stamp struct {
 }
 
 // decision is a decided command: its events with the states they lead to,
-// their list entries in Redis, and its answer.
+// their list entries and hash fields in Redis, and its answer.
 type decision struct {
 	records []eventstore.Record
 	entries []readmodel.Entry
+	fields  []readmodel.Field
 	answer  Answer
 }
 
@@ -69,6 +79,8 @@ type audit struct {
 	view     []byte // and as Redis should hold it
 	lists    [][][]byte
 	versions [][]int64
+	hashes   []map[string]string
+	alarm    time.Time // when the stream wants its next command; zero for never
 }
 
 type hosted[S, C, E any] struct {
@@ -79,6 +91,7 @@ type hosted[S, C, E any] struct {
 func (h *hosted[S, C, E]) name() string                 { return h.d.Name() }
 func (h *hosted[S, C, E]) actions() []string            { return h.d.Actions() }
 func (h *hosted[S, C, E]) lists() []string              { return h.d.Lists() }
+func (h *hosted[S, C, E]) hashes() []string             { return h.d.Hashes() }
 func (h *hosted[S, C, E]) checkID(id string) *bus.Error { return h.d.CheckID(id) }
 
 func (h *hosted[S, C, E]) decode(id, action string, data []byte) (command, *bus.Error) {
@@ -137,7 +150,7 @@ func (h *hosted[S, C, E]) read(rec eventstore.Recorded) (E, S, error) {
 }
 
 func (h *hosted[S, C, E]) fromLog(id string, recs []eventstore.Recorded) (readmodel.Change, error) {
-	c := readmodel.Change{Domain: h.d.Name(), ID: id, Lists: h.d.Lists(), From: recs[0].Event.Version}
+	c := readmodel.Change{Domain: h.d.Name(), ID: id, Lists: h.d.Lists(), Hashes: h.d.Hashes(), From: recs[0].Event.Version}
 	for _, rec := range recs[:len(recs)-1] {
 		env := rec.Event
 		e, err := h.d.DecodeEvent(env.Type, env.Schema, env.Version, env.Time, env.Data)
@@ -147,6 +160,7 @@ func (h *hosted[S, C, E]) fromLog(id string, recs []eventstore.Recorded) (readmo
 		if entry, ok := h.entry(id, e, env); ok {
 			c.Entries = append(c.Entries, entry)
 		}
+		c.Fields = h.fields(c.Fields, id, e, env)
 	}
 	// Only the last state is shown: only it is decoded.
 	end := recs[len(recs)-1]
@@ -157,8 +171,38 @@ func (h *hosted[S, C, E]) fromLog(id string, recs []eventstore.Recorded) (readmo
 	if entry, ok := h.entry(id, e, end.Event); ok {
 		c.Entries = append(c.Entries, entry)
 	}
+	c.Fields = h.fields(c.Fields, id, e, end.Event)
 	c.Version, c.State = end.Event.Version, h.d.View(id, s, end.Event.Time)
 	return c, nil
+}
+
+// fields appends to out the hash fields e, recorded as env, sets.
+func (h *hosted[S, C, E]) fields(out []readmodel.Field, id string, e E, env event.Envelope) []readmodel.Field {
+	for _, f := range h.d.HashFields(id, e, env.Time) {
+		out = append(out, readmodel.Field{Hash: f.Hash, Version: env.Version, Name: f.Field, Value: f.Value})
+	}
+	return out
+}
+
+func (h *hosted[S, C, E]) alarm(id string) (time.Time, bool) {
+	at, _, ok := h.d.Alarm(h.states[id])
+	return at, ok
+}
+
+func (h *hosted[S, C, E]) alarms(fn func(id string, at time.Time)) {
+	for id, s := range h.states {
+		if at, _, ok := h.d.Alarm(s); ok {
+			fn(id, at)
+		}
+	}
+}
+
+func (h *hosted[S, C, E]) woken(id string, now time.Time) (command, bool) {
+	at, c, ok := h.d.Alarm(h.states[id])
+	if !ok || at.After(now) {
+		return nil, false
+	}
+	return &hostedCommand[S, C, E]{h: h, id: id, c: c, fp: "alarm"}, true
 }
 
 // entry is where Redis lists e, recorded as env, if its domain lists it.
@@ -171,6 +215,10 @@ func (h *hosted[S, C, E]) audit(id string, recs []eventstore.Recorded) audit {
 	var a audit
 	var s S
 	a.lists, a.versions = make([][][]byte, len(h.d.Lists())), make([][]int64, len(h.d.Lists()))
+	a.hashes = make([]map[string]string, len(h.d.Hashes()))
+	for i := range a.hashes {
+		a.hashes[i] = map[string]string{}
+	}
 	var at time.Time
 	for _, rec := range recs {
 		a.events++
@@ -196,9 +244,15 @@ func (h *hosted[S, C, E]) audit(id string, recs []eventstore.Recorded) audit {
 			a.lists[list] = append(a.lists[list], member)
 			a.versions[list] = append(a.versions[list], env.Version)
 		}
+		for _, f := range h.d.HashFields(id, e, env.Time) {
+			a.hashes[f.Hash][f.Field] = string(f.Value)
+		}
 		at = env.Time
 	}
 	a.version, a.state, a.view = h.d.Version(s), h.d.EncodeState(s), h.d.View(id, s, at)
+	if due, _, ok := h.d.Alarm(s); ok {
+		a.alarm = due
+	}
 	return a
 }
 
@@ -241,6 +295,7 @@ func (c *hostedCommand[S, C, E]) decide(m stamp) (decision, *bus.Error) {
 		if entry, ok := c.h.entry(c.id, e, out.records[len(out.records)-1].Event); ok {
 			out.entries = append(out.entries, entry)
 		}
+		out.fields = c.h.fields(out.fields, c.id, e, out.records[len(out.records)-1].Event)
 	}
 	c.h.states[c.id] = next
 	out.answer = d.Answer(c.id, evs[len(evs)-1], next, lastID, m.at)

@@ -13,6 +13,7 @@ const (
 	outcomeReplayed = "replayed" // decided before: the stored outcome was answered again
 	outcomeRefused  = "refused"  // not decided: invalid, overflowing, or a reused key
 	outcomeFailed   = "failed"   // the log could not be read or written; nothing applied
+	outcomeNothing  = "nothing"  // an alarm that was no longer due: nothing to decide
 )
 
 // writerMetrics are the writer's Prometheus metrics. They are updated

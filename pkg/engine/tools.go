@@ -28,8 +28,10 @@ var ErrWriterRunning = errors.New("a wallet_writer is running on this log; stop 
 // problem and a summary to out, and returns ErrMismatch if it found any.
 // It only reads, so it may run beside a live writer; a stream that moves
 // while it is being compared is read again before it counts as a problem.
-func Verify(ctx context.Context, domains *Domains, part readmodel.Part, store *eventstore.Store, proj *readmodel.Projection, out io.Writer) error {
-	v := verifier{store: store, proj: proj, out: out, hosts: domains.hosts(), inLog: map[streamKey]bool{}, streams: map[string]int{}}
+// A stream whose alarm (Domain.Alarm) is more than AlarmGrace past due at
+// now is a problem too: a hold left active past its expiry.
+func Verify(ctx context.Context, domains *Domains, part readmodel.Part, store *eventstore.Store, proj *readmodel.Projection, out io.Writer, now time.Time) error {
+	v := verifier{store: store, proj: proj, out: out, hosts: domains.hosts(), inLog: map[streamKey]bool{}, streams: map[string]int{}, now: now}
 	if err := store.Heads(ctx, func(h eventstore.Head) error {
 		v.inLog[streamKey{h.Domain, h.StreamID}] = true
 		v.streams[h.Domain]++
@@ -86,7 +88,12 @@ type verifier struct {
 	streams  map[string]int // by domain
 	events   int
 	problems int
+	now      time.Time
 }
+
+// AlarmGrace is how late a stream's alarm may be before Verify counts it
+// as a problem: a live writer acts on one within a second or two.
+const AlarmGrace = 10 * time.Second
 
 func (v *verifier) problem(domain, id, what string) {
 	v.problems++
@@ -130,6 +137,9 @@ func (v *verifier) stream(ctx context.Context, head eventstore.Head) error {
 	if head.Version != a.version || !bytes.Equal(head.State, a.state) {
 		v.problem(d, id, fmt.Sprintf("head says %s at v%d, the events give %s at v%d", head.State, head.Version, a.state, a.version))
 	}
+	if !a.alarm.IsZero() && a.alarm.Before(v.now.Add(-AlarmGrace)) {
+		v.problem(d, id, fmt.Sprintf("wanted a command of its own at %s (a hold past its expiry?), and none was decided", a.alarm.Format(time.RFC3339Nano)))
+	}
 	return v.redis(ctx, h, id, a)
 }
 
@@ -140,7 +150,7 @@ func (v *verifier) redis(ctx context.Context, h host, id string, a audit) error 
 	var got readmodel.Stored
 	for attempt := 0; ; attempt++ {
 		var err error
-		if got, err = v.proj.Inspect(ctx, d, id, h.lists()); err != nil {
+		if got, err = v.proj.Inspect(ctx, d, id, h.lists(), h.hashes()); err != nil {
 			return err
 		}
 		if got.State != nil {
@@ -169,6 +179,19 @@ func (v *verifier) redis(ctx context.Context, h host, id string, a audit) error 
 			if !bytes.Equal(want[j], have[j]) || a.versions[i][j] != got.Versions[i][j] {
 				v.problem(d, id, fmt.Sprintf("Redis %s entry at v%d is %s; the log has %s at v%d", list, got.Versions[i][j], have[j], want[j], a.versions[i][j]))
 				break
+			}
+		}
+	}
+	for i, hash := range h.hashes() {
+		want, have := a.hashes[i], got.Hashes[i]
+		for field, value := range want {
+			if have[field] != value {
+				v.problem(d, id, fmt.Sprintf("Redis %s %q is %q; the log has %s", hash, field, have[field], value))
+			}
+		}
+		for field, value := range have {
+			if _, ok := want[field]; !ok {
+				v.problem(d, id, fmt.Sprintf("Redis %s has %q (%s), which no event set", hash, field, value))
 			}
 		}
 	}

@@ -16,25 +16,33 @@ import (
 // business outcome (an event, like a debit refused for funds); adding
 // nothing is refused as bad input (no event); adding 7 is recorded as two
 // events, 3 then 4, so that a command of several events is exercised.
-// Registered under two names, it is two domains.
+// "due" schedules a reset at a time (an alarm): the engine then decides
+// the tally's own command, which records "reset" and sets the count to 0.
+// Each addition and reset sets a field of the hash "marks". Registered
+// under two names, it is two domains.
 type tally struct{ name string }
 
 const tallyLimit = 100
 
-type tallyState struct{ N, V int64 }
+type tallyState struct{ N, V, Due int64 }
 
-type tallyCmd struct{ Add int64 }
+type tallyCmd struct {
+	Add   int64
+	Due   int64 // Unix nanoseconds
+	Reset bool  // the alarm's command
+}
 
 type tallyEvent struct {
-	Type string // "added" or "refused"
+	Type string // "added", "refused", "scheduled" or "reset"
 	Add  int64
 	N    int64 // the total after it
+	Due  int64
 }
 
 var errTally = errors.New("not a tally record")
 
 func (d tally) Name() string      { return d.name }
-func (d tally) Actions() []string { return []string{"add"} }
+func (d tally) Actions() []string { return []string{"add", "due"} }
 
 func (d tally) CheckID(id string) *bus.Error {
 	if id == "" || len(id) > 32 {
@@ -45,19 +53,28 @@ func (d tally) CheckID(id string) *bus.Error {
 
 func (d tally) DecodeCommand(action string, data []byte) (tallyCmd, *bus.Error) {
 	var c tallyCmd
-	if action != "add" {
+	if action != "add" && action != "due" {
 		return c, &bus.Error{Code: bus.CodeNotFound, Detail: "unknown action " + action}
 	}
-	if err := json.Unmarshal(data, &c); err != nil {
-		return c, &bus.Error{Code: bus.CodeInvalidBody, Detail: err.Error()}
+	if err := json.Unmarshal(data, &c); err != nil || c.Reset || (action == "due") != (c.Due != 0) {
+		return c, &bus.Error{Code: bus.CodeInvalidBody, Detail: fmt.Sprintf("%s: %v", data, err)}
 	}
 	return c, nil
 }
 
-func (d tally) Fingerprint(c tallyCmd) string { return "add:" + strconv.FormatInt(c.Add, 10) }
+func (d tally) Fingerprint(c tallyCmd) string {
+	if c.Due != 0 {
+		return "due:" + strconv.FormatInt(c.Due, 10)
+	}
+	return "add:" + strconv.FormatInt(c.Add, 10)
+}
 
 func (d tally) Decide(s tallyState, c tallyCmd, _ time.Time) ([]tallyEvent, *bus.Error) {
 	switch {
+	case c.Reset:
+		return []tallyEvent{{Type: "reset"}}, nil
+	case c.Due != 0:
+		return []tallyEvent{{Type: "scheduled", N: s.N, Due: c.Due}}, nil
 	case c.Add <= 0:
 		return nil, &bus.Error{Code: bus.CodeInvalidAmount, Detail: "add at least 1"}
 	case s.N+c.Add > tallyLimit:
@@ -69,8 +86,13 @@ func (d tally) Decide(s tallyState, c tallyCmd, _ time.Time) ([]tallyEvent, *bus
 }
 
 func (d tally) Evolve(s tallyState, e tallyEvent) tallyState {
-	if e.Type == "added" {
+	switch e.Type {
+	case "added":
 		s.N += e.Add
+	case "scheduled":
+		s.Due = e.Due
+	case "reset":
+		s.N, s.Due = 0, 0
 	}
 	s.V++
 	return s
@@ -79,26 +101,31 @@ func (d tally) Evolve(s tallyState, e tallyEvent) tallyState {
 func (d tally) Version(s tallyState) int64 { return s.V }
 
 func (d tally) EncodeEvent(e tallyEvent) (Encoded, error) {
-	data, err := json.Marshal(map[string]int64{"add": e.Add, "n": e.N})
+	data, err := json.Marshal(map[string]int64{"add": e.Add, "n": e.N, "due": e.Due})
 	return Encoded{Type: e.Type, Schema: 1, Data: data}, err
 }
 
 func (d tally) DecodeEvent(typ string, schema int, _ int64, _ time.Time, data []byte) (tallyEvent, error) {
 	var m map[string]int64
-	if (typ != "added" && typ != "refused") || schema != 1 || json.Unmarshal(data, &m) != nil {
+	if (typ != "added" && typ != "refused" && typ != "scheduled" && typ != "reset") || schema != 1 || json.Unmarshal(data, &m) != nil {
 		return tallyEvent{}, errTally
 	}
-	return tallyEvent{Type: typ, Add: m["add"], N: m["n"]}, nil
+	return tallyEvent{Type: typ, Add: m["add"], N: m["n"], Due: m["due"]}, nil
 }
 
-func (d tally) EncodeState(s tallyState) []byte { return fmt.Appendf(nil, `{"n":%d}`, s.N) }
+func (d tally) EncodeState(s tallyState) []byte {
+	if s.Due != 0 {
+		return fmt.Appendf(nil, `{"n":%d,"due":%d}`, s.N, s.Due)
+	}
+	return fmt.Appendf(nil, `{"n":%d}`, s.N)
+}
 
 func (d tally) DecodeState(version int64, data []byte) (tallyState, error) {
 	var m map[string]int64
 	if err := json.Unmarshal(data, &m); err != nil || !bytes.HasPrefix(data, []byte(`{"n":`)) {
 		return tallyState{}, errTally
 	}
-	return tallyState{N: m["n"], V: version}, nil
+	return tallyState{N: m["n"], V: version, Due: m["due"]}, nil
 }
 
 func (d tally) View(id string, s tallyState, at time.Time) []byte {
@@ -115,10 +142,32 @@ func (d tally) Lists() []string { return []string{"log", "refused"} }
 
 func (d tally) ListEntry(_ string, e tallyEvent, eventID string, _ time.Time) (int, []byte, bool) {
 	b, _ := json.Marshal(map[string]any{"event": eventID, "add": e.Add, "n": e.N})
-	if e.Type == "refused" {
+	switch e.Type {
+	case "added":
+		return 0, b, true
+	case "refused":
 		return 1, b, true
 	}
-	return 0, b, true
+	return 0, nil, false
+}
+
+func (d tally) Hashes() []string { return []string{"marks"} }
+
+func (d tally) HashFields(_ string, e tallyEvent, _ time.Time) []HashField {
+	switch e.Type {
+	case "added":
+		return []HashField{{Hash: 0, Field: "last", Value: fmt.Appendf(nil, `{"add":%d,"n":%d}`, e.Add, e.N)}}
+	case "reset":
+		return []HashField{{Hash: 0, Field: "reset", Value: []byte(`{"n":0}`)}}
+	}
+	return nil
+}
+
+func (d tally) Alarm(s tallyState) (time.Time, tallyCmd, bool) {
+	if s.Due == 0 {
+		return time.Time{}, tallyCmd{}, false
+	}
+	return time.Unix(0, s.Due), tallyCmd{Reset: true}, true
 }
 
 func (d tally) Answer(id string, e tallyEvent, s tallyState, eventID string, _ time.Time) Answer {

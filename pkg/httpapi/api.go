@@ -37,6 +37,9 @@ var apiCommands = map[string]apiCommand{
 	"wallet_freeze":    {action: wallet.Freeze, idField: "wallet_id"},
 	"wallet_unfreeze":  {action: wallet.Unfreeze, idField: "wallet_id"},
 	"wallet_close":     {action: wallet.Close, idField: "wallet_id"},
+	"wallet_hold":      {action: wallet.PlaceHold, idField: "wallet_id"},
+	"wallet_capture":   {action: wallet.CaptureHold, idField: "wallet_id"},
+	"wallet_void":      {action: wallet.VoidHold, idField: "wallet_id"},
 }
 
 const apiHelp = `expected a JSON body {"command": "...", "data": {...}}`
@@ -87,24 +90,53 @@ func (s *server) api(w http.ResponseWriter, r *http.Request) {
 			data[to] = raw
 		}
 	}
-	if len(data) > 0 && cmd.action != wallet.Credit && cmd.action != wallet.Debit && cmd.action != wallet.Open && cmd.action != wallet.Update {
-		writeProblem(w, r, problem(bus.CodeInvalidBody, fmt.Sprintf("%s takes only data.%s, not %q", name, cmd.idField, slices.Sorted(maps.Keys(data))[0])))
-		return
+	holdID := ""
+	if cmd.action == wallet.CaptureHold || cmd.action == wallet.VoidHold {
+		raw, ok := data["hold_id"]
+		delete(data, "hold_id")
+		if err := json.Unmarshal(raw, &holdID); !ok || err != nil {
+			writeProblem(w, r, problem(bus.CodeInvalidHoldID, name+" takes the hold's id in data.hold_id"))
+			return
+		}
+	}
+	switch cmd.action {
+	case wallet.Freeze, wallet.Unfreeze, wallet.Close, wallet.VoidHold:
+		if len(data) > 0 {
+			writeProblem(w, r, problem(bus.CodeInvalidBody, fmt.Sprintf("%s takes only data.%s, not %q", name, cmd.idField, slices.Sorted(maps.Keys(data))[0])))
+			return
+		}
 	}
 	var rest []byte // the REST route's body
 	if len(data) > 0 || cmd.action != wallet.Open {
 		rest, _ = json.Marshal(data)
 	}
-	payload, perr := commandData(cmd.action, rest, r.URL.Path)
+	var payload []byte
+	switch cmd.action {
+	case wallet.PlaceHold:
+		payload, perr = s.holdData(rest, holdIDFor(id, key))
+	case wallet.CaptureHold, wallet.VoidHold:
+		if holdID, perr = checkHoldID(holdID); perr == nil {
+			payload, perr = endHoldData(cmd.action, rest, holdID, r.URL.Path)
+		}
+	default:
+		payload, perr = commandData(cmd.action, rest, r.URL.Path)
+	}
 	if perr != nil {
 		writeProblem(w, r, perr)
 		return
 	}
-	if cmd.action == wallet.Open {
+	switch cmd.action {
+	case wallet.Open:
 		s.open(w, r, key, payload)
-		return
+	case wallet.PlaceHold:
+		s.hold(w, r, id, key, payload)
+	case wallet.CaptureHold, wallet.VoidHold:
+		if _, ok := s.readHold(w, r, id, holdID); ok {
+			s.send(w, r, id, cmd.action, key, payload, http.StatusOK)
+		}
+	default:
+		s.send(w, r, id, cmd.action, key, payload, http.StatusOK)
 	}
-	s.send(w, r, id, cmd.action, key, payload, http.StatusOK)
 }
 
 // apiRequest reads {"command": name, "data": {...}}.

@@ -19,6 +19,9 @@ func (oneState) List(context.Context, string, string, []string, int64, int) (rea
 	return readmodel.Page{}, nil
 }
 func (oneState) Ping(context.Context) error { return nil }
+func (oneState) Field(context.Context, string, string, string, string) ([]byte, error) {
+	return nil, nil
+}
 
 // BenchmarkBalance is the balance read through the whole handler chain —
 // request id, route, metrics, decoding the stored state, the response —
@@ -26,7 +29,7 @@ func (oneState) Ping(context.Context) error { return nil }
 // credits and debits.
 func BenchmarkBalance(b *testing.B) {
 	state := oneState(`{"wallet_id":"2Qd2Xb6pRRG2d0lLuY5kVV9ZyAm","balance":81774,"version":81774,"updated_at":"2026-12-02T16:32:35.066376757Z","created_at":"2026-12-02T16:32:25.055947769Z"}`)
-	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), state, &sent{}, time.Now, nil)
+	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), state, &sent{}, time.Now, nil, Limits{})
 	req := httptest.NewRequest("GET", "/wallet/2Qd2Xb6pRRG2d0lLuY5kVV9ZyAm/balance", nil)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -41,6 +41,9 @@ func (noReads) List(context.Context, string, string, []string, int64, int) (read
 	return readmodel.Page{}, nil
 }
 func (noReads) Ping(context.Context) error { return nil }
+func (noReads) Field(context.Context, string, string, string, string) ([]byte, error) {
+	return nil, nil
+}
 
 // FuzzCommandBody sends arbitrary bodies and Idempotency-Keys to the credit
 // route: the API never answers 500 or panics, refuses with problem+json, and
@@ -57,7 +60,7 @@ func FuzzCommandBody(f *testing.F) {
 		f.Add([]byte(seed.body), seed.key)
 	}
 	rec := &sent{}
-	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now, nil)
+	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now, nil, Limits{})
 	f.Fuzz(func(t *testing.T, body []byte, key string) {
 		rec.calls, rec.actions = rec.calls[:0], rec.actions[:0]
 		req := httptest.NewRequest("POST", "/wallet/2pJ1NbW1uTJ3XQw2fQ4G7mVj0aZ/credit", bytes.NewReader(body))

@@ -66,7 +66,7 @@ func (s spec) operations(t *testing.T) map[string][]int {
 // router's, both ways.
 func TestOpenAPIListsEveryRoute(t *testing.T) {
 	ops := loadSpec(t).operations(t)
-	s := &server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), reads: noReads{}, cmds: &sent{}, now: time.Now}
+	s := &server{log: slog.New(slog.NewTextHandler(io.Discard, nil)), reads: noReads{}, cmds: &sent{}, now: time.Now, limits: DefaultLimits}
 	var routed []string
 	err := s.router(metrics.NewRegistry()).Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
 		path, err := route.GetPathTemplate()

@@ -40,6 +40,13 @@ var problemInfo = map[bus.Code]struct {
 	bus.CodeInvalidOwner:          {http.StatusBadRequest, "Invalid owner"},
 	bus.CodeInvalidMetadata:       {http.StatusBadRequest, "Invalid metadata"},
 	bus.CodeInvalidOverdraftLimit: {http.StatusBadRequest, "Invalid overdraft limit"},
+	bus.CodeInvalidHoldID:         {http.StatusBadRequest, "Invalid hold id"},
+	bus.CodeInvalidExpiry:         {http.StatusBadRequest, "Invalid expires_in"},
+	bus.CodeHoldNotFound:          {http.StatusNotFound, "Hold not found"},
+	bus.CodeHoldExists:            {http.StatusConflict, "Hold exists"},
+	bus.CodeHoldNotActive:         {http.StatusConflict, "Hold not active"},
+	bus.CodeHoldsActive:           {http.StatusConflict, "Holds active"},
+	bus.CodeCaptureExceeds:        {http.StatusConflict, "Capture exceeds the hold"},
 }
 
 // StatusOf returns the HTTP status of an error code; unknown codes are 500.

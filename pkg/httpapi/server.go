@@ -47,6 +47,8 @@ type Reader interface {
 	State(ctx context.Context, domain, id string) ([]byte, error)
 	// List is a page of the named lists of a stream, newest first.
 	List(ctx context.Context, domain, id string, lists []string, before int64, limit int) (readmodel.Page, error)
+	// Field is one field of one of a stream's hashes, nil if none.
+	Field(ctx context.Context, domain, id, hash, field string) ([]byte, error)
 	Ping(ctx context.Context) error
 }
 
@@ -61,16 +63,20 @@ type server struct {
 	reads    Reader
 	cmds     Sender
 	now      func() time.Time
+	limits   Limits
 	requests *prometheus.HistogramVec
 }
 
 // NewServer returns the API with all its routes, /metrics serving reg
-// (nil: a registry of its own).
-func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time, reg *prometheus.Registry) http.Handler {
+// (nil: a registry of its own), within limits (zero: DefaultLimits).
+func NewServer(log *slog.Logger, reads Reader, cmds Sender, now func() time.Time, reg *prometheus.Registry, limits Limits) http.Handler {
 	if reg == nil {
 		reg = metrics.NewRegistry()
 	}
-	s := &server{log: log, reads: reads, cmds: cmds, now: now,
+	if limits == (Limits{}) {
+		limits = DefaultLimits
+	}
+	s := &server{log: log, reads: reads, cmds: cmds, now: now, limits: limits,
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metrics.Namespace,
 			Name:      "http_request_duration_seconds",
@@ -117,6 +123,10 @@ func (s *server) router(reg *prometheus.Registry) *mux.Router {
 	route("/wallet/{id}/freeze", s.command(wallet.Freeze), http.MethodPost)
 	route("/wallet/{id}/unfreeze", s.command(wallet.Unfreeze), http.MethodPost)
 	route("/wallet/{id}/close", s.command(wallet.Close), http.MethodPost)
+	route("/wallet/{id}/holds", http.HandlerFunc(s.placeHold), http.MethodPost)
+	route("/wallet/{id}/holds/{hold_id}", http.HandlerFunc(s.getHold), http.MethodGet, http.MethodHead)
+	route("/wallet/{id}/holds/{hold_id}/capture", s.endHold(wallet.CaptureHold), http.MethodPost)
+	route("/wallet/{id}/holds/{hold_id}/void", s.endHold(wallet.VoidHold), http.MethodPost)
 	route("/api", http.HandlerFunc(s.api), http.MethodPost)
 	route("/healthz", http.HandlerFunc(health.Healthz), http.MethodGet, http.MethodHead)
 	// Ready when Redis answers and a wallet writer answers over NATS (which
@@ -277,6 +287,8 @@ func walletID(r *http.Request) (string, *bus.Error) {
 type balanceResponse struct {
 	WalletID  string     `json:"wallet_id"`
 	Balance   int64      `json:"balance"`
+	Available int64      `json:"available"`
+	Held      int64      `json:"held"`
 	Version   int64      `json:"version"`
 	Timestamp time.Time  `json:"timestamp"`
 	UpdatedAt *time.Time `json:"updated_at"`
@@ -314,7 +326,7 @@ func (s *server) balance(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	resp := balanceResponse{WalletID: id, Balance: v.Balance, Version: v.Version, Timestamp: s.now().UTC()}
+	resp := balanceResponse{WalletID: id, Balance: v.Balance, Available: v.Balance - v.Held, Held: v.Held, Version: v.Version, Timestamp: s.now().UTC()}
 	if !v.UpdatedAt.IsZero() {
 		resp.UpdatedAt = &v.UpdatedAt
 	}
@@ -329,6 +341,10 @@ func (r balanceResponse) appendJSON(b []byte) []byte {
 	b = append(b, r.WalletID...)
 	b = append(b, `","balance":`...)
 	b = strconv.AppendInt(b, r.Balance, 10)
+	b = append(b, `,"available":`...)
+	b = strconv.AppendInt(b, r.Available, 10)
+	b = append(b, `,"held":`...)
+	b = strconv.AppendInt(b, r.Held, 10)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, r.Version, 10)
 	b = append(b, `,"timestamp":"`...)

@@ -26,6 +26,7 @@ type Settings struct {
 	LogLevel        string
 	WriteTimeout    time.Duration
 	ShutdownTimeout time.Duration
+	Limits          Limits
 }
 
 // SettingsFromEnv reads Settings through getenv, with local defaults.
@@ -39,8 +40,18 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		LogLevel:        env.String("LOG_LEVEL", "info"),
 		WriteTimeout:    env.Duration("WRITE_TIMEOUT", 5*time.Second),
 		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+		Limits: Limits{
+			HoldExpiresIn:    env.Duration("HOLD_EXPIRES_IN", DefaultLimits.HoldExpiresIn),
+			HoldMaxExpiresIn: env.Duration("HOLD_MAX_EXPIRES_IN", DefaultLimits.HoldMaxExpiresIn),
+		},
 	}
-	return s, env.Err()
+	if err := env.Err(); err != nil {
+		return s, err
+	}
+	if err := s.Limits.Check(); err != nil {
+		return s, fmt.Errorf("HOLD_EXPIRES_IN, HOLD_MAX_EXPIRES_IN: %w", err)
+	}
+	return s, nil
 }
 
 // Usage is wallet_server's help text.
@@ -89,7 +100,7 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 	reads.EnablePipelining(pipeCtx, 2)
 	reg := metrics.NewRegistry()
 	srv := &http.Server{
-		Handler:           NewServer(log, reads, bus.NewClient(nc, set.WriteTimeout, reg), time.Now, reg),
+		Handler:           NewServer(log, reads, bus.NewClient(nc, set.WriteTimeout, reg), time.Now, reg, set.Limits),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      set.WriteTimeout + 10*time.Second,

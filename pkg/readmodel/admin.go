@@ -18,15 +18,22 @@ type Stored struct {
 	// Versions their scores.
 	Lists    [][][]byte
 	Versions [][]int64
+	// Hashes holds the fields of each hash asked for.
+	Hashes []map[string]string
 }
 
-// Inspect returns what Redis holds for a stream and the named lists.
-func (p *Projection) Inspect(ctx context.Context, domain, id string, lists []string) (Stored, error) {
+// Inspect returns what Redis holds for a stream, its named lists and its
+// named hashes.
+func (p *Projection) Inspect(ctx context.Context, domain, id string, lists, hashes []string) (Stored, error) {
 	pipe := p.rdb.Pipeline()
 	state := pipe.Get(ctx, StateKey(domain, id))
 	got := make([]*redis.ZSliceCmd, len(lists))
 	for i, l := range lists {
 		got[i] = pipe.ZRangeByScoreWithScores(ctx, ListKey(domain, id, l), &redis.ZRangeBy{Min: "-inf", Max: "+inf"})
+	}
+	fields := make([]*redis.MapStringStringCmd, len(hashes))
+	for i, h := range hashes {
+		fields[i] = pipe.HGetAll(ctx, ListKey(domain, id, h))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Stored{}, fmt.Errorf("inspect %s %s: %w", domain, id, err)
@@ -42,6 +49,10 @@ func (p *Projection) Inspect(ctx context.Context, domain, id string, lists []str
 			s.Lists[i] = append(s.Lists[i], []byte(m))
 			s.Versions[i] = append(s.Versions[i], int64(z.Score))
 		}
+	}
+	s.Hashes = make([]map[string]string, len(hashes))
+	for i, f := range fields {
+		s.Hashes[i] = f.Val()
 	}
 	return s, nil
 }

@@ -6,9 +6,10 @@
 //
 //	<domain>.<id>           the state as JSON, with a top-level "version"
 //	{<domain>.<id>}.<list>  a sorted set of the list's entries, score = the version of the event
+//	{<domain>.<id>}.<hash>  a hash of things the stream keeps apart, by their id
 //
 // A wallet has the lists tx (applied transactions) and rejected (refused
-// debits). The state key never holds the history, so reading a state costs
+// debits), and the hash holds. The state key never holds the history, so reading a state costs
 // one GET however long the stream's history is. Every push goes through one
 // Lua script that sets the state only when its version is higher than the
 // stored one, so a late or repeated push can never move a stream backwards.
@@ -79,37 +80,53 @@ type Entry struct {
 	Member  []byte
 }
 
+// Field is one field of one of a stream's hashes as an event of Version
+// set it: Hash indexes Change.Hashes.
+type Field struct {
+	Hash    int
+	Version int64
+	Name    string
+	Value   []byte
+}
+
 // Change is what one push tells Redis about one stream: its state after the
-// newest event, and the list entries of the events from version From on.
+// newest event, and the list entries and hash fields of the events from
+// version From on.
 type Change struct {
 	Domain, ID string
-	// Lists names the domain's lists, in the order Entry.List counts.
-	Lists []string
+	// Lists names the domain's lists, in the order Entry.List counts;
+	// Hashes its hashes, in the order Field.Hash counts.
+	Lists, Hashes []string
 	// From is the version of the first event the change carries; Version
 	// the stream's version after the last, the version State shows.
 	From, Version int64
 	State         []byte
 	Entries       []Entry
+	Fields        []Field
 }
 
 // StateKey is the Redis key of a stream's state.
 func StateKey(domain, id string) string { return domain + "." + id }
 
-// ListKey is the Redis key of one of a stream's lists. Its braces put it
-// in the same Redis Cluster slot as the state key <domain>.<id>, so that one
-// script may touch both.
+// ListKey is the Redis key of one of a stream's lists, or of one of its
+// hashes. Its braces put it in the same Redis Cluster slot as the state key
+// <domain>.<id>, so that one script may touch both.
 func ListKey(domain, id, list string) string { return "{" + domain + "." + id + "}." + list }
 
 // push keeps one invariant: a stream whose state key says version V has
-// every list entry up to V in its sorted sets. A push carries the state
-// after its newest event and the entries of the events from version ARGV[2]
-// on, each as (index of its list among KEYS[2..], version, member). It
-// applies only if it continues what Redis holds (the stored version is at
-// least ARGV[2]-1, a missing or unreadable state counting as 0); then it
-// (re)places each entry at its version, so a repeated push never stores a
-// second copy, and sets the state if it is newer. A push that would leave a
-// gap (Redis lost data) changes nothing and returns -1, and the writer
-// re-pushes the stream from what Redis has.
+// every list entry and every hash field up to V. A push carries the state
+// after its newest event (ARGV[1] its version, ARGV[3] the state), and the
+// entries and fields of the events from version ARGV[2] on: ARGV[4] of the
+// lists, KEYS[2..], are followed by the hashes; ARGV[5] entries, each as
+// (index of its list, version, member), are followed by fields, each as
+// (index of its hash, version, field, value). It applies only if it
+// continues what Redis holds (the stored version is at least ARGV[2]-1, a
+// missing or unreadable state counting as 0); then it (re)places each entry
+// at its version, so a repeated push never stores a second copy, sets each
+// field an event newer than the stored state set (an older one is there,
+// or was overwritten by a newer), and sets the state if it is newer. A push
+// that would leave a gap (Redis lost data) changes nothing and returns -1,
+// and the writer re-pushes the stream from what Redis has.
 var push = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 local curv = 0
@@ -121,10 +138,18 @@ end
 if curv < tonumber(ARGV[2]) - 1 then
   return -1
 end
-for i = 4, #ARGV, 3 do
+local lists, i = tonumber(ARGV[4]), 6
+for _ = 1, tonumber(ARGV[5]) do
   local key = KEYS[tonumber(ARGV[i]) + 2]
   redis.call('ZREMRANGEBYSCORE', key, ARGV[i+1], ARGV[i+1])
   redis.call('ZADD', key, ARGV[i+1], ARGV[i+2])
+  i = i + 3
+end
+while i <= #ARGV do
+  if tonumber(ARGV[i+1]) > curv then
+    redis.call('HSET', KEYS[tonumber(ARGV[i]) + 2 + lists], ARGV[i+2], ARGV[i+3])
+  end
+  i = i + 4
 end
 if tonumber(ARGV[1]) > curv then
   redis.call('SET', KEYS[1], ARGV[3])
@@ -187,18 +212,27 @@ func (p *Projection) pushOnce(ctx context.Context, changes []Change) ([]int, err
 		if c.From < 1 || c.Version < c.From {
 			return nil, fmt.Errorf("push %s %s: versions %d to %d", c.Domain, c.ID, c.From, c.Version)
 		}
-		args := make([]any, 0, 3+3*len(c.Entries))
-		args = append(args, c.Version, c.From, c.State)
+		args := make([]any, 0, 5+3*len(c.Entries)+4*len(c.Fields))
+		args = append(args, c.Version, c.From, c.State, len(c.Lists), len(c.Entries))
 		for _, e := range c.Entries {
 			if e.List < 0 || e.List >= len(c.Lists) {
 				return nil, fmt.Errorf("push %s %s: entry of list %d of %d", c.Domain, c.ID, e.List, len(c.Lists))
 			}
 			args = append(args, e.List, e.Version, e.Member)
 		}
-		keys := make([]string, 1+len(c.Lists))
+		for _, f := range c.Fields {
+			if f.Hash < 0 || f.Hash >= len(c.Hashes) {
+				return nil, fmt.Errorf("push %s %s: field of hash %d of %d", c.Domain, c.ID, f.Hash, len(c.Hashes))
+			}
+			args = append(args, f.Hash, f.Version, f.Name, f.Value)
+		}
+		keys := make([]string, 1+len(c.Lists)+len(c.Hashes))
 		keys[0] = StateKey(c.Domain, c.ID)
 		for i, l := range c.Lists {
 			keys[1+i] = ListKey(c.Domain, c.ID, l)
+		}
+		for i, h := range c.Hashes {
+			keys[1+len(c.Lists)+i] = ListKey(c.Domain, c.ID, h)
 		}
 		results[i] = push.EvalSha(ctx, pipe, keys, args...)
 	}
@@ -339,6 +373,27 @@ func StateVersion(state []byte) (int64, error) {
 type Page struct {
 	Members [][]byte
 	More    bool
+}
+
+// Field returns one field of one of a stream's hashes, nil if Redis holds
+// none: in a complete read model, one no event has set. It reads the field
+// and the completeness marker in one round trip.
+func (p *Projection) Field(ctx context.Context, domain, id, hash, field string) ([]byte, error) {
+	pipe := p.rdb.Pipeline()
+	marker := pipe.Get(ctx, CompleteKey)
+	value := pipe.HGet(ctx, ListKey(domain, id, hash), field)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%s of %s %s: %w", hash, domain, id, err)
+	}
+	m, _ := marker.Result()
+	if !complete(m) {
+		return nil, ErrIncomplete
+	}
+	b, err := value.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return b, err
 }
 
 // List returns up to limit entries of the named lists of a stream with

@@ -134,10 +134,10 @@ func TestPushRefusesAGap(t *testing.T) {
 	if err != nil || len(gaps) != 1 || gaps[0] != 0 {
 		t.Fatalf("push of v3 onto nothing: gaps %v, %v", gaps, err)
 	}
-	if st, err := p.Inspect(ctx, wallet.Name, id, wallets.Lists()); err != nil || st.State != nil || len(st.Lists[0])+len(st.Lists[1]) != 0 {
+	if st, err := p.Inspect(ctx, wallet.Name, id, wallets.Lists(), wallets.Hashes()); err != nil || st.State != nil || len(st.Lists[0])+len(st.Lists[1]) != 0 {
 		t.Fatalf("a refused push left %+v (%v)", st, err)
 	}
-	if st, _ := p.Inspect(ctx, wallet.Name, other, wallets.Lists()); st.State == nil || len(st.Lists[0]) != 1 || st.Versions[0][0] != 1 {
+	if st, _ := p.Inspect(ctx, wallet.Name, other, wallets.Lists(), wallets.Hashes()); st.State == nil || len(st.Lists[0]) != 1 || st.Versions[0][0] != 1 {
 		t.Fatalf("the other wallet of the pipeline: %+v", st)
 	}
 	if gaps, err := p.Push(ctx, h[:2]); err != nil || gaps != nil {
@@ -424,5 +424,35 @@ func TestEnsureLayoutErasesAnOldLayout(t *testing.T) {
 	}
 	if n := rdb.Exists(ctx, readmodel.StateKey(wallet.Name, id), readmodel.ListKey(wallet.Name, id, wallet.ListTransactions)).Val(); n != 2 {
 		t.Fatalf("%d of the wallet's 2 keys left", n)
+	}
+}
+
+// A hash field is set by the newest event that set it, whatever order
+// pushes arrive in: a late or repeated push of an older event never puts
+// an older value back. Field reads one field, nil for one never set.
+func TestHashFieldsNeverMoveBackwards(t *testing.T) {
+	ctx := context.Background()
+	p, _ := complete(t)
+	id := ksuid.New().String()
+	h := history(id, 3)
+	for i := range h {
+		h[i].Hashes = []string{"holds"}
+		h[i].Fields = []readmodel.Field{{Hash: 0, Version: h[i].Version, Name: "h1", Value: fmt.Appendf(nil, `{"v":%d}`, h[i].Version)}}
+	}
+	h[1].Fields = append(h[1].Fields, readmodel.Field{Hash: 0, Version: 2, Name: "h2", Value: []byte(`{"v":2}`)})
+	for _, c := range []readmodel.Change{h[0], h[1], h[2], h[1], h[0]} {
+		if gaps, err := p.Push(ctx, []readmodel.Change{c}); err != nil || gaps != nil {
+			t.Fatalf("push v%d: gaps %v, %v", c.Version, gaps, err)
+		}
+	}
+	for field, want := range map[string]string{"h1": `{"v":3}`, "h2": `{"v":2}`, "h3": ""} {
+		got, err := p.Field(ctx, wallet.Name, id, "holds", field)
+		if err != nil || string(got) != want || (want == "") != (got == nil) {
+			t.Errorf("field %s: %q %v, want %q", field, got, err, want)
+		}
+	}
+	if _, err := p.Push(ctx, []readmodel.Change{{Domain: wallet.Name, ID: id, Lists: h[0].Lists, From: 4, Version: 4, State: h[2].State,
+		Fields: []readmodel.Field{{Hash: 1, Version: 4, Name: "x"}}}}); err == nil {
+		t.Fatal("a push to a hash the change does not name was taken")
 	}
 }

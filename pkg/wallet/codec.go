@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // SchemaVersion is the version of the event data layout that EncodeEvent
@@ -34,10 +35,25 @@ type (
 	}
 	// statusData: frozen, unfrozen, closed.
 	statusData struct{}
-	// rejectedData: command_rejected.
+	// rejectedData: command_rejected; a refused capture or void also
+	// names its hold.
 	rejectedData struct {
 		Action Action `json:"action"`
 		Reason Reason `json:"reason"`
+		HoldID string `json:"hold_id,omitempty"`
+	}
+	// holdData: held, hold_captured, hold_voided, hold_expired and
+	// hold_rejected. A hold's end repeats when it was made (held_at); a
+	// capture says what it captured and the balance after it, a refusal
+	// the balance it was refused at.
+	holdData struct {
+		HoldID       string     `json:"hold_id"`
+		Amount       int64      `json:"amount"`
+		ExpiresAt    time.Time  `json:"expires_at"`
+		HeldAt       *time.Time `json:"held_at,omitempty"`
+		Captured     int64      `json:"captured,omitempty"`
+		BalanceAfter *int64     `json:"balance_after,omitempty"`
+		Reason       Reason     `json:"reason,omitempty"`
 	}
 )
 
@@ -68,6 +84,7 @@ const (
 	profile
 	status
 	rejected
+	hold
 )
 
 // decoders lists, per event type, its kind and the schema versions known.
@@ -87,6 +104,11 @@ var decoders = map[EventType]struct {
 	Unfrozen:        {status, map[int]bool{1: true}},
 	Closed:          {status, map[int]bool{1: true}},
 	CommandRejected: {rejected, map[int]bool{1: true}},
+	Held:            {hold, map[int]bool{1: true}},
+	HoldCaptured:    {hold, map[int]bool{1: true}},
+	HoldVoided:      {hold, map[int]bool{1: true}},
+	HoldExpired:     {hold, map[int]bool{1: true}},
+	HoldRejected:    {hold, map[int]bool{1: true}},
 }
 
 // EncodeEvent returns the stored form of e's data at SchemaVersion.
@@ -105,7 +127,20 @@ func EncodeEvent(e Event) ([]byte, error) {
 		}
 		return json.Marshal(p)
 	case rejected:
-		return json.Marshal(rejectedData{Action: e.Action, Reason: e.Reason})
+		return json.Marshal(rejectedData{Action: e.Action, Reason: e.Reason, HoldID: e.HoldID})
+	case hold:
+		h := holdData{HoldID: e.HoldID, Amount: e.Amount, ExpiresAt: e.ExpiresAt.UTC(), Reason: e.Reason}
+		switch e.Type {
+		case HoldRejected:
+			h.BalanceAfter = &e.BalanceAfter
+		case HoldCaptured:
+			h.Captured, h.BalanceAfter = e.Captured, &e.BalanceAfter
+			fallthrough
+		case HoldVoided, HoldExpired:
+			at := e.HeldAt.UTC()
+			h.HeldAt = &at
+		}
+		return json.Marshal(h)
 	}
 	return []byte(`{}`), nil
 }
@@ -166,10 +201,30 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 		if err := strictUnmarshal(data, &r); err != nil {
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
-		if _, err := ParseAction(string(r.Action)); err != nil || !knownReason(typ, r.Reason) {
+		if _, err := ParseAction(string(r.Action)); err != nil || !knownReason(typ, r.Reason) ||
+			(r.HoldID != "") != (r.Action == CaptureHold || r.Action == VoidHold) || (r.HoldID != "" && checkHoldID(r.HoldID) != nil) {
 			return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
 		}
-		e.Action, e.Reason = r.Action, r.Reason
+		e.Action, e.Reason, e.HoldID = r.Action, r.Reason, r.HoldID
+	case hold:
+		var h holdData
+		if err := strictUnmarshal(data, &h); err != nil {
+			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
+		}
+		ends := typ == HoldCaptured || typ == HoldVoided || typ == HoldExpired
+		if checkHoldID(h.HoldID) != nil || h.Amount <= 0 || h.Amount > MaxAmount || h.ExpiresAt.IsZero() ||
+			(h.HeldAt != nil) != ends || (typ == HoldCaptured || typ == HoldRejected) != (h.BalanceAfter != nil) ||
+			(typ == HoldCaptured) != (h.Captured != 0) || h.Captured < 0 || h.Captured > h.Amount ||
+			(h.BalanceAfter != nil && *h.BalanceAfter < -MaxAmount) || !knownReason(typ, h.Reason) || (typ == HoldRejected) != (h.Reason != "") {
+			return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
+		}
+		e.HoldID, e.Amount, e.ExpiresAt, e.Captured, e.Reason = h.HoldID, h.Amount, h.ExpiresAt.UTC(), h.Captured, h.Reason
+		if h.HeldAt != nil {
+			e.HeldAt = h.HeldAt.UTC()
+		}
+		if h.BalanceAfter != nil {
+			e.BalanceAfter = *h.BalanceAfter
+		}
 	}
 	return e, nil
 }
@@ -182,7 +237,10 @@ func knownReason(typ EventType, r Reason) bool {
 	case CreditRejected:
 		return r == ReasonClosed
 	case CommandRejected:
-		return r == ReasonClosed || r == ReasonFrozen || r == ReasonNotFrozen || r == ReasonBalanceNotZero
+		return r == ReasonClosed || r == ReasonFrozen || r == ReasonNotFrozen || r == ReasonBalanceNotZero ||
+			r == ReasonHoldNotActive || r == ReasonHoldsActive
+	case HoldRejected:
+		return r == ReasonInsufficientFunds || r == ReasonFrozen || r == ReasonClosed
 	}
 	return r == ""
 }

@@ -44,6 +44,7 @@ type View struct {
 	Balance        int64             `json:"balance"`
 	Version        int64             `json:"version"`
 	UpdatedAt      time.Time         `json:"updated_at"`
+	Held           int64             `json:"held,omitempty"`
 	Status         Status            `json:"status,omitempty"` // open
 	Owner          string            `json:"owner,omitempty"`
 	Metadata       map[string]string `json:"metadata,omitempty"`
@@ -54,7 +55,7 @@ type View struct {
 // NewView is the view of wallet id at s, its newest event at at.
 func NewView(id string, s State, at time.Time) View {
 	l := s.Life()
-	v := View{WalletID: id, Balance: s.Balance, Version: s.Version, UpdatedAt: at.UTC(), Owner: l.Owner,
+	v := View{WalletID: id, Balance: s.Balance, Version: s.Version, UpdatedAt: at.UTC(), Held: s.Held(), Owner: l.Owner,
 		Metadata: l.Metadata, OverdraftLimit: l.OverdraftLimit, CreatedAt: s.CreatedAt()}
 	if l.Status != StatusOpen {
 		v.Status = l.Status
@@ -71,6 +72,8 @@ type Wallet struct {
 	Metadata       map[string]string `json:"metadata"`
 	OverdraftLimit int64             `json:"overdraft_limit"`
 	Balance        int64             `json:"balance"`
+	Available      int64             `json:"available"`
+	Held           int64             `json:"held"`
 	Version        int64             `json:"version"`
 	CreatedAt      time.Time         `json:"created_at"`
 	UpdatedAt      time.Time         `json:"updated_at"`
@@ -87,7 +90,7 @@ func (v View) Wallet() Wallet {
 		status = StatusOpen
 	}
 	return Wallet{WalletID: v.WalletID, Status: status, Owner: v.Owner, Metadata: md, OverdraftLimit: v.OverdraftLimit,
-		Balance: v.Balance, Version: v.Version, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt}
+		Balance: v.Balance, Available: v.Balance - v.Held, Held: v.Held, Version: v.Version, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt}
 }
 
 // Result is a successful credit or debit: the wallet after the command and
@@ -198,12 +201,34 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 		if err := c.Profile.check(a == Update); err != nil {
 			return Command{}, refusalOf(err, State{})
 		}
+	case PlaceHold, CaptureHold, VoidHold:
+		var d HoldData
+		if err := strictUnmarshal(data, &d); err != nil {
+			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"hold_id\", \"amount\", \"expires_in\"}: " + err.Error()}
+		}
+		c.HoldID, c.Amount, c.ExpiresIn = d.HoldID, d.Amount, time.Duration(d.ExpiresIn)*time.Second
+		if (a == VoidHold && d.Amount != 0) || (a != PlaceHold && d.ExpiresIn != 0) || d.ExpiresIn > int64(MaxHoldExpiry/time.Second) {
+			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: action + " takes " + map[Action]string{
+				PlaceHold: "hold_id, amount and expires_in", CaptureHold: "hold_id and an amount", VoidHold: "hold_id alone"}[a]}
+		}
+		if err := c.checkHold(); err != nil {
+			return Command{}, refusalOf(err, State{})
+		}
 	default:
 		if t := bytes.TrimSpace(data); len(t) > 0 && string(t) != "{}" {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: action + " takes no data"}
 		}
 	}
 	return c, nil
+}
+
+// HoldData is the data of hold, capture and void on the bus: for a hold,
+// its amount and how many seconds it lasts; for a capture, the amount to
+// capture (0 or absent: all of it).
+type HoldData struct {
+	HoldID    string `json:"hold_id"`
+	Amount    int64  `json:"amount,omitempty"`
+	ExpiresIn int64  `json:"expires_in,omitempty"`
 }
 
 // plainCommandData reads exactly what EncodeCommandData writes.
@@ -231,6 +256,9 @@ func (Domain) Fingerprint(c Command) string {
 	case Open, Update:
 		b, _ := json.Marshal(ProfileData{Owner: c.Profile.Owner, Metadata: c.Profile.Metadata, OverdraftLimit: c.Profile.OverdraftLimit})
 		return string(c.Action) + ":" + string(b) // encoding/json sorts map keys
+	case PlaceHold, CaptureHold, VoidHold:
+		b, _ := json.Marshal(HoldData{HoldID: c.HoldID, Amount: c.Amount, ExpiresIn: int64(c.ExpiresIn / time.Second)})
+		return string(c.Action) + ":" + string(b)
 	}
 	return string(c.Action)
 }
@@ -239,6 +267,12 @@ func (Domain) Fingerprint(c Command) string {
 // the API's refusals.
 func (Domain) Decide(s State, c Command, at time.Time) ([]Event, *bus.Error) {
 	c.At = at
+	if c.Action == ExpireHolds {
+		if evs := DueExpiries(s, at); len(evs) > 0 {
+			return evs, nil
+		}
+		return nil, &bus.Error{Code: bus.CodeInvalidBody, Detail: ErrNothingDue.Error()}
+	}
 	e, err := Decide(s, c)
 	if err != nil {
 		if errors.Is(err, ErrBalanceOverflow) {
@@ -266,6 +300,14 @@ func refusalOf(err error, s State) *bus.Error {
 		return &bus.Error{Code: bus.CodeWalletNotFound, Detail: "no wallet has this id: open one with POST /wallet, or credit it"}
 	case errors.Is(err, ErrExists):
 		return &bus.Error{Code: bus.CodeWalletExists, Detail: "a wallet with this id exists already", Fields: walletFields(s)}
+	case errors.Is(err, ErrInvalidHoldID):
+		code = bus.CodeInvalidHoldID
+	case errors.Is(err, ErrInvalidExpiry):
+		code = bus.CodeInvalidExpiry
+	case errors.Is(err, ErrHoldExists):
+		return &bus.Error{Code: bus.CodeHoldExists, Detail: err.Error(), Fields: walletFields(s)}
+	case errors.Is(err, ErrCaptureTooMuch):
+		return &bus.Error{Code: bus.CodeCaptureExceeds, Detail: err.Error(), Fields: walletFields(s)}
 	}
 	return &bus.Error{Code: code, Detail: err.Error()}
 }
@@ -274,6 +316,10 @@ func refusalOf(err error, s State) *bus.Error {
 // its problem: the balance and version it was decided against.
 func walletFields(s State) json.RawMessage {
 	b := strconv.AppendInt([]byte(`{"balance":`), s.Balance, 10)
+	if held := s.Held(); held != 0 {
+		b = strconv.AppendInt(append(b, `,"available":`...), s.Balance-held, 10)
+		b = strconv.AppendInt(append(b, `,"held":`...), held, 10)
+	}
 	b = strconv.AppendInt(append(b, `,"version":`...), s.Version, 10)
 	return append(b, '}')
 }
@@ -308,11 +354,12 @@ type stateData struct {
 	Metadata       map[string]string `json:"metadata,omitempty"`
 	OverdraftLimit int64             `json:"overdraft_limit,omitempty"`
 	Created        int64             `json:"created,omitempty"` // Unix nanoseconds
+	Holds          map[string]Hold   `json:"holds,omitempty"`
 }
 
 // EncodeState stores s, but its version.
 func (Domain) EncodeState(s State) []byte {
-	if s.life == nil {
+	if s.life == nil && s.holds == nil {
 		// The state of nearly every event: written without reflection.
 		b := strconv.AppendInt([]byte(`{"balance":`), s.Balance, 10)
 		if s.Created != 0 {
@@ -320,8 +367,8 @@ func (Domain) EncodeState(s State) []byte {
 		}
 		return append(b, '}')
 	}
-	l := s.life
-	d := stateData{Balance: s.Balance, Opened: l.Opened, Owner: l.Owner, Metadata: l.Metadata, OverdraftLimit: l.OverdraftLimit, Created: s.Created}
+	l := s.Life()
+	d := stateData{Balance: s.Balance, Opened: l.Opened, Owner: l.Owner, Metadata: l.Metadata, OverdraftLimit: l.OverdraftLimit, Created: s.Created, Holds: s.holds}
 	if l.Status != StatusOpen {
 		d.Status = l.Status
 	}
@@ -344,7 +391,15 @@ func (Domain) DecodeState(version int64, data []byte) (State, error) {
 	default: // open is left out, never written
 		return State{}, fmt.Errorf("%q at v%d: status %q: %w", data, version, d.Status, ErrBadState)
 	}
-	s := State{Balance: d.Balance, Version: version, Created: d.Created}
+	for id, h := range d.Holds {
+		if checkHoldID(id) != nil || h.Amount <= 0 || h.Amount > MaxAmount || h.ExpiresAt == 0 {
+			return State{}, fmt.Errorf("%q at v%d: hold %q: %w", data, version, id, ErrBadState)
+		}
+	}
+	if len(d.Holds) == 0 {
+		d.Holds = nil
+	}
+	s := State{Balance: d.Balance, Version: version, Created: d.Created, holds: d.Holds}
 	return s.WithLife(Lifecycle{Status: d.Status, Opened: d.Opened, Owner: d.Owner, Metadata: d.Metadata, OverdraftLimit: d.OverdraftLimit}), nil
 }
 
@@ -372,7 +427,13 @@ func (v View) appendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, v.Version, 10)
 	b = append(b, `,"updated_at":"`...)
 	b = v.UpdatedAt.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","created_at":"`...)
+	if v.Held != 0 {
+		b = append(b, `","held":`...)
+		b = strconv.AppendInt(b, v.Held, 10)
+		b = append(b, `,"created_at":"`...)
+	} else {
+		b = append(b, `","created_at":"`...)
+	}
 	b = v.CreatedAt.AppendFormat(b, time.RFC3339Nano)
 	return append(b, `"}`...)
 }
@@ -394,17 +455,45 @@ func jsonTime(t time.Time) bool { y := t.Year(); return y >= 0 && y <= 9999 }
 // Lists are tx (applied transactions) and rejected (refused debits).
 func (Domain) Lists() []string { return lists }
 
-// ListEntry lists credits and debits as transactions: applied ones in tx,
-// refused ones in rejected. The lifecycle is in the wallet's state, not in
-// its statement.
+// ListEntry lists credits, debits and captures as transactions: applied
+// ones in tx, refused ones (and refused holds) in rejected. The lifecycle
+// and the holds are in the wallet's state and its holds hash, not in its
+// statement.
 func (Domain) ListEntry(_ string, e Event, eventID string, at time.Time) (int, []byte, bool) {
 	switch e.Type {
-	case Credited, Debited:
+	case Credited, Debited, HoldCaptured:
 		return listApplied, NewTransaction(eventID, e, at).appendJSON(make([]byte, 0, 128)), true
-	case DebitRejected, CreditRejected:
+	case DebitRejected, CreditRejected, HoldRejected:
 		return listRejected, NewTransaction(eventID, e, at).appendJSON(make([]byte, 0, 128)), true
 	}
 	return 0, nil, false
+}
+
+// HashHolds names the wallet's hash of holds in Redis,
+// {wallet.<id>}.holds: a HoldView per hold id.
+const HashHolds = "holds"
+
+// Hashes is the holds hash.
+func (Domain) Hashes() []string { return []string{HashHolds} }
+
+// HashFields sets a hold's field when it is made and when it ends.
+func (Domain) HashFields(id string, e Event, at time.Time) []engine.HashField {
+	v, ok := NewHoldView(id, e, at)
+	if !ok {
+		return nil
+	}
+	b, _ := json.Marshal(v)
+	return []engine.HashField{{Hash: 0, Field: v.HoldID, Value: b}}
+}
+
+// Alarm is the earliest expiry of the wallet's active holds: then the
+// writer expires every hold that is due.
+func (Domain) Alarm(s State) (time.Time, Command, bool) {
+	at, ok := s.nextExpiry()
+	if !ok {
+		return time.Time{}, Command{}, false
+	}
+	return time.Unix(0, at).UTC(), Command{Action: ExpireHolds}, true
 }
 
 // Answer is, for a credit or a debit, the wallet's balance with the
@@ -415,8 +504,12 @@ func (Domain) Answer(id string, e Event, s State, eventID string, at time.Time) 
 	case Credited, Debited:
 		r := Result{WalletID: id, Balance: s.Balance, Version: s.Version, Timestamp: at, Transaction: NewTransaction(eventID, e, at)}
 		return engine.Answer{Result: r.appendJSON(make([]byte, 0, 256))}
-	case DebitRejected, CreditRejected, CommandRejected:
+	case DebitRejected, CreditRejected, CommandRejected, HoldRejected:
 		return engine.Answer{Refusal: rejection(e, s)}
+	case Held, HoldCaptured, HoldVoided, HoldExpired:
+		v, _ := NewHoldView(id, e, at)
+		res, _ := json.Marshal(HoldResult{HoldView: v, Balance: s.Balance, Available: s.Available(), Held: s.Held()})
+		return engine.Answer{Result: res}
 	}
 	res, _ := json.Marshal(NewView(id, s, at).Wallet())
 	return engine.Answer{Result: res}
@@ -428,9 +521,17 @@ func rejection(e Event, s State) *bus.Error {
 	switch e.Reason {
 	case ReasonInsufficientFunds:
 		r.Code = bus.CodeInsufficientFunds
-		r.Detail = fmt.Sprintf("the balance of %d does not cover a debit of %d", s.Balance, e.Amount)
+		what, have := "balance", s.Balance
+		if s.holds != nil {
+			what, have = "available balance", s.Available()
+		}
+		kind := "debit"
+		if e.Type == HoldRejected {
+			kind = "hold"
+		}
+		r.Detail = fmt.Sprintf("the %s of %d does not cover a %s of %d", what, have, kind, e.Amount)
 		if limit := s.overdraftLimit(); limit > 0 {
-			r.Detail = fmt.Sprintf("the balance of %d and the overdraft limit of %d do not cover a debit of %d", s.Balance, limit, e.Amount)
+			r.Detail = fmt.Sprintf("the %s of %d and the overdraft limit of %d do not cover a %s of %d", what, have, limit, kind, e.Amount)
 		}
 	case ReasonFrozen:
 		r.Code = bus.CodeWalletFrozen
@@ -444,6 +545,10 @@ func rejection(e Event, s State) *bus.Error {
 		r.Code, r.Detail = bus.CodeWalletNotFrozen, "the wallet is not frozen"
 	case ReasonBalanceNotZero:
 		r.Code, r.Detail = bus.CodeBalanceNotZero, fmt.Sprintf("only a wallet at balance 0 can close; this one holds %d", s.Balance)
+	case ReasonHoldNotActive:
+		r.Code, r.Detail = bus.CodeHoldNotActive, fmt.Sprintf("hold %q is not active: it was captured, voided or expired", e.HoldID)
+	case ReasonHoldsActive:
+		r.Code, r.Detail = bus.CodeHoldsActive, fmt.Sprintf("a wallet with active holds cannot close; this one has %d holding %d", len(s.holds), s.Held())
 	}
 	return r
 }
@@ -455,12 +560,15 @@ func rejection(e Event, s State) *bus.Error {
 // balance 0 and changes no more.
 func (Domain) Check(before State, e Event, after State) error {
 	st := before.status()
+	if err := checkHoldEvent(before, e, after); err != nil {
+		return err
+	}
 	switch {
 	case e.Type == Opened && before.Exists():
 		return fmt.Errorf("opens a wallet that exists")
 	case st == StatusClosed && !e.Rejection():
 		return fmt.Errorf("%s on a closed wallet", e.Type)
-	case e.Type == Credited || e.Type == Debited || e.Type == DebitRejected || e.Type == CreditRejected:
+	case e.Type == Credited || e.Type == Debited || e.Type == DebitRejected || e.Type == CreditRejected || e.Type == HoldCaptured || e.Type == HoldRejected:
 		if e.BalanceAfter != after.Balance {
 			return fmt.Errorf("says balance %d, its events sum to %d", e.BalanceAfter, after.Balance)
 		}
@@ -470,14 +578,14 @@ func (Domain) Check(before State, e Event, after State) error {
 		if st != StatusOpen {
 			return fmt.Errorf("debits %d from a %s wallet", e.Amount, st)
 		}
-		if after.Balance < -before.overdraftLimit() {
-			return fmt.Errorf("debits to %d, below the overdraft limit of %d", after.Balance, before.overdraftLimit())
+		if after.Available() < -before.overdraftLimit() {
+			return fmt.Errorf("debits to %d available, below the overdraft limit of %d", after.Available(), before.overdraftLimit())
 		}
 	case DebitRejected, CreditRejected, CommandRejected:
 		ok := false
 		switch e.Reason {
 		case ReasonInsufficientFunds:
-			ok = st == StatusOpen && before.Balance-e.Amount < -before.overdraftLimit()
+			ok = st == StatusOpen && before.Available()-e.Amount < -before.overdraftLimit()
 		case ReasonFrozen:
 			ok = st == StatusFrozen
 		case ReasonClosed:
@@ -486,14 +594,18 @@ func (Domain) Check(before State, e Event, after State) error {
 			ok = st != StatusFrozen
 		case ReasonBalanceNotZero:
 			ok = before.Balance != 0
+		case ReasonHoldNotActive:
+			ok = !hasHold(before, e.HoldID)
+		case ReasonHoldsActive:
+			ok = before.holds != nil
 		}
 		if !ok {
 			return fmt.Errorf("refuses %s %d for %s, which did not hold (balance %d, overdraft limit %d, %s)",
 				e.Type, e.Amount, e.Reason, before.Balance, before.overdraftLimit(), st)
 		}
 	case Closed:
-		if before.Balance != 0 {
-			return fmt.Errorf("closes a wallet holding %d", before.Balance)
+		if before.Balance != 0 || before.holds != nil {
+			return fmt.Errorf("closes a wallet holding %d, %d of it in holds", before.Balance, before.Held())
 		}
 	case Frozen:
 		if st != StatusOpen {

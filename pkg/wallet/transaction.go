@@ -16,15 +16,19 @@ type Transaction struct {
 	BalanceAfter int64     `json:"balance_after"`
 	Version      int64     `json:"version"`
 	Timestamp    time.Time `json:"timestamp"`
+	HoldID       string    `json:"hold_id,omitempty"` // a capture's, or a refused hold's
 }
 
 // NewTransaction shows e, recorded with id at t, as a statement line.
 func NewTransaction(id string, e Event, t time.Time) Transaction {
 	amount := e.Amount
-	if e.Type == Debited || e.Type == DebitRejected {
+	switch e.Type {
+	case Debited, DebitRejected, HoldRejected:
 		amount = -amount
+	case HoldCaptured:
+		amount = -e.Captured
 	}
-	return Transaction{ID: id, Type: e.Type, Amount: amount, BalanceAfter: e.BalanceAfter, Version: e.Version, Timestamp: t.UTC()}
+	return Transaction{ID: id, Type: e.Type, Amount: amount, BalanceAfter: e.BalanceAfter, Version: e.Version, Timestamp: t.UTC(), HoldID: e.HoldID}
 }
 
 // appendJSON appends exactly what encoding/json makes of t (a test holds
@@ -33,7 +37,7 @@ func NewTransaction(id string, e Event, t time.Time) Transaction {
 // path. An id that would need escaping, or a time encoding/json writes
 // otherwise, goes to encoding/json.
 func (t Transaction) appendJSON(b []byte) []byte {
-	if !plainASCII(t.ID) || !plainASCII(string(t.Type)) || !jsonTime(t.Timestamp) {
+	if t.HoldID != "" || !plainASCII(t.ID) || !plainASCII(string(t.Type)) || !jsonTime(t.Timestamp) {
 		out, _ := json.Marshal(t)
 		return append(b, out...)
 	}

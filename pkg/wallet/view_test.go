@@ -27,9 +27,10 @@ func plainBalance(b []byte) (View, error) {
 		Balance   int64     `json:"balance"`
 		Version   int64     `json:"version"`
 		UpdatedAt time.Time `json:"updated_at"`
+		Held      int64     `json:"held"`
 	}
 	err := json.Unmarshal(b, &v)
-	return View{WalletID: v.WalletID, Balance: v.Balance, Version: v.Version, UpdatedAt: v.UpdatedAt}, err
+	return View{WalletID: v.WalletID, Balance: v.Balance, Version: v.Version, UpdatedAt: v.UpdatedAt, Held: v.Held}, err
 }
 
 // parseView is DecodeView's fast path alone; parseBalance DecodeBalance's.
@@ -44,7 +45,7 @@ func parseBalance(b []byte) (View, bool) {
 }
 
 func sameView(a, b View) bool {
-	return a.WalletID == b.WalletID && a.Balance == b.Balance && a.Version == b.Version &&
+	return a.WalletID == b.WalletID && a.Balance == b.Balance && a.Version == b.Version && a.Held == b.Held &&
 		a.UpdatedAt.Equal(b.UpdatedAt) && a.UpdatedAt.Format(time.RFC3339Nano) == b.UpdatedAt.Format(time.RFC3339Nano) &&
 		a.Status == b.Status && a.Owner == b.Owner && a.OverdraftLimit == b.OverdraftLimit &&
 		(a.Metadata == nil) == (b.Metadata == nil) && maps.Equal(a.Metadata, b.Metadata) &&
@@ -65,6 +66,9 @@ func randomView(r *rand.Rand) View {
 		Status: []Status{"", StatusFrozen, StatusClosed}[r.IntN(3)], CreatedAt: at.Add(-time.Duration(r.Int64N(1e15)))}
 	if r.IntN(2) == 0 {
 		v.Owner = "someone@example.com"
+	}
+	if r.IntN(3) == 0 {
+		v.Held = ints[r.IntN(len(ints))]
 	}
 	if r.IntN(2) == 0 {
 		v.OverdraftLimit = ints[r.IntN(len(ints))]
@@ -97,7 +101,7 @@ func TestViewDecodeFastPath(t *testing.T) {
 			t.Fatalf("%s: fast %+v, encoding/json %+v (%v), stored %+v", b, fast, ref, err, want)
 		}
 		bal, ok := parseBalance(b)
-		head := View{WalletID: want.WalletID, Balance: want.Balance, Version: want.Version, UpdatedAt: want.UpdatedAt}
+		head := View{WalletID: want.WalletID, Balance: want.Balance, Version: want.Version, UpdatedAt: want.UpdatedAt, Held: want.Held}
 		if !ok || !sameView(bal, head) {
 			t.Fatalf("%s: the balance read's fast path read %+v (%v), want %+v", b, bal, ok, head)
 		}

@@ -56,17 +56,25 @@ type Action string
 
 // The actions a wallet accepts.
 const (
-	Credit   Action = "credit"
-	Debit    Action = "debit"
-	Open     Action = "open"
-	Update   Action = "update"
-	Freeze   Action = "freeze"
-	Unfreeze Action = "unfreeze"
-	Close    Action = "close"
+	Credit      Action = "credit"
+	Debit       Action = "debit"
+	Open        Action = "open"
+	Update      Action = "update"
+	Freeze      Action = "freeze"
+	Unfreeze    Action = "unfreeze"
+	Close       Action = "close"
+	PlaceHold   Action = "hold"
+	CaptureHold Action = "capture"
+	VoidHold    Action = "void"
+	// ExpireHolds ends the holds that are due: the writer's own command,
+	// at the time the wallet asks for it (Domain.Alarm), never sent on
+	// the bus.
+	ExpireHolds Action = "expire"
 )
 
-// Actions lists every action, in the order the API documents them.
-var Actions = []Action{Open, Credit, Debit, Update, Freeze, Unfreeze, Close}
+// Actions lists every action a command on the bus may name, in the order
+// the API documents them.
+var Actions = []Action{Open, Credit, Debit, Update, Freeze, Unfreeze, Close, PlaceHold, CaptureHold, VoidHold}
 
 // ParseAction returns the Action named s, or ErrUnknownAction.
 func ParseAction(s string) (Action, error) {
@@ -98,27 +106,33 @@ type Profile struct {
 	OverdraftLimit *int64
 }
 
-// Command asks a wallet for Action: Amount minor units for a credit or a
-// debit, Profile for open and update. At is when it is decided, the time
-// a first event records as the wallet's creation.
+// Command asks a wallet for Action: Amount minor units for a credit, a
+// debit or a hold (for a capture, the part to capture, 0 for all of it),
+// Profile for open and update, HoldID for hold, capture and void, and
+// ExpiresIn for a hold. At is when it is decided, the time a first event
+// records as the wallet's creation.
 type Command struct {
-	Action  Action
-	Amount  int64
-	Profile Profile
-	At      time.Time
+	Action    Action
+	Amount    int64
+	Profile   Profile
+	HoldID    string
+	ExpiresIn time.Duration
+	At        time.Time
 }
 
 // State is a wallet after Version events. The zero State is a wallet nobody
 // has used yet: every valid wallet id starts there. The writer holds one for
 // every wallet in memory, so it is small: the lifecycle sits behind a
-// pointer that is nil for the many wallets that only take credits and
-// debits, and that Evolve replaces rather than changes (a State is a value:
-// a copy of it must not change with the original).
+// pointer and the active holds in a map, both nil for the many wallets that
+// only take credits and debits, and both replaced by Evolve rather than
+// changed (a State is a value: a copy of it must not change with the
+// original).
 type State struct {
 	Balance int64
 	Version int64
 	Created int64 // when the first event happened, in Unix nanoseconds
 	life    *Lifecycle
+	holds   map[string]Hold // the active holds by id
 }
 
 // Lifecycle is what a wallet has beyond its money.
@@ -188,6 +202,11 @@ const (
 	Unfrozen        EventType = "unfrozen"
 	Closed          EventType = "closed"
 	CommandRejected EventType = "command_rejected"
+	Held            EventType = "held"
+	HoldCaptured    EventType = "hold_captured"
+	HoldVoided      EventType = "hold_voided"
+	HoldExpired     EventType = "hold_expired"
+	HoldRejected    EventType = "hold_rejected"
 )
 
 // Reason says why a command was refused.
@@ -200,6 +219,8 @@ const (
 	ReasonClosed            Reason = "wallet_closed"
 	ReasonNotFrozen         Reason = "wallet_not_frozen"
 	ReasonBalanceNotZero    Reason = "balance_not_zero"
+	ReasonHoldNotActive     Reason = "hold_not_active"
+	ReasonHoldsActive       Reason = "holds_active"
 )
 
 // Event is one fact in a wallet's log. Version is the wallet version the
@@ -208,7 +229,10 @@ const (
 // balance once the event is applied, so a reader of the log never has to
 // fold to learn it; opened and updated carry the Profile fields they set,
 // as values (Metadata whole, as it is after the event); a refusal carries
-// its Reason, and command_rejected the Action it refused.
+// its Reason, and command_rejected the Action it refused. A hold's events
+// carry its HoldID, Amount and ExpiresAt, the events that end it also when
+// it was made (HeldAt) and a capture what it Captured and BalanceAfter, so
+// that each says all there is to know of the hold.
 type Event struct {
 	Type         EventType
 	Version      int64
@@ -221,14 +245,21 @@ type Event struct {
 	Owner          *string
 	Metadata       map[string]string // nil: unchanged
 	OverdraftLimit *int64
+
+	HoldID    string
+	Captured  int64
+	ExpiresAt time.Time
+	HeldAt    time.Time
 }
 
 // Applied reports whether the event moved money (a rejection does not).
-func (e Event) Applied() bool { return e.Type == Credited || e.Type == Debited }
+func (e Event) Applied() bool {
+	return e.Type == Credited || e.Type == Debited || e.Type == HoldCaptured
+}
 
 // Rejection reports whether the event records a refused command.
 func (e Event) Rejection() bool {
-	return e.Type == DebitRejected || e.Type == CreditRejected || e.Type == CommandRejected
+	return e.Type == DebitRejected || e.Type == CreditRejected || e.Type == CommandRejected || e.Type == HoldRejected
 }
 
 // Decide returns the event that records the outcome of c against s. A
@@ -244,6 +275,9 @@ func Decide(s State, c Command) (Event, error) {
 		next.Type, next.Reason = typ, r
 		if typ == CommandRejected {
 			next.Action = c.Action
+			if c.Action == CaptureHold || c.Action == VoidHold {
+				next.HoldID = c.HoldID
+			}
 		} else {
 			next.Amount, next.BalanceAfter = c.Amount, s.Balance
 		}
@@ -258,6 +292,10 @@ func Decide(s State, c Command) (Event, error) {
 		if err := c.Profile.check(c.Action == Update); err != nil {
 			return Event{}, err
 		}
+	case PlaceHold, CaptureHold, VoidHold:
+		if err := c.checkHold(); err != nil {
+			return Event{}, err
+		}
 	case Freeze, Unfreeze, Close:
 	default:
 		return Event{}, fmt.Errorf("%q: %w", c.Action, ErrUnknownAction)
@@ -265,7 +303,7 @@ func Decide(s State, c Command) (Event, error) {
 	switch {
 	case c.Action == Open && s.Exists():
 		return Event{}, ErrExists
-	case c.Action != Open && c.Action != Credit && c.Action != Debit && !s.Exists():
+	case c.Action != Open && c.Action != Credit && c.Action != Debit && c.Action != PlaceHold && !s.Exists():
 		return Event{}, ErrNotFound
 	}
 	if s.status() == StatusClosed {
@@ -274,6 +312,9 @@ func Decide(s State, c Command) (Event, error) {
 			return reject(CreditRejected, ReasonClosed)
 		case Debit:
 			return reject(DebitRejected, ReasonClosed)
+		case PlaceHold:
+			next.HoldID, next.ExpiresAt = c.HoldID, c.At.Add(c.ExpiresIn).UTC()
+			return reject(HoldRejected, ReasonClosed)
 		}
 		return reject(CommandRejected, ReasonClosed)
 	}
@@ -287,7 +328,7 @@ func Decide(s State, c Command) (Event, error) {
 		switch {
 		case s.status() == StatusFrozen:
 			return reject(DebitRejected, ReasonFrozen)
-		case s.Balance-c.Amount < -s.overdraftLimit():
+		case s.Available()-c.Amount < -s.overdraftLimit():
 			return reject(DebitRejected, ReasonInsufficientFunds)
 		}
 		next.Type, next.Amount, next.BalanceAfter = Debited, c.Amount, s.Balance-c.Amount
@@ -318,10 +359,15 @@ func Decide(s State, c Command) (Event, error) {
 		}
 		next.Type = Unfrozen
 	case Close:
-		if s.Balance != 0 {
+		switch {
+		case s.holds != nil:
+			return reject(CommandRejected, ReasonHoldsActive)
+		case s.Balance != 0:
 			return reject(CommandRejected, ReasonBalanceNotZero)
 		}
 		next.Type = Closed
+	case PlaceHold, CaptureHold, VoidHold:
+		return decideHold(s, c, next)
 	}
 	return next, nil
 }
@@ -400,6 +446,8 @@ func Evolve(s State, e Event) State {
 		s.Balance += e.Amount
 	case Debited:
 		s.Balance -= e.Amount
+	case Held, HoldCaptured, HoldVoided, HoldExpired:
+		s = evolveHold(s, e)
 	case Opened, Updated, Frozen, Unfrozen, Closed:
 		l := s.Life()
 		switch e.Type {

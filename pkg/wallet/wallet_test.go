@@ -187,6 +187,8 @@ func TestEventNamesAreExplicit(t *testing.T) {
 		wallet.Credited: "credited", wallet.Debited: "debited", wallet.DebitRejected: "debit_rejected",
 		wallet.CreditRejected: "credit_rejected", wallet.Opened: "opened", wallet.Updated: "updated", wallet.Frozen: "frozen",
 		wallet.Unfrozen: "unfrozen", wallet.Closed: "closed", wallet.CommandRejected: "command_rejected",
+		wallet.Held: "held", wallet.HoldCaptured: "hold_captured", wallet.HoldVoided: "hold_voided", wallet.HoldExpired: "hold_expired",
+		wallet.HoldRejected: "hold_rejected",
 	} {
 		if string(typ) != want {
 			t.Errorf("event type %q, want %q", typ, want)
@@ -198,6 +200,10 @@ func TestEventNamesAreExplicit(t *testing.T) {
 // encodes back to data that decodes to the same event.
 func FuzzDecodeEvent(f *testing.F) {
 	f.Add("credited", 1, int64(1), []byte(`{"amount":5,"balance_after":5}`))
+	f.Add("held", 1, int64(2), []byte(`{"hold_id":"h1","amount":5,"expires_at":"2026-12-02T12:01:00Z"}`))
+	f.Add("hold_captured", 1, int64(3), []byte(`{"hold_id":"h1","amount":5,"expires_at":"2026-12-02T12:01:00Z","held_at":"2026-12-02T12:00:00Z","captured":2,"balance_after":3}`))
+	f.Add("hold_rejected", 1, int64(3), []byte(`{"hold_id":"h1","amount":5,"expires_at":"2026-12-02T12:01:00Z","balance_after":3,"reason":"insufficient_funds"}`))
+	f.Add("command_rejected", 1, int64(4), []byte(`{"action":"capture","reason":"hold_not_active","hold_id":"h1"}`))
 	f.Add("debited", 1, int64(2), []byte(`{"amount":5,"balance_after":0}`))
 	f.Add("debit_rejected", 1, int64(3), []byte(`{"amount":9,"balance_after":0,"reason":"insufficient_funds"}`))
 	f.Add("credited", 2, int64(1), []byte(`{"amount":5,"balance_after":5}`))

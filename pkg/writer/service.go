@@ -319,7 +319,7 @@ func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout
 		if len(logs) > 1 {
 			fmt.Fprintf(stdout, "partition %d:\n", l.Part.Index)
 		}
-		errs = append(errs, engine.Verify(ctx, domains, l.Part, l.Store, proj, stdout))
+		errs = append(errs, engine.Verify(ctx, domains, l.Part, l.Store, proj, stdout, time.Now()))
 	}
 	return errors.Join(errs...)
 }
