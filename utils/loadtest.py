@@ -2,6 +2,7 @@
 
     python3 -m utils.loadtest --url http://127.0.0.1:8080 --wallets 100 --workers 16 --duration 30
     python3 -m utils.loadtest --overdraft 500 --lifecycle-ratio 0.05   # wallets' lifecycle too
+    python3 -m utils.loadtest --hold-ratio 0.3 --hold-expires-in 5      # holds captured, voided, expired
 
 Each operation carries its own Idempotency-Key and is retried with the same
 key on 503, 504 and connection errors until it gets a definite answer (200
@@ -9,11 +10,14 @@ applied, 409 refused), so retries can never apply it twice. With
 --overdraft the wallets are opened with that overdraft limit; with
 --lifecycle-ratio that share of the operations freezes or unfreezes a wallet
 (a frozen one refuses debits with 409 wallet_frozen and still takes
-credits). At the end the tool prints throughput and latency percentiles,
-then reads every wallet's balance and compares it with the sum of the
-operations the API acknowledged, and checks none is below minus its
-overdraft limit. It exits 1 on any mismatch or any operation whose outcome
-stayed unknown.
+credits); with --hold-ratio that share places a hold and then captures part
+of it, voids it, or leaves it to expire (a third each). At the end the tool
+prints throughput and latency percentiles, waits for the holds left to
+expire, then reads every wallet's balance and compares it with the sum of
+the operations the API acknowledged (credits, less debits and captures),
+checks none is below minus its overdraft limit and none still holds
+anything. It exits 1 on any mismatch or any operation whose outcome stayed
+unknown.
 """
 
 import argparse
@@ -35,7 +39,7 @@ from utils._http import Conn, percentile
 RETRY_STATUSES = {503, 504}
 
 # The 409 codes of a refusal the API records: a definite outcome, no money moved.
-REFUSALS = {"insufficient_funds", "wallet_frozen", "wallet_not_frozen"}
+REFUSALS = {"insufficient_funds", "wallet_frozen", "wallet_not_frozen", "hold_not_active"}
 
 
 def parse_args(argv):
@@ -53,6 +57,9 @@ def parse_args(argv):
     p.add_argument("--overdraft", type=int, default=0, help="open the wallets with this overdraft limit, in minor units (default %(default)s)")
     p.add_argument("--lifecycle-ratio", type=float, default=0.0,
                    help="share of operations that freeze or unfreeze a wallet, 0 to 1 (default %(default)s)")
+    p.add_argument("--hold-ratio", type=float, default=0.0,
+                   help="share of operations that place a hold, then capture part of it, void it or let it expire (default %(default)s)")
+    p.add_argument("--hold-expires-in", type=int, default=5, help="seconds a hold lasts (default %(default)s)")
     p.add_argument("--retries", type=int, default=20, help="retries of one operation on 503/504/errors (default %(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one answer (default %(default)s)")
     p.add_argument("--seed", type=int, help="random seed, for a repeatable mix")
@@ -63,6 +70,10 @@ def parse_args(argv):
         p.error("--debit-ratio must be between 0 and 1")
     if not 0 <= a.lifecycle_ratio <= 1:
         p.error("--lifecycle-ratio must be between 0 and 1")
+    if not 0 <= a.hold_ratio <= 1 or a.lifecycle_ratio + a.hold_ratio > 1:
+        p.error("--hold-ratio must be between 0 and 1, and with --lifecycle-ratio at most 1")
+    if a.hold_expires_in < 1:
+        p.error("--hold-expires-in must be at least 1 second")
     if not 0 <= a.overdraft <= 10**15:
         p.error("--overdraft must be from 0 to 10^15")
     if a.max_amount < 1:
@@ -80,6 +91,7 @@ class Ledger:
         self.acked = {w: 0 for w in wallets}
         self.applied = 0
         self.lifecycle = 0
+        self.holds = {"placed": 0, "captured": 0, "voided": 0, "left": 0}
         self.refused = 0
         self.unknown = 0
         self.retries = 0
@@ -95,6 +107,9 @@ class Ledger:
                 self.applied += 1
             elif outcome == "lifecycle":
                 self.lifecycle += 1
+            elif outcome in self.holds:
+                self.holds[outcome] += 1
+                self.acked[wallet] += delta
             elif outcome == "refused":
                 self.refused += 1
             else:
@@ -102,41 +117,70 @@ class Ledger:
                 self.errors[outcome] = self.errors.get(outcome, 0) + 1
 
 
-def operate(conn, a, rng, wallet, ledger):
-    """One credit, debit, freeze or unfreeze, retried with its key until the outcome is known."""
-    body, delta = None, 0
-    if rng.random() < a.lifecycle_ratio:
-        action = rng.choice(("freeze", "unfreeze"))
-    else:
-        debit = rng.random() < a.debit_ratio
-        amount = rng.randint(1, a.max_amount)
-        action, body, delta = ("debit", {"amount": amount}, -amount) if debit else ("credit", {"amount": amount}, amount)
+def send(conn, a, path, body):
+    """POST body to path with its own Idempotency-Key, retried with that key
+    until the outcome is known: (status, answer, latencies, outcome), the
+    outcome "ok", "refused" (a recorded 409 refusal) or why it is unknown."""
     headers = {"Idempotency-Key": str(uuid.uuid4())}
-    latencies, outcome = [], "no answer"
+    latencies, outcome, status, answer = [], "no answer", 0, b""
     for attempt in range(a.retries + 1):
         start = time.perf_counter()
         try:
-            status, hdrs, answer = conn.request("POST", f"/wallet/{wallet}/{action}", body, headers)
+            status, hdrs, answer = conn.request("POST", path, body, headers)
         except OSError as e:
             latencies.append(time.perf_counter() - start)
             outcome = f"connection error ({type(e).__name__})"
             time.sleep(min(1.0, 0.05 * 2**attempt))
             continue
         latencies.append(time.perf_counter() - start)
-        if status == 200:
-            outcome = "applied" if body else "lifecycle"
-            break
+        if status in (200, 201):
+            return status, json.loads(answer), latencies, "ok"
         if status == 409 and json.loads(answer).get("code") in REFUSALS:
-            outcome = "refused"
-            break
+            return status, json.loads(answer), latencies, "refused"
         if status in RETRY_STATUSES:
             outcome = f"HTTP {status}"
             wait = float(hdrs.get("Retry-After") or 0) or 0.05 * 2**attempt
             time.sleep(min(1.0, wait))
             continue
-        outcome = f"HTTP {status}: {answer[:200].decode(errors='replace')}"
-        break
-    ledger.record(wallet, delta, outcome, latencies, max(0, len(latencies) - 1))
+        return status, answer, latencies, f"HTTP {status}: {answer[:200].decode(errors='replace')}"
+    return status, answer, latencies, outcome
+
+
+def operate(conn, a, rng, wallet, ledger):
+    """One credit, debit, freeze, unfreeze or hold (with its end), each
+    request retried with its key until its outcome is known."""
+    r = rng.random()
+    if r < a.lifecycle_ratio:
+        _, _, latencies, outcome = send(conn, a, f"/wallet/{wallet}/{rng.choice(('freeze', 'unfreeze'))}", None)
+        ledger.record(wallet, 0, "lifecycle" if outcome == "ok" else outcome, latencies, max(0, len(latencies) - 1))
+        return
+    amount = rng.randint(1, a.max_amount)
+    if r < a.lifecycle_ratio + a.hold_ratio:
+        hold(conn, a, rng, wallet, amount, ledger)
+        return
+    debit = rng.random() < a.debit_ratio
+    action, delta = ("debit", -amount) if debit else ("credit", amount)
+    _, _, latencies, outcome = send(conn, a, f"/wallet/{wallet}/{action}", {"amount": amount})
+    ledger.record(wallet, delta, "applied" if outcome == "ok" else outcome, latencies, max(0, len(latencies) - 1))
+
+
+def hold(conn, a, rng, wallet, amount, ledger):
+    """Place a hold of amount, then capture part of it, void it, or leave it to expire."""
+    _, answer, latencies, outcome = send(conn, a, f"/wallet/{wallet}/holds", {"amount": amount, "expires_in": a.hold_expires_in})
+    ledger.record(wallet, 0, "placed" if outcome == "ok" else outcome, latencies, max(0, len(latencies) - 1))
+    if outcome != "ok":
+        return
+    end = rng.choice(("capture", "void", "left"))
+    if end == "left":
+        ledger.record(wallet, 0, "left", [], 0)
+        return
+    path = f"/wallet/{wallet}/holds/{answer['hold_id']}/{end}"
+    body = {"amount": rng.randint(1, amount)} if end == "capture" else None
+    _, answer, latencies, outcome = send(conn, a, path, body)
+    if outcome == "ok":
+        ledger.record(wallet, -answer["captured"], "captured" if end == "capture" else "voided", latencies, max(0, len(latencies) - 1))
+    else:  # refused: it expired first (hold_not_active), no money moved
+        ledger.record(wallet, 0, outcome, latencies, max(0, len(latencies) - 1))
 
 
 def mint_wallets(a):
@@ -196,13 +240,32 @@ def run_load(a, wallets, ledger):
 
 def check_conservation(acked, balance_of, overdraft=0):
     """Compare each wallet's balance with its acknowledged sum, and with minus
-    the overdraft limit it must never go below; return the mismatches."""
+    the overdraft limit it must never go below; return the mismatches.
+    balance_of returns a balance, or (balance, held) where nothing may be held."""
     mismatches = []
     for wallet, want in acked.items():
         got = balance_of(wallet)
-        if got != want or (isinstance(got, int) and got < -overdraft):
-            mismatches.append((wallet, got, want))
+        held = 0
+        if isinstance(got, tuple):
+            got, held = got
+        if got != want or held != 0 or (isinstance(got, int) and got < -overdraft):
+            mismatches.append((wallet, got if not held else f"{got} with {held} still held", want))
     return mismatches
+
+
+def wait_for_holds(conn, a, wallets):
+    """Wait until no wallet holds anything (the holds left to expire have
+    expired), at most --hold-expires-in plus 10 seconds; return how long."""
+    start = time.monotonic()
+    deadline = start + a.hold_expires_in + 10
+    pending = list(wallets)
+    while pending and time.monotonic() < deadline:
+        status, _, body = conn.request("GET", f"/wallet/{pending[0]}/balance")
+        if status == 200 and json.loads(body)["held"] == 0:
+            pending.pop(0)
+        else:
+            time.sleep(0.2)
+    return time.monotonic() - start
 
 
 def main(argv=None):
@@ -215,18 +278,27 @@ def main(argv=None):
     done = ledger.applied + ledger.lifecycle + ledger.refused + ledger.unknown
     lat = sorted(ledger.latencies)
     ms = lambda s: f"{s * 1000:.1f}ms"  # noqa: E731
+    done += sum(ledger.holds.values()) - ledger.holds["left"]
     print(f"operations  {done} in {elapsed:.1f}s = {done / elapsed if elapsed else 0:.0f} ops/s"
           f"  (applied {ledger.applied}, lifecycle {ledger.lifecycle}, refused {ledger.refused}, unknown {ledger.unknown}, retries {ledger.retries})")
+    if a.hold_ratio:
+        h = ledger.holds
+        print(f"holds       {h['placed']} placed: {h['captured']} captured, {h['voided']} voided, {h['left']} left to expire")
     print(f"latency     p50 {ms(percentile(lat, 50))}  p90 {ms(percentile(lat, 90))}"
           f"  p99 {ms(percentile(lat, 99))}  max {ms(lat[-1] if lat else 0)}")
     for err, n in sorted(ledger.errors.items()):
         print(f"unknown outcome: {n} x {err}")
 
     conn = Conn(a.url, a.timeout)
+    if a.hold_ratio:
+        print(f"holds       every hold ended within {wait_for_holds(conn, a, wallets):.1f}s of the end of the load")
 
     def balance_of(wallet):
         status, _, body = conn.request("GET", f"/wallet/{wallet}/balance")
-        return json.loads(body)["balance"] if status == 200 else f"HTTP {status}"
+        if status != 200:
+            return f"HTTP {status}"
+        b = json.loads(body)
+        return (b["balance"], b["held"])
 
     mismatches = check_conservation(ledger.acked, balance_of, a.overdraft)
     conn.close()

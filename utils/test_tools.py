@@ -31,6 +31,10 @@ class Conservation(unittest.TestCase):
     def test_all_equal(self):
         self.assertEqual(check_conservation({"a": 1}, {"a": 1}.get), [])
 
+    def test_money_still_held(self):
+        balances = {"a": (5, 0), "b": (5, 3)}
+        self.assertEqual(check_conservation({"a": 5, "b": 5}, balances.get), [("b", "5 with 3 still held", 5)])
+
     def test_below_the_overdraft(self):
         balances = {"a": -5, "b": -11}
         self.assertEqual(check_conservation({"a": -5, "b": -11}, balances.get, 10), [("b", -11, -11)])
@@ -41,6 +45,11 @@ class Args(unittest.TestCase):
     def test_defaults_to_a_duration(self):
         self.assertEqual(parse_args([]).duration, 10.0)
         self.assertIsNone(parse_args(["--count", "5"]).duration)
+
+    def test_rejects_bad_hold_ratio(self):
+        for argv in (["--hold-ratio", "1.5"], ["--hold-ratio", "0.6", "--lifecycle-ratio", "0.6"], ["--hold-expires-in", "0"]):
+            with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+                parse_args(argv)
 
     def test_rejects_bad_ratio(self):
         with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:

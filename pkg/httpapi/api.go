@@ -130,10 +130,6 @@ func (s *server) api(w http.ResponseWriter, r *http.Request) {
 		s.open(w, r, key, payload)
 	case wallet.PlaceHold:
 		s.hold(w, r, id, key, payload)
-	case wallet.CaptureHold, wallet.VoidHold:
-		if _, ok := s.readHold(w, r, id, holdID); ok {
-			s.send(w, r, id, cmd.action, key, payload, http.StatusOK)
-		}
 	default:
 		s.send(w, r, id, cmd.action, key, payload, http.StatusOK)
 	}

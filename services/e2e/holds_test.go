@@ -70,7 +70,7 @@ func TestHolds(t *testing.T) {
 		{"POST", w + "/holds", `{"amount": 1, "expires_in": 604801}`, nil, 400, bus.CodeInvalidExpiry},
 		{"POST", w + "/holds", `{"amount": 1, "expires_in": "60"}`, nil, 400, bus.CodeInvalidExpiry},
 		{"POST", w + "/holds", `{"amount": 1, "until": 5}`, nil, 400, bus.CodeInvalidBody},
-		{"POST", w + "/holds/nope/capture", "", nil, 404, bus.CodeHoldNotFound},
+		{"POST", w + "/holds/nope/capture", "", nil, 409, bus.CodeHoldNotActive},
 		{"GET", w + "/holds/nope", "", nil, 404, bus.CodeHoldNotFound},
 		{"GET", w + "/holds/a%20b", "", nil, 400, bus.CodeInvalidHoldID},
 		{"POST", hp + "/capture", `{"amount": -1}`, nil, 400, bus.CodeInvalidAmount},
@@ -125,8 +125,8 @@ func TestHolds(t *testing.T) {
 		t.Fatalf("balance after /api: %+v", b)
 	}
 	db := s.writerDB()
-	if n := queryInt(t, db, `SELECT COUNT(*) FROM events WHERE stream_id = ? AND type IN ('held', 'hold_captured', 'hold_voided', 'hold_rejected', 'command_rejected')`, id); n != 11 {
-		t.Fatalf("%d hold events in the log, want 11", n)
+	if n := queryInt(t, db, `SELECT COUNT(*) FROM events WHERE stream_id = ? AND type IN ('held', 'hold_captured', 'hold_voided', 'hold_rejected', 'command_rejected')`, id); n != 12 {
+		t.Fatalf("%d hold events in the log, want 12", n)
 	}
 	if out, err := s.tool(t, "verify"); err != nil || !strings.Contains(out, ": 0 problems") {
 		t.Fatalf("verify: %v\n%s", err, out)

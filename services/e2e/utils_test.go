@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,6 +79,15 @@ func TestPythonTools(t *testing.T) {
 		}
 		if strings.Contains(out, "lifecycle 0,") {
 			t.Fatalf("no freeze or unfreeze went through:\n%s", out)
+		}
+	})
+
+	t.Run("loadtest with holds", func(t *testing.T) {
+		out, code := runPython(t, "loadtest", "--url", s.base, "--wallets", "4", "--workers", "4", "--count", "200", "--seed", "3",
+			"--hold-ratio", "0.5", "--hold-expires-in", "1")
+		if code != 0 || !strings.Contains(out, "conservation OK: 4 wallets") ||
+			!regexp.MustCompile(`holds +[1-9][0-9]* placed: [1-9][0-9]* captured, [1-9][0-9]* voided, [1-9][0-9]* left to expire`).MatchString(out) {
+			t.Fatalf("loadtest exit %d:\n%s", code, out)
 		}
 	})
 

@@ -47,10 +47,15 @@ func request(base, method, path, body string, hdr map[string]string) (int, http.
 type op struct {
 	key      string
 	wallet   string
-	delta    int64 // +amount for a credit, -amount for a debit
-	applied  bool  // 200; false means refused (409) or not found (404)
+	delta    int64 // +amount for a credit, -amount for a debit, -captured for a capture
+	applied  bool  // 200 or 201; false means refused (409) or not found (404)
 	recorded bool  // an event records the outcome: everything but 404 wallet_not_found
+	held     bool  // a hold placed: it ends by a capture, a void, or its expiry
 }
+
+// holdExpiry is how long the load's holds last: the ones it leaves alone
+// expire during the test, across whatever faults it injects.
+const holdExpiry = 2 * time.Second
 
 // overdraft is the largest overdraft limit the load gives a wallet.
 const overdraft = 100
@@ -96,39 +101,77 @@ func (l *load) worker(seed uint64) {
 		// limit given or taken back, a freeze, an unfreeze.
 		method, action, body := "POST", "credit", fmt.Sprintf(`{"amount": %d}`, amount)
 		switch r := rng.IntN(100); {
-		case r < 36:
+		case r < 32:
 			action = "debit"
-		case r < 42:
+		case r < 38:
 			method, action, body = "PATCH", "", fmt.Sprintf(`{"overdraft_limit": %d}`, overdraft*rng.IntN(2))
-		case r < 45:
+		case r < 41:
 			action, body = "freeze", ""
-		case r < 50:
+		case r < 45:
 			action, body = "unfreeze", ""
+		case r < 55:
+			action, body = "holds", fmt.Sprintf(`{"amount": %d, "expires_in": %d}`, amount, int(holdExpiry/time.Second))
 		}
-		if err := l.resolve(&o, method, action, body); err != "" {
-			l.mu.Lock()
-			l.failures = append(l.failures, err)
-			l.mu.Unlock()
-			return
-		}
-		if o.applied {
+		answer, err := l.resolve(&o, method, action, body)
+		if err == "" && o.applied {
 			switch action {
 			case "credit":
 				o.delta = amount
 			case "debit":
 				o.delta = -amount
+			case "holds":
+				o.held = true
 			}
 		}
-		l.mu.Lock()
-		l.done = append(l.done, o)
-		l.mu.Unlock()
+		if !l.record(o, err) || !o.held {
+			continue
+		}
+		// A hold: captured in part, voided, or left to expire. Its end may
+		// come after the expiry (a fault slowed it): then it is refused,
+		// 409 hold_not_active, and recorded.
+		var h struct {
+			HoldID string `json:"hold_id"`
+		}
+		if json.Unmarshal(answer, &h) != nil || h.HoldID == "" {
+			l.record(o, fmt.Sprintf("hold on %s answered %s", o.wallet, answer))
+			return
+		}
+		end := op{key: ksuid.New().String(), wallet: o.wallet}
+		switch rng.IntN(3) {
+		case 0:
+			answer, err = l.resolve(&end, "POST", "holds/"+h.HoldID+"/capture", fmt.Sprintf(`{"amount": %d}`, 1+rng.Int64N(amount)))
+			var c struct{ Captured int64 }
+			if err == "" && end.applied && json.Unmarshal(answer, &c) == nil {
+				end.delta = -c.Captured
+			}
+		case 1:
+			_, err = l.resolve(&end, "POST", "holds/"+h.HoldID+"/void", "")
+		default:
+			continue
+		}
+		if !l.record(end, err) {
+			return
+		}
 	}
 }
 
-// resolve sends one operation until its outcome is definite. Once sent, an
-// operation is never abandoned: its outcome matters whether or not the test
-// is stopping.
-func (l *load) resolve(o *op, method, action, body string) string {
+// record keeps a resolved operation, or the failure that ended its worker;
+// it reports whether the worker goes on.
+func (l *load) record(o op, failure string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if failure != "" {
+		l.failures = append(l.failures, failure)
+		return false
+	}
+	l.done = append(l.done, o)
+	return true
+}
+
+// resolve sends one operation until its outcome is definite, and returns
+// the answer's body. Once sent, an operation is never abandoned: its
+// outcome matters whether or not the test is stopping.
+func (l *load) resolve(o *op, method, action, body string) ([]byte, string) {
 	hdr := map[string]string{"Idempotency-Key": o.key}
 	wait := 20 * time.Millisecond
 	deadline := time.Now().Add(90 * time.Second)
@@ -139,25 +182,26 @@ func (l *load) resolve(o *op, method, action, body string) string {
 	for {
 		st, _, b, err := request(l.c.base(), method, path, body, hdr)
 		switch {
-		case err == nil && st == 200:
+		case err == nil && (st == 200 || st == 201):
 			o.applied, o.recorded = true, true
 			l.lastOK.Store(time.Now().UnixNano())
-			return ""
+			return b, ""
 		case err == nil && st == 409 && (strings.Contains(string(b), `"insufficient_funds"`) ||
-			strings.Contains(string(b), `"wallet_frozen"`) || strings.Contains(string(b), `"wallet_not_frozen"`)):
+			strings.Contains(string(b), `"wallet_frozen"`) || strings.Contains(string(b), `"wallet_not_frozen"`) ||
+			strings.Contains(string(b), `"hold_not_active"`)):
 			o.recorded = true
 			l.lastOK.Store(time.Now().UnixNano())
-			return ""
-		case err == nil && st == 404 && strings.Contains(string(b), `"wallet_not_found"`) && action != "credit" && action != "debit":
+			return b, ""
+		case err == nil && st == 404 && strings.Contains(string(b), `"wallet_not_found"`) && action != "credit" && action != "debit" && action != "holds":
 			l.lastOK.Store(time.Now().UnixNano()) // the wallet's lifecycle before its first event: nothing recorded
-			return ""
+			return b, ""
 		case err != nil || st == 503 || st == 504:
 			l.transient.Add(1)
 		default:
-			return fmt.Sprintf("%s %s: %d %s", action, o.wallet, st, b)
+			return b, fmt.Sprintf("%s %s: %d %s", action, o.wallet, st, b)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Sprintf("%s %s (key %s) unresolved after 90s: %v %d %s", action, o.wallet, o.key, err, st, b)
+			return b, fmt.Sprintf("%s %s (key %s) unresolved after 90s: %v %d %s", action, o.wallet, o.key, err, st, b)
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, 500*time.Millisecond)
@@ -194,12 +238,33 @@ func (l *load) waitProgress(t *testing.T, since time.Time, within time.Duration)
 }
 
 // checkInvariants is the promise: every acknowledged operation is in SQLite
-// exactly once, each wallet's balance equals its acknowledged sum, Redis
+// exactly once, each wallet's balance equals its acknowledged sum, every
+// hold has ended (captured, voided or expired by the writer, once), Redis
 // equals SQLite, and the history holds every event exactly once.
 func checkInvariants(t *testing.T, c *cluster, ops []op) {
 	t.Helper()
 	if len(ops) == 0 {
 		t.Fatal("no operation completed")
+	}
+	// The holds left alone expire by themselves: wait for the last of them.
+	holds := 0
+	for _, o := range ops {
+		if o.held {
+			holds++
+		}
+	}
+	if holds > 0 {
+		stopped := time.Now()
+		logs := c.logs()
+		eventually(t, holdExpiry+15*time.Second, "every hold to end", func() bool {
+			for _, db := range logs {
+				if heldSomewhere(t, db) {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("every hold ended within %s of the end of the load", time.Since(stopped).Round(time.Millisecond))
 	}
 	logs := c.logs()
 	want := map[string]int64{}
@@ -246,14 +311,27 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 			t.Fatalf("operation %s on %s is in the log %d times, want %d", o.key, o.wallet, n, want)
 		}
 	}
-	// Every event in the log belongs to exactly one resolved operation:
-	// nothing was applied that nobody asked for, nothing twice.
-	var events int64
+	// Every event in the log belongs to exactly one resolved operation —
+	// nothing was applied that nobody asked for, nothing twice — but the
+	// expiries the writers decided on their own, at most one per hold.
+	var events, expired, placed int64
 	for _, db := range logs {
-		events += count(t, db, `SELECT COUNT(*) FROM events`)
+		events += count(t, db, `SELECT COUNT(*) FROM events WHERE type != 'hold_expired'`)
+		expired += count(t, db, `SELECT COUNT(*) FROM events WHERE type = 'hold_expired'`)
+		placed += count(t, db, `SELECT COUNT(*) FROM events WHERE type = 'held'`)
+		if n := count(t, db, `SELECT COUNT(*) FROM events WHERE type = 'hold_expired' AND idem_key LIKE 'k:%'`); n != 0 {
+			t.Fatalf("%d expiries carry a client's key", n)
+		}
+		if n := count(t, db, `SELECT COUNT(*) FROM (SELECT stream_id, json_extract(data, '$.hold_id') AS h FROM events
+			WHERE type IN ('hold_captured', 'hold_voided', 'hold_expired') GROUP BY stream_id, h HAVING COUNT(*) > 1)`); n != 0 {
+			t.Fatalf("%d holds ended more than once", n)
+		}
 	}
 	if events != int64(recorded) {
 		t.Fatalf("the logs hold %d events for %d recorded operations", events, recorded)
+	}
+	if placed != int64(holds) || expired > placed {
+		t.Fatalf("%d holds placed in the logs, %d acknowledged; %d expired", placed, holds, expired)
 	}
 	for w, sum := range want {
 		var b int64
@@ -290,9 +368,9 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 	hdb := c.db("history.db")
 	var inHistory int64
 	deadline = time.Now().Add(30 * time.Second)
-	for inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`); inHistory != int64(recorded); inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`) {
+	for inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`); inHistory != int64(recorded)+expired; inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`) {
 		if time.Now().After(deadline) {
-			t.Fatalf("history holds %d events 30s after the load, the log %d", inHistory, recorded)
+			t.Fatalf("history holds %d events 30s after the load, the log %d", inHistory, int64(recorded)+expired)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -307,7 +385,17 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 			}
 		}
 	}
-	t.Logf("invariants hold: %d operations (%d applied, %d refused) over %d wallets in %d log(s)", len(ops), applied, len(ops)-applied, len(want), len(logs))
+	t.Logf("invariants hold: %d operations (%d applied, %d refused; %d holds, %d of them expired by the writer) over %d wallets in %d log(s)",
+		len(ops), applied, len(ops)-applied, holds, expired, len(want), len(logs))
+}
+
+// heldSomewhere reports whether a wallet of the log has an active hold: a
+// hold placed and not ended.
+func heldSomewhere(t *testing.T, db *sql.DB) bool {
+	t.Helper()
+	return count(t, db, `SELECT COUNT(*) FROM events AS h WHERE h.type = 'held' AND NOT EXISTS (
+		SELECT 1 FROM events AS e WHERE e.domain = h.domain AND e.stream_id = h.stream_id AND e.version > h.version
+			AND e.type IN ('hold_captured', 'hold_voided', 'hold_expired') AND json_extract(e.data, '$.hold_id') = json_extract(h.data, '$.hold_id'))`) > 0
 }
 
 // column returns the one text column q selects, every row of it.

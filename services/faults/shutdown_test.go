@@ -167,7 +167,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	ops := make([]op, 0, len(attempts))
 	for _, a := range attempts {
 		if !a.definite() {
-			if msg := settle.resolve(&a.o, "POST", a.action, a.body); msg != "" {
+			if _, msg := settle.resolve(&a.o, "POST", a.action, a.body); msg != "" {
 				t.Fatal(msg)
 			}
 			if a.o.applied {
