@@ -226,12 +226,18 @@ func (p *Projection) pushOnce(ctx context.Context, changes []Change) ([]int, err
 			}
 			args = append(args, f.Hash, f.Version, f.Name, f.Value)
 		}
-		keys := make([]string, 1+len(c.Lists)+len(c.Hashes))
+		// The hashes' keys only for a change that sets a field: most set
+		// none, and every key is work for the script and for Redis.
+		hashes := c.Hashes
+		if len(c.Fields) == 0 {
+			hashes = nil
+		}
+		keys := make([]string, 1+len(c.Lists)+len(hashes))
 		keys[0] = StateKey(c.Domain, c.ID)
 		for i, l := range c.Lists {
 			keys[1+i] = ListKey(c.Domain, c.ID, l)
 		}
-		for i, h := range c.Hashes {
+		for i, h := range hashes {
 			keys[1+len(c.Lists)+i] = ListKey(c.Domain, c.ID, h)
 		}
 		results[i] = push.EvalSha(ctx, pipe, keys, args...)

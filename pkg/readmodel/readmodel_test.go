@@ -28,7 +28,7 @@ var wallets wallet.Domain
 // change is the change that records e, taking a wallet to st at at.
 func change(id string, e wallet.Event, st wallet.State, at time.Time) readmodel.Change {
 	list, member, _ := wallets.ListEntry(id, e, ksuid.New().String(), at)
-	return readmodel.Change{Domain: wallet.Name, ID: id, Lists: wallets.Lists(), From: e.Version, Version: st.Version,
+	return readmodel.Change{Domain: wallet.Name, ID: id, Lists: wallets.Lists(), Hashes: wallets.Hashes(), From: e.Version, Version: st.Version,
 		State: wallets.View(id, st, at), Entries: []readmodel.Entry{{List: list, Version: e.Version, Member: member}}}
 }
 
