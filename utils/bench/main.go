@@ -61,7 +61,8 @@ type result struct {
 	Check                      string // the conservation check's verdict, for writes
 	Note                       string
 	Target                     string
-	commits, events            int64 // writer counters over the scenario
+	commits, events            int64      // writer counters over the scenario
+	stages                     [3]float64 // the committer's decide, append and finish: mean ms per commit over the scenario
 	fsyncsPerSecond            float64
 	eventsPerCommit            float64
 	cpu                        cpuUse  // CPU per process over the scenario (writes)
@@ -503,13 +504,21 @@ func (b *bench) profileWrites() func(name string) error {
 	}
 }
 
+// stageText says how long each commit's stages took in the writer: its
+// committer decides and appends one batch while its finisher projects the
+// one before to Redis and answers it, so the slower of decide+append and
+// finish sets how many batches a second go through.
+func (r *result) stageText() string {
+	return fmt.Sprintf("per commit: decide %.2f ms + append %.2f ms, finish %.2f ms", r.stages[0], r.stages[1], r.stages[2])
+}
+
 // printWrite prints what a write scenario left besides its latencies.
 func (r *result) printWrite() {
 	aof := ""
 	if r.aofRewrite {
 		aof = "; Redis rewrote its AOF meanwhile"
 	}
-	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; %s; check: %s%s\n", r.commits, r.eventsPerCommit, r.cpu, r.Check, aof)
+	fmt.Printf("    %d commits (one fsync each), %.1f events per commit; %s; %s; check: %s%s\n", r.commits, r.eventsPerCommit, r.stageText(), r.cpu, r.Check, aof)
 }
 
 // settle waits until the write path's background work has caught up with
@@ -576,6 +585,10 @@ func (b *bench) groupCommit(r *result, before writerStats, elapsed time.Duration
 	r.commits, r.events = after.Commits-before.Commits, after.Events-before.Events
 	if r.commits > 0 {
 		r.eventsPerCommit = float64(r.events) / float64(r.commits)
+		a, b := after.stageTotals(), before.stageTotals()
+		for i := range r.stages {
+			r.stages[i] = (a[i] - b[i]) / float64(r.commits)
+		}
 		r.fsyncsPerSecond = float64(r.commits) / elapsed.Seconds()
 	}
 	return nil
@@ -655,6 +668,16 @@ type writerStats struct {
 	Commits  int64 `json:"commits"`
 	Events   int64 `json:"events"`
 	MaxBatch int64 `json:"max_batch"`
+	// The committer's stages, mean milliseconds per commit since start.
+	DecideMS float64 `json:"decide_ms"`
+	AppendMS float64 `json:"append_ms"`
+	FinishMS float64 `json:"finish_ms"`
+}
+
+// stageTotals are the stages' total milliseconds since start.
+func (s writerStats) stageTotals() [3]float64 {
+	c := float64(s.Commits)
+	return [3]float64{s.DecideMS * c, s.AppendMS * c, s.FinishMS * c}
 }
 
 // writerStats reads the writer's totals; a writer of several partitions
@@ -682,7 +705,13 @@ func (b *bench) writerStats() (writerStats, error) {
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return s, err
 		}
+		// Stage means are per commit: weigh each partition's by its commits.
+		total, pt := s.stageTotals(), p.stageTotals()
 		s.Commits, s.Events, s.MaxBatch = s.Commits+p.Commits, s.Events+p.Events, max(s.MaxBatch, p.MaxBatch)
+		if s.Commits > 0 {
+			c := float64(s.Commits)
+			s.DecideMS, s.AppendMS, s.FinishMS = (total[0]+pt[0])/c, (total[1]+pt[1])/c, (total[2]+pt[2])/c
+		}
 	}
 	return s, nil
 }
@@ -878,7 +907,7 @@ func (b *bench) report() string {
 			aof = "; Redis rewrote its AOF during this scenario"
 		}
 		if r.commits > 0 {
-			fmt.Fprintf(&s, "- %s: %d commits (%.0f fsyncs/s), %.1f events per commit. %s. %s%s\n", r.Name, r.commits, r.fsyncsPerSecond, r.eventsPerCommit, r.cpu, r.Check, aof)
+			fmt.Fprintf(&s, "- %s: %d commits (%.0f fsyncs/s), %.1f events per commit; %s. %s. %s%s\n", r.Name, r.commits, r.fsyncsPerSecond, r.eventsPerCommit, r.stageText(), r.cpu, r.Check, aof)
 		} else {
 			fmt.Fprintf(&s, "- %s: %s. %s%s\n", r.Name, r.cpu, r.Check, aof)
 		}
