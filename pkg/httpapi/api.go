@@ -113,7 +113,8 @@ func (s *server) api(w http.ResponseWriter, r *http.Request) {
 	var payload []byte
 	switch cmd.action {
 	case wallet.PlaceHold:
-		payload, perr = s.holdData(rest, holdIDFor(id, key))
+		holdID = holdIDFor(id, key)
+		payload, perr = s.holdData(rest, holdID)
 	case wallet.CaptureHold, wallet.VoidHold:
 		if holdID, perr = checkHoldID(holdID); perr == nil {
 			payload, perr = endHoldData(cmd.action, rest, holdID, r.URL.Path)
@@ -129,7 +130,7 @@ func (s *server) api(w http.ResponseWriter, r *http.Request) {
 	case wallet.Open:
 		s.open(w, r, key, payload)
 	case wallet.PlaceHold:
-		s.hold(w, r, id, key, payload)
+		s.hold(w, r, id, holdID, key, payload)
 	default:
 		s.send(w, r, id, cmd.action, key, payload, http.StatusOK)
 	}

@@ -51,23 +51,22 @@ func (s *server) placeHold(w http.ResponseWriter, r *http.Request) {
 	if perr == nil {
 		body, perr = readBody(w, r)
 	}
+	holdID := holdIDFor(id, key)
 	var data []byte
 	if perr == nil {
-		data, perr = s.holdData(body, holdIDFor(id, key))
+		data, perr = s.holdData(body, holdID)
 	}
 	if perr != nil {
 		writeProblem(w, r, perr)
 		return
 	}
-	s.hold(w, r, id, key, data)
+	s.hold(w, r, id, holdID, key, data)
 }
 
-// hold sends a hold with data (from holdData) and answers 201 with its
-// Location.
-func (s *server) hold(w http.ResponseWriter, r *http.Request, id, key string, data []byte) {
-	var d wallet.HoldData
-	_ = json.Unmarshal(data, &d) // holdData made it
-	w.Header().Set("Location", "/wallet/"+id+"/holds/"+d.HoldID)
+// hold sends the hold holdID with data (from holdData) and answers 201
+// with its Location.
+func (s *server) hold(w http.ResponseWriter, r *http.Request, id, holdID, key string, data []byte) {
+	w.Header().Set("Location", "/wallet/"+id+"/holds/"+holdID)
 	s.send(w, r, id, wallet.PlaceHold, key, data, http.StatusCreated)
 }
 
@@ -175,16 +174,10 @@ func endHoldData(a wallet.Action, body []byte, holdID, path string) ([]byte, *bu
 // holdIDOf returns the {hold_id} of the route if it can name a hold.
 func holdIDOf(r *http.Request) (string, *bus.Error) { return checkHoldID(mux.Vars(r)["hold_id"]) }
 
-// checkHoldID returns id if it can name a hold.
+// checkHoldID returns id if it can name a hold (the wallet domain's rule).
 func checkHoldID(id string) (string, *bus.Error) {
-	if len(id) == 0 || len(id) > wallet.MaxHoldIDLen {
+	if wallet.CheckHoldID(id) != nil {
 		return "", problem(bus.CodeInvalidHoldID, fmt.Sprintf("hold id %q: want 1 to %d letters, digits, '_', '-' or ':'", truncate(id), wallet.MaxHoldIDLen))
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == ':') {
-			return "", problem(bus.CodeInvalidHoldID, fmt.Sprintf("hold id %q: want 1 to %d letters, digits, '_', '-' or ':'", truncate(id), wallet.MaxHoldIDLen))
-		}
 	}
 	return id, nil
 }

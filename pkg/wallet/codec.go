@@ -202,7 +202,7 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 		if _, err := ParseAction(string(r.Action)); err != nil || !knownReason(typ, r.Reason) ||
-			(r.HoldID != "") != (r.Action == CaptureHold || r.Action == VoidHold) || (r.HoldID != "" && checkHoldID(r.HoldID) != nil) {
+			(r.HoldID != "") != (r.Action == CaptureHold || r.Action == VoidHold) || (r.HoldID != "" && CheckHoldID(r.HoldID) != nil) {
 			return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
 		}
 		e.Action, e.Reason, e.HoldID = r.Action, r.Reason, r.HoldID
@@ -212,7 +212,7 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 		ends := typ == HoldCaptured || typ == HoldVoided || typ == HoldExpired
-		if checkHoldID(h.HoldID) != nil || h.Amount <= 0 || h.Amount > MaxAmount || h.ExpiresAt.IsZero() ||
+		if CheckHoldID(h.HoldID) != nil || h.Amount <= 0 || h.Amount > MaxAmount || h.ExpiresAt.IsZero() ||
 			(h.HeldAt != nil) != ends || (typ == HoldCaptured || typ == HoldRejected) != (h.BalanceAfter != nil) ||
 			(typ == HoldCaptured) != (h.Captured != 0) || h.Captured < 0 || h.Captured > h.Amount ||
 			(h.BalanceAfter != nil && *h.BalanceAfter < -MaxAmount) || !knownReason(typ, h.Reason) || (typ == HoldRejected) != (h.Reason != "") {

@@ -392,7 +392,7 @@ func (Domain) DecodeState(version int64, data []byte) (State, error) {
 		return State{}, fmt.Errorf("%q at v%d: status %q: %w", data, version, d.Status, ErrBadState)
 	}
 	for id, h := range d.Holds {
-		if checkHoldID(id) != nil || h.Amount <= 0 || h.Amount > MaxAmount || h.ExpiresAt == 0 {
+		if CheckHoldID(id) != nil || h.Amount <= 0 || h.Amount > MaxAmount || h.ExpiresAt == 0 {
 			return State{}, fmt.Errorf("%q at v%d: hold %q: %w", data, version, id, ErrBadState)
 		}
 	}
@@ -474,7 +474,10 @@ func (Domain) ListEntry(_ string, e Event, eventID string, at time.Time) (int, [
 const HashHolds = "holds"
 
 // Hashes is the holds hash.
-func (Domain) Hashes() []string { return []string{HashHolds} }
+func (Domain) Hashes() []string { return hashes }
+
+// hashes is what Hashes returns: one slice for every change of every batch.
+var hashes = []string{HashHolds}
 
 // HashFields sets a hold's field when it is made and when it ends.
 func (Domain) HashFields(id string, e Event, at time.Time) []engine.HashField {
@@ -581,7 +584,7 @@ func (Domain) Check(before State, e Event, after State) error {
 		if after.Available() < -before.overdraftLimit() {
 			return fmt.Errorf("debits to %d available, below the overdraft limit of %d", after.Available(), before.overdraftLimit())
 		}
-	case DebitRejected, CreditRejected, CommandRejected:
+	case DebitRejected, CreditRejected, CommandRejected, HoldRejected:
 		ok := false
 		switch e.Reason {
 		case ReasonInsufficientFunds:
@@ -600,8 +603,8 @@ func (Domain) Check(before State, e Event, after State) error {
 			ok = before.holds != nil
 		}
 		if !ok {
-			return fmt.Errorf("refuses %s %d for %s, which did not hold (balance %d, overdraft limit %d, %s)",
-				e.Type, e.Amount, e.Reason, before.Balance, before.overdraftLimit(), st)
+			return fmt.Errorf("refuses %s %d for %s, which did not hold (balance %d, available %d, overdraft limit %d, %s)",
+				e.Type, e.Amount, e.Reason, before.Balance, before.Available(), before.overdraftLimit(), st)
 		}
 	case Closed:
 		if before.Balance != 0 || before.holds != nil {
