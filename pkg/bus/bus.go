@@ -171,4 +171,12 @@ const (
 	CodeHoldNotActive  Code = "hold_not_active"
 	CodeHoldsActive    Code = "holds_active"
 	CodeCaptureExceeds Code = "capture_exceeds_hold"
+	CodeHoldOwned      Code = "hold_owned_by_transfer"
+
+	// Transfers.
+	CodeInvalidTransferID Code = "invalid_transfer_id"
+	CodeTransferNotFound  Code = "transfer_not_found"
+	CodeTransferExists    Code = "transfer_exists"
+	CodeSameWallet        Code = "same_wallet"
+	CodeInvalidReference  Code = "invalid_reference"
 )

@@ -97,3 +97,21 @@ func (c *Client) PingWriter(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Watch tells on the returned channel (at most one signal waiting) each
+// time an event of stream id of domain is published, until stop is called.
+// A signal says only "look again": a reader goes to the read model for
+// what changed.
+func (c *Client) Watch(domain, id string) (events <-chan struct{}, stop func(), err error) {
+	ch := make(chan struct{}, 1)
+	sub, err := c.nc.Subscribe(EventSubject(domain, id, "*"), func(*nats.Msg) {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("watch %s.%s: %w", domain, id, err)
+	}
+	return ch, func() { sub.Unsubscribe() }, nil //nolint:errcheck // gone with the connection otherwise
+}

@@ -34,6 +34,8 @@ func (s *sent) Send(_ context.Context, domain, id, action string, cmd bus.Comman
 
 func (s *sent) PingWriter(context.Context) error { return nil }
 
+func (s *sent) Watch(string, string) (<-chan struct{}, func(), error) { return nil, func() {}, nil }
+
 type noReads struct{}
 
 func (noReads) State(context.Context, string, string) ([]byte, error) { return nil, nil }

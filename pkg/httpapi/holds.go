@@ -21,11 +21,18 @@ type Limits struct {
 	HoldExpiresIn time.Duration
 	// HoldMaxExpiresIn is the longest a hold may last.
 	HoldMaxExpiresIn time.Duration
+	// TransferWait is how long POST /transfers waits for the transfer to
+	// end before it answers 202.
+	TransferWait time.Duration
 }
 
+// MaxTransferWait bounds TransferWait: a request is not held longer.
+const MaxTransferWait = time.Minute
+
 // DefaultLimits are the limits of a server given none: holds last 10
-// minutes unless asked otherwise, at most 7 days.
-var DefaultLimits = Limits{HoldExpiresIn: 10 * time.Minute, HoldMaxExpiresIn: 7 * 24 * time.Hour}
+// minutes unless asked otherwise, at most 7 days; a transfer is waited for
+// 5 seconds.
+var DefaultLimits = Limits{HoldExpiresIn: 10 * time.Minute, HoldMaxExpiresIn: 7 * 24 * time.Hour, TransferWait: 5 * time.Second}
 
 // Check says what is wrong with l, nil if nothing.
 func (l Limits) Check() error {
@@ -34,6 +41,8 @@ func (l Limits) Check() error {
 		return fmt.Errorf("the longest hold must be whole seconds from 1s to %s, not %s", wallet.MaxHoldExpiry, l.HoldMaxExpiresIn)
 	case l.HoldExpiresIn < time.Second || l.HoldExpiresIn > l.HoldMaxExpiresIn || l.HoldExpiresIn%time.Second != 0:
 		return fmt.Errorf("a hold's default expiry must be whole seconds from 1s to the longest, %s, not %s", l.HoldMaxExpiresIn, l.HoldExpiresIn)
+	case l.TransferWait < 0 || l.TransferWait > MaxTransferWait:
+		return fmt.Errorf("the wait for a transfer must be from 0 to %s, not %s", MaxTransferWait, l.TransferWait)
 	}
 	return nil
 }

@@ -47,6 +47,12 @@ var problemInfo = map[bus.Code]struct {
 	bus.CodeHoldNotActive:         {http.StatusConflict, "Hold not active"},
 	bus.CodeHoldsActive:           {http.StatusConflict, "Holds active"},
 	bus.CodeCaptureExceeds:        {http.StatusConflict, "Capture exceeds the hold"},
+	bus.CodeHoldOwned:             {http.StatusConflict, "Hold owned by a transfer"},
+	bus.CodeInvalidTransferID:     {http.StatusBadRequest, "Invalid transfer id"},
+	bus.CodeTransferNotFound:      {http.StatusNotFound, "Transfer not found"},
+	bus.CodeTransferExists:        {http.StatusConflict, "Transfer exists"},
+	bus.CodeSameWallet:            {http.StatusBadRequest, "Same wallet"},
+	bus.CodeInvalidReference:      {http.StatusBadRequest, "Invalid reference"},
 }
 
 // StatusOf returns the HTTP status of an error code; unknown codes are 500.

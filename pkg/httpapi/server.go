@@ -56,6 +56,9 @@ type Reader interface {
 type Sender interface {
 	Send(ctx context.Context, domain, id, action string, cmd bus.Command) (bus.Reply, bool, error)
 	PingWriter(ctx context.Context) error
+	// Watch signals each new event of a stream until stop (a transfer's
+	// steps, while its request waits for the outcome).
+	Watch(domain, id string) (events <-chan struct{}, stop func(), err error)
 }
 
 type server struct {
@@ -127,6 +130,8 @@ func (s *server) router(reg *prometheus.Registry) *mux.Router {
 	route("/wallet/{id}/holds/{hold_id}", http.HandlerFunc(s.getHold), http.MethodGet, http.MethodHead)
 	route("/wallet/{id}/holds/{hold_id}/capture", s.endHold(wallet.CaptureHold), http.MethodPost)
 	route("/wallet/{id}/holds/{hold_id}/void", s.endHold(wallet.VoidHold), http.MethodPost)
+	route("/transfers", http.HandlerFunc(s.createTransfer), http.MethodPost)
+	route("/transfers/{id}", http.HandlerFunc(s.getTransfer), http.MethodGet, http.MethodHead)
 	route("/api", http.HandlerFunc(s.api), http.MethodPost)
 	route("/healthz", http.HandlerFunc(health.Healthz), http.MethodGet, http.MethodHead)
 	// Ready when Redis answers and a wallet writer answers over NATS (which
@@ -523,15 +528,7 @@ func (s *server) send(w http.ResponseWriter, r *http.Request, id string, a walle
 	cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data, RequestID: requestID(r.Context())}
 	reply, replayed, err := s.cmds.Send(r.Context(), wallet.Name, id, string(a), cmd)
 	if err != nil {
-		var be *bus.Error
-		if !errors.As(err, &be) {
-			if r.Context().Err() != nil {
-				return // the client left
-			}
-			s.log.Error("command failed", "wallet", id, "action", a, "request_id", cmd.RequestID, "err", err)
-			be = problem(bus.CodeInternal, "the command could not be completed; retry with the same Idempotency-Key to learn its outcome")
-		}
-		writeProblem(w, r, be)
+		s.sendFailed(w, r, err)
 		return
 	}
 	if replayed {
@@ -542,6 +539,20 @@ func (s *server) send(w http.ResponseWriter, r *http.Request, id string, a walle
 		return
 	}
 	writeRawJSON(w, status, reply.Result)
+}
+
+// sendFailed answers for a command that was not decided: the bus's
+// problem (no writer, a timeout), or an internal error, logged.
+func (s *server) sendFailed(w http.ResponseWriter, r *http.Request, err error) {
+	var be *bus.Error
+	if !errors.As(err, &be) {
+		if r.Context().Err() != nil {
+			return // the client left
+		}
+		s.log.Error("command failed", "path", r.URL.Path, "request_id", requestID(r.Context()), "err", err)
+		be = problem(bus.CodeInternal, "the command could not be completed; retry with the same Idempotency-Key to learn its outcome")
+	}
+	writeProblem(w, r, be)
 }
 
 // queryParams returns the request's query parameters when each is one the

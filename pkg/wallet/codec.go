@@ -49,10 +49,20 @@ type (
 	holdData struct {
 		HoldID       string     `json:"hold_id"`
 		Amount       int64      `json:"amount"`
-		ExpiresAt    time.Time  `json:"expires_at"`
+		ExpiresAt    *time.Time `json:"expires_at,omitempty"` // none: a transfer's, which never expires
 		HeldAt       *time.Time `json:"held_at,omitempty"`
 		Captured     int64      `json:"captured,omitempty"`
 		BalanceAfter *int64     `json:"balance_after,omitempty"`
+		Reason       Reason     `json:"reason,omitempty"`
+	}
+	// legData: transfer_in, transfer_out and transfer_in_rejected. The
+	// capture of a transfer's hold repeats when it was made (held_at).
+	legData struct {
+		TransferID   string     `json:"transfer_id"`
+		Counterpart  string     `json:"counterpart"`
+		Amount       int64      `json:"amount"`
+		BalanceAfter int64      `json:"balance_after"`
+		HeldAt       *time.Time `json:"held_at,omitempty"`
 		Reason       Reason     `json:"reason,omitempty"`
 	}
 )
@@ -85,6 +95,7 @@ const (
 	status
 	rejected
 	hold
+	leg
 )
 
 // decoders lists, per event type, its kind and the schema versions known.
@@ -109,6 +120,10 @@ var decoders = map[EventType]struct {
 	HoldVoided:      {hold, map[int]bool{1: true}},
 	HoldExpired:     {hold, map[int]bool{1: true}},
 	HoldRejected:    {hold, map[int]bool{1: true}},
+
+	TransferredIn:      {leg, map[int]bool{1: true}},
+	TransferredOut:     {leg, map[int]bool{1: true}},
+	TransferInRejected: {leg, map[int]bool{1: true}},
 }
 
 // EncodeEvent returns the stored form of e's data at SchemaVersion.
@@ -129,7 +144,11 @@ func EncodeEvent(e Event) ([]byte, error) {
 	case rejected:
 		return json.Marshal(rejectedData{Action: e.Action, Reason: e.Reason, HoldID: e.HoldID})
 	case hold:
-		h := holdData{HoldID: e.HoldID, Amount: e.Amount, ExpiresAt: e.ExpiresAt.UTC(), Reason: e.Reason}
+		h := holdData{HoldID: e.HoldID, Amount: e.Amount, Reason: e.Reason}
+		if !e.ExpiresAt.IsZero() {
+			at := e.ExpiresAt.UTC()
+			h.ExpiresAt = &at
+		}
 		switch e.Type {
 		case HoldRejected:
 			h.BalanceAfter = &e.BalanceAfter
@@ -141,6 +160,13 @@ func EncodeEvent(e Event) ([]byte, error) {
 			h.HeldAt = &at
 		}
 		return json.Marshal(h)
+	case leg:
+		l := legData{TransferID: e.TransferID, Counterpart: e.Counterpart, Amount: e.Amount, BalanceAfter: e.BalanceAfter, Reason: e.Reason}
+		if e.Type == TransferredOut {
+			at := e.HeldAt.UTC()
+			l.HeldAt = &at
+		}
+		return json.Marshal(l)
 	}
 	return []byte(`{}`), nil
 }
@@ -202,7 +228,7 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 		if _, err := ParseAction(string(r.Action)); err != nil || !knownReason(typ, r.Reason) ||
-			(r.HoldID != "") != (r.Action == CaptureHold || r.Action == VoidHold) || (r.HoldID != "" && CheckHoldID(r.HoldID) != nil) {
+			(r.HoldID != "") != (r.Action == CaptureHold || r.Action == VoidHold || r.Action == TransferOut) || (r.HoldID != "" && CheckHoldID(r.HoldID) != nil) {
 			return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
 		}
 		e.Action, e.Reason, e.HoldID = r.Action, r.Reason, r.HoldID
@@ -212,18 +238,35 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 		ends := typ == HoldCaptured || typ == HoldVoided || typ == HoldExpired
-		if CheckHoldID(h.HoldID) != nil || h.Amount <= 0 || h.Amount > MaxAmount || h.ExpiresAt.IsZero() ||
+		if CheckHoldID(h.HoldID) != nil || h.Amount <= 0 || h.Amount > MaxAmount || (h.ExpiresAt == nil) != IsTransferHold(h.HoldID) ||
 			(h.HeldAt != nil) != ends || (typ == HoldCaptured || typ == HoldRejected) != (h.BalanceAfter != nil) ||
 			(typ == HoldCaptured) != (h.Captured != 0) || h.Captured < 0 || h.Captured > h.Amount ||
 			(h.BalanceAfter != nil && *h.BalanceAfter < -MaxAmount) || !knownReason(typ, h.Reason) || (typ == HoldRejected) != (h.Reason != "") {
 			return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
 		}
-		e.HoldID, e.Amount, e.ExpiresAt, e.Captured, e.Reason = h.HoldID, h.Amount, h.ExpiresAt.UTC(), h.Captured, h.Reason
+		e.HoldID, e.Amount, e.Captured, e.Reason = h.HoldID, h.Amount, h.Captured, h.Reason
+		if h.ExpiresAt != nil {
+			e.ExpiresAt = h.ExpiresAt.UTC()
+		}
 		if h.HeldAt != nil {
 			e.HeldAt = h.HeldAt.UTC()
 		}
 		if h.BalanceAfter != nil {
 			e.BalanceAfter = *h.BalanceAfter
+		}
+	case leg:
+		var l legData
+		if err := strictUnmarshal(data, &l); err != nil {
+			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
+		}
+		c := Command{Action: TransferIn, TransferID: l.TransferID, Counterpart: l.Counterpart, Amount: l.Amount}
+		if c.checkLeg() != nil || l.BalanceAfter < -MaxAmount || (l.HeldAt != nil) != (typ == TransferredOut) ||
+			!knownReason(typ, l.Reason) || (typ == TransferInRejected) != (l.Reason != "") {
+			return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
+		}
+		e.TransferID, e.Counterpart, e.Amount, e.BalanceAfter, e.Reason = l.TransferID, l.Counterpart, l.Amount, l.BalanceAfter, l.Reason
+		if l.HeldAt != nil {
+			e.HoldID, e.HeldAt = TransferHoldID(l.TransferID), l.HeldAt.UTC()
 		}
 	}
 	return e, nil
@@ -241,6 +284,8 @@ func knownReason(typ EventType, r Reason) bool {
 			r == ReasonHoldNotActive || r == ReasonHoldsActive
 	case HoldRejected:
 		return r == ReasonInsufficientFunds || r == ReasonFrozen || r == ReasonClosed
+	case TransferInRejected:
+		return r == ReasonClosed || r == ReasonBalanceOverflow
 	}
 	return r == ""
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -132,7 +133,7 @@ var _ engine.Domain[State, Command, Event] = Domain{}
 // Name is "wallet".
 func (Domain) Name() string { return Name }
 
-// Actions are open, credit, debit, update, freeze, unfreeze and close.
+// Actions are the wallet's actions on the bus (Actions).
 func (Domain) Actions() []string {
 	out := make([]string, len(Actions))
 	for i, a := range Actions {
@@ -204,14 +205,23 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 	case PlaceHold, CaptureHold, VoidHold:
 		var d HoldData
 		if err := strictUnmarshal(data, &d); err != nil {
-			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"hold_id\", \"amount\", \"expires_in\"}: " + err.Error()}
+			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"hold_id\", \"amount\", \"expires_in\", \"transfer_id\"}: " + err.Error()}
 		}
-		c.HoldID, c.Amount, c.ExpiresIn = d.HoldID, d.Amount, time.Duration(d.ExpiresIn)*time.Second
+		c.HoldID, c.Amount, c.ExpiresIn, c.TransferID = d.HoldID, d.Amount, time.Duration(d.ExpiresIn)*time.Second, d.TransferID
 		if (a == VoidHold && d.Amount != 0) || (a != PlaceHold && d.ExpiresIn != 0) || d.ExpiresIn > int64(MaxHoldExpiry/time.Second) {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: action + " takes " + map[Action]string{
 				PlaceHold: "hold_id, amount and expires_in", CaptureHold: "hold_id and an amount", VoidHold: "hold_id alone"}[a]}
 		}
 		if err := c.checkHold(); err != nil {
+			return Command{}, refusalOf(err, State{})
+		}
+	case TransferIn, TransferOut:
+		var d LegData
+		if err := strictUnmarshal(data, &d); err != nil {
+			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"transfer_id\", \"counterpart\", \"amount\"}: " + err.Error()}
+		}
+		c.TransferID, c.Counterpart, c.Amount = d.TransferID, d.Counterpart, d.Amount
+		if err := c.checkLeg(); err != nil {
 			return Command{}, refusalOf(err, State{})
 		}
 	default:
@@ -225,10 +235,22 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 // HoldData is the data of hold, capture and void on the bus: for a hold,
 // its amount and how many seconds it lasts; for a capture, the amount to
 // capture (0 or absent: all of it).
+// A transfer's hold and its void name the transfer (no expires_in: it does
+// not expire).
 type HoldData struct {
-	HoldID    string `json:"hold_id"`
-	Amount    int64  `json:"amount,omitempty"`
-	ExpiresIn int64  `json:"expires_in,omitempty"`
+	HoldID     string `json:"hold_id"`
+	Amount     int64  `json:"amount,omitempty"`
+	ExpiresIn  int64  `json:"expires_in,omitempty"`
+	TransferID string `json:"transfer_id,omitempty"`
+}
+
+// LegData is the data of transfer_in (with the amount) and transfer_out
+// (without: it captures the transfer's hold) on the bus: the transfer, and
+// the wallet on its other side.
+type LegData struct {
+	TransferID  string `json:"transfer_id"`
+	Counterpart string `json:"counterpart"`
+	Amount      int64  `json:"amount,omitempty"`
 }
 
 // plainCommandData reads exactly what EncodeCommandData writes.
@@ -257,7 +279,10 @@ func (Domain) Fingerprint(c Command) string {
 		b, _ := json.Marshal(ProfileData{Owner: c.Profile.Owner, Metadata: c.Profile.Metadata, OverdraftLimit: c.Profile.OverdraftLimit})
 		return string(c.Action) + ":" + string(b) // encoding/json sorts map keys
 	case PlaceHold, CaptureHold, VoidHold:
-		b, _ := json.Marshal(HoldData{HoldID: c.HoldID, Amount: c.Amount, ExpiresIn: int64(c.ExpiresIn / time.Second)})
+		b, _ := json.Marshal(HoldData{HoldID: c.HoldID, Amount: c.Amount, ExpiresIn: int64(c.ExpiresIn / time.Second), TransferID: c.TransferID})
+		return string(c.Action) + ":" + string(b)
+	case TransferIn, TransferOut:
+		b, _ := json.Marshal(LegData{TransferID: c.TransferID, Counterpart: c.Counterpart, Amount: c.Amount})
 		return string(c.Action) + ":" + string(b)
 	}
 	return string(c.Action)
@@ -308,6 +333,10 @@ func refusalOf(err error, s State) *bus.Error {
 		return &bus.Error{Code: bus.CodeHoldExists, Detail: err.Error(), Fields: walletFields(s)}
 	case errors.Is(err, ErrCaptureTooMuch):
 		return &bus.Error{Code: bus.CodeCaptureExceeds, Detail: err.Error(), Fields: walletFields(s)}
+	case errors.Is(err, ErrHoldOwned):
+		return &bus.Error{Code: bus.CodeHoldOwned, Detail: err.Error()}
+	case errors.Is(err, ErrInvalidTransferID):
+		code = bus.CodeInvalidTransferID
 	}
 	return &bus.Error{Code: code, Detail: err.Error()}
 }
@@ -392,7 +421,7 @@ func (Domain) DecodeState(version int64, data []byte) (State, error) {
 		return State{}, fmt.Errorf("%q at v%d: status %q: %w", data, version, d.Status, ErrBadState)
 	}
 	for id, h := range d.Holds {
-		if CheckHoldID(id) != nil || h.Amount <= 0 || h.Amount > MaxAmount || h.ExpiresAt == 0 {
+		if CheckHoldID(id) != nil || h.Amount <= 0 || h.Amount > MaxAmount || (h.ExpiresAt == 0) != IsTransferHold(id) {
 			return State{}, fmt.Errorf("%q at v%d: hold %q: %w", data, version, id, ErrBadState)
 		}
 	}
@@ -461,9 +490,9 @@ func (Domain) Lists() []string { return lists }
 // statement.
 func (Domain) ListEntry(_ string, e Event, eventID string, at time.Time) (int, []byte, bool) {
 	switch e.Type {
-	case Credited, Debited, HoldCaptured:
+	case Credited, Debited, HoldCaptured, TransferredIn, TransferredOut:
 		return listApplied, NewTransaction(eventID, e, at).appendJSON(make([]byte, 0, 128)), true
-	case DebitRejected, CreditRejected, HoldRejected:
+	case DebitRejected, CreditRejected, HoldRejected, TransferInRejected:
 		return listRejected, NewTransaction(eventID, e, at).appendJSON(make([]byte, 0, 128)), true
 	}
 	return 0, nil, false
@@ -504,10 +533,10 @@ func (Domain) Alarm(s State) (time.Time, Command, bool) {
 // refusal, its code with the balance and version it was decided against.
 func (Domain) Answer(id string, e Event, s State, eventID string, at time.Time) engine.Answer {
 	switch e.Type {
-	case Credited, Debited:
+	case Credited, Debited, TransferredIn, TransferredOut:
 		r := Result{WalletID: id, Balance: s.Balance, Version: s.Version, Timestamp: at, Transaction: NewTransaction(eventID, e, at)}
 		return engine.Answer{Result: r.appendJSON(make([]byte, 0, 256))}
-	case DebitRejected, CreditRejected, CommandRejected, HoldRejected:
+	case DebitRejected, CreditRejected, CommandRejected, HoldRejected, TransferInRejected:
 		return engine.Answer{Refusal: rejection(e, s)}
 	case Held, HoldCaptured, HoldVoided, HoldExpired:
 		v, _ := NewHoldView(id, e, at)
@@ -552,6 +581,8 @@ func rejection(e Event, s State) *bus.Error {
 		r.Code, r.Detail = bus.CodeHoldNotActive, fmt.Sprintf("hold %q is not active: it was captured, voided or expired", e.HoldID)
 	case ReasonHoldsActive:
 		r.Code, r.Detail = bus.CodeHoldsActive, fmt.Sprintf("a wallet with active holds cannot close; this one has %d holding %d", len(s.holds), s.Held())
+	case ReasonBalanceOverflow:
+		r.Code, r.Detail = bus.CodeBalanceOverflow, fmt.Sprintf("%d more would overflow the balance of %d", e.Amount, s.Balance)
 	}
 	return r
 }
@@ -566,12 +597,15 @@ func (Domain) Check(before State, e Event, after State) error {
 	if err := checkHoldEvent(before, e, after); err != nil {
 		return err
 	}
+	if err := checkLegEvent(before, e); err != nil {
+		return err
+	}
 	switch {
 	case e.Type == Opened && before.Exists():
 		return fmt.Errorf("opens a wallet that exists")
 	case st == StatusClosed && !e.Rejection():
 		return fmt.Errorf("%s on a closed wallet", e.Type)
-	case e.Type == Credited || e.Type == Debited || e.Type == DebitRejected || e.Type == CreditRejected || e.Type == HoldCaptured || e.Type == HoldRejected:
+	case e.Applied() || e.Type == DebitRejected || e.Type == CreditRejected || e.Type == HoldRejected || e.Type == TransferInRejected:
 		if e.BalanceAfter != after.Balance {
 			return fmt.Errorf("says balance %d, its events sum to %d", e.BalanceAfter, after.Balance)
 		}
@@ -584,7 +618,7 @@ func (Domain) Check(before State, e Event, after State) error {
 		if after.Available() < -before.overdraftLimit() {
 			return fmt.Errorf("debits to %d available, below the overdraft limit of %d", after.Available(), before.overdraftLimit())
 		}
-	case DebitRejected, CreditRejected, CommandRejected, HoldRejected:
+	case DebitRejected, CreditRejected, CommandRejected, HoldRejected, TransferInRejected:
 		ok := false
 		switch e.Reason {
 		case ReasonInsufficientFunds:
@@ -601,6 +635,8 @@ func (Domain) Check(before State, e Event, after State) error {
 			ok = !hasHold(before, e.HoldID)
 		case ReasonHoldsActive:
 			ok = before.holds != nil
+		case ReasonBalanceOverflow:
+			ok = before.Balance > math.MaxInt64-e.Amount
 		}
 		if !ok {
 			return fmt.Errorf("refuses %s %d for %s, which did not hold (balance %d, available %d, overdraft limit %d, %s)",

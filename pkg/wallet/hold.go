@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,7 @@ var (
 	ErrCaptureTooMuch = errors.New("capture exceeds the hold")
 	ErrHoldExists     = errors.New("the hold exists already")
 	ErrNothingDue     = errors.New("no hold is due to expire")
+	ErrHoldOwned      = errors.New("the hold belongs to a transfer")
 )
 
 // MaxHoldIDLen bounds a hold id: the server makes KSUIDs, and a process
@@ -76,6 +78,9 @@ func (s State) Hold(id string) (Hold, bool) {
 func (s State) nextExpiry() (int64, bool) {
 	var first int64
 	for _, h := range s.holds {
+		if h.ExpiresAt == 0 {
+			continue // a transfer's: it never expires
+		}
 		if first == 0 || h.ExpiresAt < first {
 			first = h.ExpiresAt
 		}
@@ -112,15 +117,33 @@ func CheckHoldID(id string) error {
 	return nil
 }
 
-// checkHold validates a hold command's own fields.
+// checkHold validates a hold command's own fields. A transfer's hold is
+// placed and voided only by commands naming the transfer, and never
+// expires: its process manager ends it, by capture (TransferOut) or void.
 func (c Command) checkHold() error {
 	if err := CheckHoldID(c.HoldID); err != nil {
 		return err
+	}
+	if c.TransferID != "" {
+		if err := CheckTransferID(c.TransferID); err != nil {
+			return err
+		}
+		if c.HoldID != TransferHoldID(c.TransferID) || c.Action == CaptureHold {
+			return fmt.Errorf("transfer %s holds and voids %q only: %w", c.TransferID, TransferHoldID(c.TransferID), ErrInvalidHoldID)
+		}
+	} else if IsTransferHold(c.HoldID) {
+		return fmt.Errorf("hold %q: %w; it ends when the transfer does", c.HoldID, ErrHoldOwned)
 	}
 	switch c.Action {
 	case PlaceHold:
 		if c.Amount <= 0 || c.Amount > MaxAmount {
 			return ErrInvalidAmount
+		}
+		if c.TransferID != "" {
+			if c.ExpiresIn != 0 {
+				return fmt.Errorf("a transfer's hold does not expire: %w", ErrInvalidExpiry)
+			}
+			break
 		}
 		if c.ExpiresIn < time.Second || c.ExpiresIn > MaxHoldExpiry || c.ExpiresIn%time.Second != 0 {
 			return fmt.Errorf("expires_in must be whole seconds from 1 to %d: %w", int64(MaxHoldExpiry/time.Second), ErrInvalidExpiry)
@@ -133,13 +156,38 @@ func (c Command) checkHold() error {
 	return nil
 }
 
+// expiresAt is when a hold placed by c expires: zero, never, for a
+// transfer's.
+func (c Command) expiresAt() time.Time {
+	if c.ExpiresIn == 0 {
+		return time.Time{}
+	}
+	return c.At.Add(c.ExpiresIn).UTC()
+}
+
+// unixOrZero is t in Unix nanoseconds, 0 for the zero time.
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// timeOrZero is the inverse of unixOrZero.
+func timeOrZero(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
 // decideHold decides hold, capture and void; s is not closed (Decide
 // refuses everything on a closed wallet first).
 func decideHold(s State, c Command, next Event) (Event, error) {
 	next.HoldID = c.HoldID
 	switch c.Action {
 	case PlaceHold:
-		next.Amount, next.ExpiresAt = c.Amount, c.At.Add(c.ExpiresIn).UTC()
+		next.Amount, next.ExpiresAt = c.Amount, c.expiresAt()
 		next.Type = Held
 		switch {
 		case hasHold(s, c.HoldID):
@@ -158,7 +206,7 @@ func decideHold(s State, c Command, next Event) (Event, error) {
 			next.Type, next.Action, next.Reason = CommandRejected, c.Action, ReasonHoldNotActive
 			return next, nil
 		}
-		next.Amount, next.ExpiresAt, next.HeldAt = h.Amount, time.Unix(0, h.ExpiresAt).UTC(), time.Unix(0, h.HeldAt).UTC()
+		next.Amount, next.ExpiresAt, next.HeldAt = h.Amount, timeOrZero(h.ExpiresAt), time.Unix(0, h.HeldAt).UTC()
 		if c.Action == VoidHold {
 			next.Type = HoldVoided
 			return next, nil
@@ -188,7 +236,7 @@ func DueExpiries(s State, at time.Time) []Event {
 	}
 	var ds []due
 	for id, h := range s.holds {
-		if h.ExpiresAt <= at.UnixNano() {
+		if h.ExpiresAt != 0 && h.ExpiresAt <= at.UnixNano() {
 			ds = append(ds, due{id, h})
 		}
 	}
@@ -206,7 +254,7 @@ func evolveHold(s State, e Event) State {
 	switch e.Type {
 	case Held:
 		return s.withHolds(func(m map[string]Hold) {
-			m[e.HoldID] = Hold{Amount: e.Amount, ExpiresAt: e.ExpiresAt.UnixNano(), HeldAt: e.At.UnixNano()}
+			m[e.HoldID] = Hold{Amount: e.Amount, ExpiresAt: unixOrZero(e.ExpiresAt), HeldAt: e.At.UnixNano()}
 		})
 	case HoldCaptured:
 		s.Balance -= e.Captured
@@ -230,7 +278,9 @@ func checkHoldEvent(before State, e Event, after State) error {
 			return fmt.Errorf("holds %q, which is held already", e.HoldID)
 		case after.Available() < -before.overdraftLimit():
 			return fmt.Errorf("holds %d, leaving %d available, below the overdraft limit of %d", e.Amount, after.Available(), before.overdraftLimit())
-		case !e.ExpiresAt.After(e.At):
+		case IsTransferHold(e.HoldID) != e.ExpiresAt.IsZero():
+			return fmt.Errorf("holds %q until %s: a transfer's hold, and only a transfer's, never expires", e.HoldID, e.ExpiresAt)
+		case !e.ExpiresAt.IsZero() && !e.ExpiresAt.After(e.At):
 			return fmt.Errorf("holds %q until %s, not after it is made", e.HoldID, e.ExpiresAt)
 		}
 	case HoldCaptured, HoldVoided, HoldExpired:
@@ -238,7 +288,9 @@ func checkHoldEvent(before State, e Event, after State) error {
 		switch {
 		case !ok:
 			return fmt.Errorf("%s %q, which is not active", e.Type, e.HoldID)
-		case h.Amount != e.Amount || h.ExpiresAt != e.ExpiresAt.UnixNano():
+		case e.Type != HoldVoided && IsTransferHold(e.HoldID):
+			return fmt.Errorf("%s %q, a transfer's hold, which only its transfer captures", e.Type, e.HoldID)
+		case h.Amount != e.Amount || h.ExpiresAt != unixOrZero(e.ExpiresAt):
 			return fmt.Errorf("%s %q of %d until %s; it held %d until %s", e.Type, e.HoldID, e.Amount, e.ExpiresAt, h.Amount, time.Unix(0, h.ExpiresAt).UTC())
 		case e.Type == HoldCaptured && (e.Captured <= 0 || e.Captured > h.Amount):
 			return fmt.Errorf("captures %d of a hold of %d", e.Captured, h.Amount)
@@ -250,24 +302,32 @@ func checkHoldEvent(before State, e Event, after State) error {
 }
 
 // HoldView is a hold as the API shows it, and as Redis keeps it in the
-// wallet's holds hash: GET /wallet/{id}/holds/{hold_id}.
+// wallet's holds hash: GET /wallet/{id}/holds/{hold_id}. A transfer's hold
+// names its transfer and has no expiry (null).
 type HoldView struct {
-	HoldID    string     `json:"hold_id"`
-	WalletID  string     `json:"wallet_id"`
-	Amount    int64      `json:"amount"`
-	Captured  int64      `json:"captured"`
-	Status    HoldStatus `json:"status"`
-	ExpiresAt time.Time  `json:"expires_at"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
-	Version   int64      `json:"version"` // the wallet's version of the hold's newest event
+	HoldID     string     `json:"hold_id"`
+	WalletID   string     `json:"wallet_id"`
+	Amount     int64      `json:"amount"`
+	Captured   int64      `json:"captured"`
+	Status     HoldStatus `json:"status"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	Version    int64      `json:"version"` // the wallet's version of the hold's newest event
+	TransferID string     `json:"transfer_id,omitempty"`
 }
 
 // NewHoldView is the hold e made or ended on wallet id, at at; ok is false
 // for an event that is not about a hold that exists.
 func NewHoldView(id string, e Event, at time.Time) (HoldView, bool) {
-	v := HoldView{HoldID: e.HoldID, WalletID: id, Amount: e.Amount, ExpiresAt: e.ExpiresAt, CreatedAt: e.HeldAt,
-		UpdatedAt: at.UTC(), Version: e.Version}
+	v := HoldView{HoldID: e.HoldID, WalletID: id, Amount: e.Amount, CreatedAt: e.HeldAt,
+		UpdatedAt: at.UTC(), Version: e.Version, TransferID: e.TransferID}
+	if !e.ExpiresAt.IsZero() {
+		v.ExpiresAt = &e.ExpiresAt
+	}
+	if tid, ok := strings.CutPrefix(e.HoldID, transferHoldPrefix); ok {
+		v.TransferID = tid
+	}
 	switch e.Type {
 	case Held:
 		v.Status, v.CreatedAt = StatusHeld, at.UTC()
@@ -277,6 +337,8 @@ func NewHoldView(id string, e Event, at time.Time) (HoldView, bool) {
 		v.Status = StatusVoided
 	case HoldExpired:
 		v.Status = StatusExpired
+	case TransferredOut:
+		v.Status, v.Captured, v.CreatedAt = StatusCaptured, e.Amount, e.HeldAt
 	default:
 		return HoldView{}, false
 	}

@@ -17,18 +17,21 @@ type Transaction struct {
 	Version      int64     `json:"version"`
 	Timestamp    time.Time `json:"timestamp"`
 	HoldID       string    `json:"hold_id,omitempty"` // a capture's, or a refused hold's
+	TransferID   string    `json:"transfer_id,omitempty"`
+	Counterpart  string    `json:"counterpart,omitempty"` // the other wallet of a transfer
 }
 
 // NewTransaction shows e, recorded with id at t, as a statement line.
 func NewTransaction(id string, e Event, t time.Time) Transaction {
 	amount := e.Amount
 	switch e.Type {
-	case Debited, DebitRejected, HoldRejected:
+	case Debited, DebitRejected, HoldRejected, TransferredOut:
 		amount = -amount
 	case HoldCaptured:
 		amount = -e.Captured
 	}
-	return Transaction{ID: id, Type: e.Type, Amount: amount, BalanceAfter: e.BalanceAfter, Version: e.Version, Timestamp: t.UTC(), HoldID: e.HoldID}
+	return Transaction{ID: id, Type: e.Type, Amount: amount, BalanceAfter: e.BalanceAfter, Version: e.Version, Timestamp: t.UTC(), HoldID: e.HoldID,
+		TransferID: e.TransferID, Counterpart: e.Counterpart}
 }
 
 // appendJSON appends exactly what encoding/json makes of t (a test holds
@@ -37,7 +40,7 @@ func NewTransaction(id string, e Event, t time.Time) Transaction {
 // path. An id that would need escaping, or a time encoding/json writes
 // otherwise, goes to encoding/json.
 func (t Transaction) appendJSON(b []byte) []byte {
-	if t.HoldID != "" || !plainASCII(t.ID) || !plainASCII(string(t.Type)) || !jsonTime(t.Timestamp) {
+	if t.HoldID != "" || t.TransferID != "" || !plainASCII(t.ID) || !plainASCII(string(t.Type)) || !jsonTime(t.Timestamp) {
 		out, _ := json.Marshal(t)
 		return append(b, out...)
 	}

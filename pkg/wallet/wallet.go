@@ -66,6 +66,11 @@ const (
 	PlaceHold   Action = "hold"
 	CaptureHold Action = "capture"
 	VoidHold    Action = "void"
+	// TransferIn and TransferOut are the legs of a transfer between
+	// wallets, sent by its process manager (transfer.go): money in, and
+	// the capture of the transfer's hold on the wallet it leaves.
+	TransferIn  Action = "transfer_in"
+	TransferOut Action = "transfer_out"
 	// ExpireHolds ends the holds that are due: the writer's own command,
 	// at the time the wallet asks for it (Domain.Alarm), never sent on
 	// the bus.
@@ -74,7 +79,7 @@ const (
 
 // Actions lists every action a command on the bus may name, in the order
 // the API documents them.
-var Actions = []Action{Open, Credit, Debit, Update, Freeze, Unfreeze, Close, PlaceHold, CaptureHold, VoidHold}
+var Actions = []Action{Open, Credit, Debit, Update, Freeze, Unfreeze, Close, PlaceHold, CaptureHold, VoidHold, TransferIn, TransferOut}
 
 // ParseAction returns the Action named s, or ErrUnknownAction.
 func ParseAction(s string) (Action, error) {
@@ -107,17 +112,21 @@ type Profile struct {
 }
 
 // Command asks a wallet for Action: Amount minor units for a credit, a
-// debit or a hold (for a capture, the part to capture, 0 for all of it),
-// Profile for open and update, HoldID for hold, capture and void, and
-// ExpiresIn for a hold. At is when it is decided, the time a first event
-// records as the wallet's creation.
+// debit, a hold or a transfer's money in (for a capture, the part to
+// capture, 0 for all of it), Profile for open and update, HoldID for hold,
+// capture and void, and ExpiresIn for a hold. TransferID names the
+// transfer a hold, a void or a leg is for (its hold is TransferHoldID),
+// Counterpart the other wallet of a leg. At is when it is decided, the
+// time a first event records as the wallet's creation.
 type Command struct {
-	Action    Action
-	Amount    int64
-	Profile   Profile
-	HoldID    string
-	ExpiresIn time.Duration
-	At        time.Time
+	Action      Action
+	Amount      int64
+	Profile     Profile
+	HoldID      string
+	ExpiresIn   time.Duration
+	TransferID  string
+	Counterpart string
+	At          time.Time
 }
 
 // State is a wallet after Version events. The zero State is a wallet nobody
@@ -207,6 +216,10 @@ const (
 	HoldVoided      EventType = "hold_voided"
 	HoldExpired     EventType = "hold_expired"
 	HoldRejected    EventType = "hold_rejected"
+	// A transfer's legs (transfer.go).
+	TransferredIn      EventType = "transfer_in"
+	TransferredOut     EventType = "transfer_out"
+	TransferInRejected EventType = "transfer_in_rejected"
 )
 
 // Reason says why a command was refused.
@@ -221,6 +234,7 @@ const (
 	ReasonBalanceNotZero    Reason = "balance_not_zero"
 	ReasonHoldNotActive     Reason = "hold_not_active"
 	ReasonHoldsActive       Reason = "holds_active"
+	ReasonBalanceOverflow   Reason = "balance_overflow"
 )
 
 // Event is one fact in a wallet's log. Version is the wallet version the
@@ -232,7 +246,8 @@ const (
 // its Reason, and command_rejected the Action it refused. A hold's events
 // carry its HoldID, Amount and ExpiresAt, the events that end it also when
 // it was made (HeldAt) and a capture what it Captured and BalanceAfter, so
-// that each says all there is to know of the hold.
+// that each says all there is to know of the hold. A transfer's legs carry
+// its TransferID and the Counterpart wallet.
 type Event struct {
 	Type         EventType
 	Version      int64
@@ -248,18 +263,22 @@ type Event struct {
 
 	HoldID    string
 	Captured  int64
-	ExpiresAt time.Time
+	ExpiresAt time.Time // zero for a transfer's hold, which never expires
 	HeldAt    time.Time
+
+	TransferID  string
+	Counterpart string
 }
 
 // Applied reports whether the event moved money (a rejection does not).
 func (e Event) Applied() bool {
-	return e.Type == Credited || e.Type == Debited || e.Type == HoldCaptured
+	return e.Type == Credited || e.Type == Debited || e.Type == HoldCaptured || e.Type == TransferredIn || e.Type == TransferredOut
 }
 
 // Rejection reports whether the event records a refused command.
 func (e Event) Rejection() bool {
-	return e.Type == DebitRejected || e.Type == CreditRejected || e.Type == CommandRejected || e.Type == HoldRejected
+	return e.Type == DebitRejected || e.Type == CreditRejected || e.Type == CommandRejected || e.Type == HoldRejected ||
+		e.Type == TransferInRejected
 }
 
 // Decide returns the event that records the outcome of c against s. A
@@ -277,6 +296,9 @@ func Decide(s State, c Command) (Event, error) {
 			next.Action = c.Action
 			if c.Action == CaptureHold || c.Action == VoidHold {
 				next.HoldID = c.HoldID
+			}
+			if c.Action == TransferOut {
+				next.HoldID = TransferHoldID(c.TransferID)
 			}
 		} else {
 			next.Amount, next.BalanceAfter = c.Amount, s.Balance
@@ -296,6 +318,10 @@ func Decide(s State, c Command) (Event, error) {
 		if err := c.checkHold(); err != nil {
 			return Event{}, err
 		}
+	case TransferIn, TransferOut:
+		if err := c.checkLeg(); err != nil {
+			return Event{}, err
+		}
 	case Freeze, Unfreeze, Close:
 	default:
 		return Event{}, fmt.Errorf("%q: %w", c.Action, ErrUnknownAction)
@@ -303,7 +329,7 @@ func Decide(s State, c Command) (Event, error) {
 	switch {
 	case c.Action == Open && s.Exists():
 		return Event{}, ErrExists
-	case c.Action != Open && c.Action != Credit && c.Action != Debit && c.Action != PlaceHold && !s.Exists():
+	case c.Action != Open && c.Action != Credit && c.Action != Debit && c.Action != PlaceHold && c.Action != TransferIn && !s.Exists():
 		return Event{}, ErrNotFound
 	}
 	if s.status() == StatusClosed {
@@ -313,8 +339,11 @@ func Decide(s State, c Command) (Event, error) {
 		case Debit:
 			return reject(DebitRejected, ReasonClosed)
 		case PlaceHold:
-			next.HoldID, next.ExpiresAt = c.HoldID, c.At.Add(c.ExpiresIn).UTC()
+			next.HoldID, next.ExpiresAt = c.HoldID, c.expiresAt()
 			return reject(HoldRejected, ReasonClosed)
+		case TransferIn:
+			next.TransferID, next.Counterpart = c.TransferID, c.Counterpart
+			return reject(TransferInRejected, ReasonClosed)
 		}
 		return reject(CommandRejected, ReasonClosed)
 	}
@@ -368,6 +397,8 @@ func Decide(s State, c Command) (Event, error) {
 		next.Type = Closed
 	case PlaceHold, CaptureHold, VoidHold:
 		return decideHold(s, c, next)
+	case TransferIn, TransferOut:
+		return decideLeg(s, c, next), nil
 	}
 	return next, nil
 }
@@ -448,6 +479,11 @@ func Evolve(s State, e Event) State {
 		s.Balance -= e.Amount
 	case Held, HoldCaptured, HoldVoided, HoldExpired:
 		s = evolveHold(s, e)
+	case TransferredIn:
+		s.Balance += e.Amount
+	case TransferredOut:
+		s.Balance -= e.Amount
+		s = s.withHolds(func(m map[string]Hold) { delete(m, TransferHoldID(e.TransferID)) })
 	case Opened, Updated, Frozen, Unfrozen, Closed:
 		l := s.Life()
 		switch e.Type {

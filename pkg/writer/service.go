@@ -25,6 +25,7 @@ import (
 	"coffer/pkg/health"
 	"coffer/pkg/metrics"
 	"coffer/pkg/readmodel"
+	"coffer/pkg/transfer"
 	"coffer/pkg/wallet"
 )
 
@@ -34,6 +35,7 @@ func Domains() (*engine.Domains, error) {
 	var ds engine.Domains
 	if err := errors.Join(
 		engine.Register(&ds, wallet.Domain{}),
+		engine.Register(&ds, transfer.Domain{}),
 	); err != nil {
 		return nil, err
 	}
@@ -60,19 +62,26 @@ type Settings struct {
 	// writer of its own; Writer.Partitions is how many the deployment has.
 	Partitions []int
 	Writer     engine.Config
+	// TransferWorkers is how many transfer events this process's share of
+	// the transfers' process manager works on at once; 0: none here.
+	TransferWorkers int
+	// TransferStepTimeout bounds each command of a transfer's step.
+	TransferStepTimeout time.Duration
 }
 
 // SettingsFromEnv reads Settings through getenv, with local defaults.
 func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 	env := config.New(getenv)
 	s := Settings{
-		NATSURL:          env.String("NATS_URL", "nats://127.0.0.1:4222"),
-		RedisURL:         env.String("REDIS_URL", "redis://127.0.0.1:6379/0"),
-		DataDir:          env.String("DATA_DIR", "./data"),
-		AdminAddr:        env.String("ADMIN_ADDR", ":9091"),
-		LogLevel:         env.String("LOG_LEVEL", "info"),
-		Sync:             eventstore.Sync(env.OneOf("SQLITE_SYNC", "FULL", "FULL", "NORMAL")),
-		RedisMinReplicas: env.Int("REDIS_MIN_REPLICAS", 0, 0),
+		NATSURL:             env.String("NATS_URL", "nats://127.0.0.1:4222"),
+		RedisURL:            env.String("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		DataDir:             env.String("DATA_DIR", "./data"),
+		AdminAddr:           env.String("ADMIN_ADDR", ":9091"),
+		LogLevel:            env.String("LOG_LEVEL", "info"),
+		Sync:                eventstore.Sync(env.OneOf("SQLITE_SYNC", "FULL", "FULL", "NORMAL")),
+		RedisMinReplicas:    env.Int("REDIS_MIN_REPLICAS", 0, 0),
+		TransferWorkers:     env.Int("TRANSFER_WORKERS", 64, 0),
+		TransferStepTimeout: env.Duration("TRANSFER_STEP_TIMEOUT", 5*time.Second),
 		Writer: engine.Config{
 			Partitions:      env.Int("PARTITION_COUNT", 1, 1),
 			Replicas:        env.Int("NATS_REPLICAS", 1, 1),
@@ -209,6 +218,17 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 			health.Check{Name: "sqlite" + suffix, Probe: stores[i].Ping},
 			health.Check{Name: "serving" + suffix, Probe: writers[i].ServingProbe})
 	}
+	var manager *transfer.Manager
+	if set.TransferWorkers > 0 {
+		if manager, err = transfer.NewManager(nc, bus.NewClient(nc, set.TransferStepTimeout, nil), log.With("component", "transfers"),
+			set.TransferWorkers, set.Writer.Replicas); err != nil {
+			return err
+		}
+		if err := manager.RegisterMetrics(reg); err != nil {
+			return err
+		}
+		checks = append(checks, health.Check{Name: "transfers", Probe: manager.ConsumingProbe})
+	}
 	mux := health.Mux(checks...)
 	mux.Handle("GET /debug/stats", health.JSON(func() any {
 		if len(writers) == 1 {
@@ -226,8 +246,27 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		return err
 	}
 
-	runCtx, stopAll := context.WithCancel(ctx)
+	// The writers outlive the process manager: the steps it has in hand
+	// are commands to them, answered before they stop.
+	runCtx, stopAll := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAll()
+	managed := make(chan struct{})
+	managerCtx, stopManager := context.WithCancel(runCtx)
+	go func() {
+		defer close(managed)
+		if manager != nil {
+			manager.Run(managerCtx) //nolint:errcheck // it retries every failure until stopped
+		}
+	}()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-runCtx.Done():
+		}
+		stopManager()
+		<-managed
+		stopAll()
+	}()
 	errs := make([]error, len(writers))
 	var wg sync.WaitGroup
 	for i, w := range writers {
@@ -237,6 +276,7 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		})
 	}
 	wg.Wait()
+	<-managed
 	adminErr := stopAdmin()
 	if err := connect.Drain(nc, 5*time.Second); err != nil {
 		log.Warn("nats drain", "err", err)
@@ -249,7 +289,8 @@ const Usage = `usage: wallet_writer [serve | verify | rebuild | partitions-conf]
 
   serve    run the writer (the default)
   verify   recompute every stream from its events and compare with the state
-           log and Redis; print each mismatch; exit 1 if there is any
+           log and Redis; check every transfer across the partitions and
+           that money adds up; print each mismatch; exit 1 if there is any
   rebuild  erase the Redis read model and recreate it from the log
            (stop the writer first; a running writer heals Redis by itself)
   partitions-conf
@@ -320,6 +361,19 @@ func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout
 			fmt.Fprintf(stdout, "partition %d:\n", l.Part.Index)
 		}
 		errs = append(errs, engine.Verify(ctx, domains, l.Part, l.Store, proj, stdout, time.Now()))
+	}
+	// Transfers span partitions: they are checked with every log at hand.
+	if len(logs) < set.Writer.Partitions {
+		fmt.Fprintf(stdout, "transfers: not checked; they span partitions, and this verify reads %d of %d (list them all in WRITER_PARTITIONS)\n",
+			len(logs), set.Writer.Partitions)
+		return errors.Join(errs...)
+	}
+	stores := make([]*eventstore.Store, len(logs))
+	for i, l := range logs {
+		stores[i] = l.Store
+	}
+	if n, err := transfer.Verify(ctx, stores, time.Now(), stdout); err != nil || n > 0 {
+		errs = append(errs, err, fmt.Errorf("%d transfer problems: %w", n, ErrMismatch))
 	}
 	return errors.Join(errs...)
 }

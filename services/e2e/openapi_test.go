@@ -219,7 +219,7 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	}
 	o := loadOpenAPI(t, served)
 
-	w, fresh := ksuid.New().String(), ksuid.New().String()
+	w, fresh, other := ksuid.New().String(), ksuid.New().String(), ksuid.New().String()
 	wallet := "/wallet/" + w
 	type call struct {
 		method, path, body string
@@ -247,6 +247,14 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"HEAD", wallet + "/balance", "", nil, 200},
 		{"GET", "/wallet/" + fresh + "/balance", "", nil, 200},
 		{"GET", "/wallet/nope/balance", "", nil, 400},
+		{"POST", "/transfers", `{"from": "` + w + `", "to": "` + other + `", "amount": 7, "reference": "spec"}`, map[string]string{"Idempotency-Key": "spec-t"}, 200},
+		{"POST", "/transfers", `{"from": "` + w + `", "to": "` + other + `", "amount": 7, "reference": "spec"}`, map[string]string{"Idempotency-Key": "spec-t"}, 200},
+		{"POST", "/transfers", `{"from": "` + other + `", "to": "` + w + `", "amount": 8}`, nil, 409},
+		{"POST", "/transfers", `{"from": "` + w + `", "to": "` + w + `", "amount": 8}`, nil, 400},
+		{"GET", "/transfers/" + fresh, "", nil, 404},
+		{"GET", "/transfers/nope", "", nil, 400},
+		{"GET", "/transfers", "", nil, 405},
+		{"GET", "/wallet/" + other + "/transactions", "", nil, 200},
 		{"GET", wallet + "/transactions", "", nil, 200},
 		{"GET", wallet + "/transactions?limit=1&include=rejected", "", nil, 200},
 		{"GET", wallet + "/transactions?limit=0", "", nil, 400},
@@ -297,8 +305,22 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	for _, c := range calls {
 		check(c)
 	}
+	// A transfer, and its hold on the wallet it left.
+	_, _, body := s.do("GET", "/wallet/"+other+"/transactions", "", nil)
+	var in struct {
+		Transactions []struct {
+			TransferID string `json:"transfer_id"`
+		}
+	}
+	if err := json.Unmarshal(body, &in); err != nil || len(in.Transactions) != 1 {
+		t.Fatalf("the transfer on the statement: %s", body)
+	}
+	check(call{"GET", "/transfers/" + in.Transactions[0].TransferID, "", nil, 200})
+	check(call{"HEAD", "/transfers/" + in.Transactions[0].TransferID, "", nil, 200})
+	check(call{"GET", wallet + "/holds/transfer:" + in.Transactions[0].TransferID, "", nil, 200})
+
 	// A page with a next cursor, and following it.
-	_, _, body := s.do("GET", wallet+"/transactions?limit=2", "", nil)
+	_, _, body = s.do("GET", wallet+"/transactions?limit=2", "", nil)
 	var page struct{ Next *string }
 	if err := json.Unmarshal(body, &page); err != nil || page.Next == nil {
 		t.Fatalf("first page of 2: %s", body)

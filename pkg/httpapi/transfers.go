@@ -1,0 +1,212 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/mux"
+	"github.com/segmentio/ksuid"
+
+	"coffer/pkg/bus"
+	"coffer/pkg/transfer"
+)
+
+const transferHelp = `expected a JSON body like {"from": "<wallet id>", "to": "<wallet id>", "amount": 500, "reference": "..."}: amount a whole number of minor units from 1 to 10^15, reference optional`
+
+// createTransfer is POST /transfers: it requests the transfer, then waits
+// for its process manager to complete or fail it, at most TransferWait:
+// 200 with the completed transfer, the failure's problem (409
+// insufficient_funds, wallet_closed, ...) with the transfer in it, or
+// 202 with the transfer as it stands and its Location while it is pending.
+// Under an Idempotency-Key the transfer id is the key's on the wallet the
+// money leaves, so that a retry reaches the same transfer and learns where
+// it stands.
+func (s *server) createTransfer(w http.ResponseWriter, r *http.Request) {
+	_, perr := queryParams(r)
+	var key string
+	if perr == nil {
+		key, perr = idempotencyKey(r)
+	}
+	var body []byte
+	if perr == nil {
+		body, perr = readBody(w, r)
+	}
+	var req transfer.RequestData
+	if perr == nil {
+		req, perr = transferRequest(body)
+	}
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
+	id := transferIDFor(req.From, key)
+	// Watch before asking, so that no step is missed.
+	events, stop, err := s.cmds.Watch(transfer.Name, id)
+	if err != nil {
+		s.log.Warn("cannot watch a transfer; polling instead", "transfer_id", id, "err", err)
+		events, stop = nil, func() {}
+	}
+	defer stop()
+	data, _ := json.Marshal(req)
+	cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data, RequestID: requestID(r.Context())}
+	reply, replayed, err := s.cmds.Send(r.Context(), transfer.Name, id, string(transfer.Request), cmd)
+	if err != nil {
+		s.sendFailed(w, r, err)
+		return
+	}
+	if replayed {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+	if reply.Error != nil {
+		writeProblem(w, r, reply.Error)
+		return
+	}
+	w.Header().Set("Location", "/transfers/"+id)
+	var v transfer.View
+	if err := json.Unmarshal(reply.Result, &v); err != nil {
+		s.readFailed(w, r, fmt.Errorf("answer to transfer %s %q: %w", id, reply.Result, err))
+		return
+	}
+	v, ok := s.awaitTransfer(r, id, v, replayed, events)
+	if !ok {
+		return
+	}
+	answerTransfer(w, r, v)
+}
+
+// awaitTransfer waits until transfer id, at v, ends or TransferWait passes,
+// looking at the read model on each of its events (and now and then, in
+// case a signal was lost); ok is false once it has answered with a problem.
+func (s *server) awaitTransfer(r *http.Request, id string, v transfer.View, replayed bool, events <-chan struct{}) (transfer.View, bool) {
+	deadline := time.NewTimer(s.limits.TransferWait)
+	defer deadline.Stop()
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	// A replayed answer is the transfer as it was first requested: look
+	// at once where it stands now.
+	for look := replayed; v.Status == transfer.StatusPending; look = false {
+		if !look {
+			select {
+			case <-r.Context().Done():
+				return v, false
+			case <-deadline.C:
+				return v, true
+			case <-events:
+			case <-poll.C:
+			}
+		}
+		b, err := s.reads.State(r.Context(), transfer.Name, id)
+		if err != nil || b == nil {
+			continue // the answer says pending, and the request may end so
+		}
+		var now transfer.View
+		if json.Unmarshal(b, &now) == nil && now.Version > v.Version {
+			v = now
+		}
+	}
+	return v, true
+}
+
+// answerTransfer answers with v: 200 completed, 202 pending, and a failure
+// as the problem it failed with, the transfer in its member "transfer".
+func answerTransfer(w http.ResponseWriter, r *http.Request, v transfer.View) {
+	body, _ := json.Marshal(v)
+	switch v.Status {
+	case transfer.StatusCompleted:
+		writeRawJSON(w, http.StatusOK, body)
+	case transfer.StatusFailed:
+		// The problem's own members (status, code) would clash with the
+		// transfer's: it goes in a member of its own.
+		fields := append(append([]byte(`{"transfer":`), body...), '}')
+		writeProblem(w, r, &bus.Error{Code: bus.Code(v.Code), Fields: fields,
+			Detail: fmt.Sprintf("transfer %s of %d from %s to %s failed: %s", v.TransferID, v.Amount, v.From, v.To, v.Code)})
+	default:
+		writeRawJSON(w, http.StatusAccepted, body)
+	}
+}
+
+// transferRequest reads the body of POST /transfers.
+func transferRequest(body []byte) (transfer.RequestData, *bus.Error) {
+	var d transfer.RequestData
+	fields, perr := objectFields(body, transferHelp)
+	if perr != nil {
+		return d, perr
+	}
+	for name, raw := range fields {
+		switch name {
+		case "from", "to":
+			var id string
+			if json.Unmarshal(raw, &id) != nil {
+				return d, problem(bus.CodeInvalidWalletID, fmt.Sprintf("%s must be a wallet id, a string; %s", name, transferHelp))
+			}
+			if _, err := ksuid.Parse(id); err != nil {
+				return d, problem(bus.CodeInvalidWalletID, fmt.Sprintf("%s %q is not a KSUID (27 base62 characters, e.g. from POST /wallet)", name, truncate(id)))
+			}
+			if name == "from" {
+				d.From = id
+			} else {
+				d.To = id
+			}
+		case "amount":
+			n, err := parseAmount(raw)
+			if err != nil {
+				return d, problem(bus.CodeInvalidAmount, err.Error()+"; "+transferHelp)
+			}
+			d.Amount = n
+		case "reference":
+			if json.Unmarshal(raw, &d.Reference) != nil || len(d.Reference) > transfer.MaxReferenceLen || !utf8.ValidString(d.Reference) {
+				return d, problem(bus.CodeInvalidReference, fmt.Sprintf("reference must be a string of at most %d bytes", transfer.MaxReferenceLen))
+			}
+		default:
+			return d, problem(bus.CodeInvalidBody, fmt.Sprintf("the request body has an unknown field %q; %s", truncate(name), transferHelp))
+		}
+	}
+	switch {
+	case d.From == "" || d.To == "":
+		return d, problem(bus.CodeInvalidWalletID, "from and to are both required; "+transferHelp)
+	case d.From == d.To:
+		return d, problem(bus.CodeSameWallet, "from and to are the same wallet; a transfer moves money between two")
+	case d.Amount == 0:
+		return d, problem(bus.CodeInvalidAmount, "amount is missing; "+transferHelp)
+	}
+	return d, nil
+}
+
+// transferIDFor is the id of the transfer POST /transfers requests: new,
+// or under an Idempotency-Key the key's on the wallet the money leaves,
+// made the same way each time.
+func transferIDFor(from, key string) string {
+	if key == "" {
+		return ksuid.New().String()
+	}
+	sum := sha256.Sum256([]byte("coffer transfer id\x00" + from + "\x00" + key))
+	id, _ := ksuid.FromBytes(sum[:20])
+	return id.String()
+}
+
+// getTransfer is GET /transfers/{id}: the transfer, from Redis.
+func (s *server) getTransfer(w http.ResponseWriter, r *http.Request) {
+	id := mux.Vars(r)["id"]
+	_, perr := queryParams(r)
+	if perr == nil && transfer.CheckID(id) != nil {
+		perr = problem(bus.CodeInvalidTransferID, fmt.Sprintf("transfer id %q is not a KSUID (27 base62 characters, from POST /transfers)", truncate(id)))
+	}
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
+	b, err := s.reads.State(r.Context(), transfer.Name, id)
+	if err != nil {
+		s.readFailed(w, r, err)
+		return
+	}
+	if b == nil {
+		writeProblem(w, r, problem(bus.CodeTransferNotFound, fmt.Sprintf("no transfer %s", id)))
+		return
+	}
+	writeRawJSON(w, http.StatusOK, b)
+}

@@ -1,0 +1,285 @@
+// Package transfer is Coffer's transfer domain: money moved from one wallet
+// to another, which may live in another partition and another writer, so
+// that no one transaction can move it. A transfer is a stream of its own,
+// transfer.<id>, that records the steps of its process manager (Manager):
+//
+//	requested → held → credited → completed
+//	    │          └──→ credit_refused → failed
+//	    └──→ failed
+//
+// held: the money is set aside on the wallet it leaves (a hold that never
+// expires); credited: the wallet it reaches has it (transfer_in); completed:
+// the hold is captured (transfer_out). If the hold is refused (insufficient
+// funds, a frozen or closed wallet) the transfer fails at once; if the
+// credit is refused (a closed wallet, an overflow) the hold is voided and
+// then the transfer fails. Each step is a command on one stream under an
+// idempotency key derived from the transfer's id, so a step repeated after
+// a crash applies once.
+//
+// Money is in flight between credited and completed: the wallet it reaches
+// has it and the wallet it leaves still counts it in its balance (held).
+// Everywhere else the sum of the balances is what external credits and
+// debits made it.
+//
+// Like package wallet, Decide and Evolve do no I/O and read no clock.
+package transfer
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/segmentio/ksuid"
+)
+
+// Name is the transfer domain's name: transfer.<id> in Redis,
+// cmd.transfer.<id>.<action> and evt.transfer.<id>.<step> on NATS.
+const Name = "transfer"
+
+// MaxAmount is the most one transfer moves, the wallet's bound.
+const MaxAmount int64 = 1_000_000_000_000_000
+
+// MaxReferenceLen bounds a transfer's reference, in bytes of UTF-8.
+const MaxReferenceLen = 255
+
+// Errors of commands that record nothing.
+var (
+	ErrInvalidWallet    = errors.New("invalid wallet id")
+	ErrSameWallet       = errors.New("a transfer needs two different wallets")
+	ErrInvalidAmount    = errors.New("amount must be a whole number of minor units from 1 to 10^15")
+	ErrInvalidReference = errors.New("invalid reference")
+	ErrExists           = errors.New("the transfer exists already")
+	ErrNotFound         = errors.New("no such transfer")
+	ErrOutOfOrder       = errors.New("step out of order")
+	ErrInvalidCode      = errors.New("invalid code")
+	ErrUnknownAction    = errors.New("unknown action")
+)
+
+// Action names what a command asks for.
+type Action string
+
+// The actions: a client's request, and the process manager's record of a
+// step it took.
+const (
+	Request Action = "request"
+	Record  Action = "record"
+)
+
+// Actions lists the actions a command on the bus may name.
+var Actions = []Action{Request, Record}
+
+// Step is one step of a transfer, and the type of the event recording it.
+type Step string
+
+// The steps, in the order they happen.
+const (
+	Requested     Step = "requested"
+	Held          Step = "held"
+	Credited      Step = "credited"
+	CreditRefused Step = "credit_refused"
+	Completed     Step = "completed"
+	Failed        Step = "failed"
+)
+
+// Steps lists every step.
+var Steps = []Step{Requested, Held, Credited, CreditRefused, Completed, Failed}
+
+// next says which steps may follow a step ("" for a transfer nobody
+// requested).
+var next = map[Step][]Step{
+	"":            {Requested},
+	Requested:     {Held, Failed},
+	Held:          {Credited, CreditRefused},
+	Credited:      {Completed},
+	CreditRefused: {Failed},
+}
+
+// Status is what a client is told of a transfer: pending until it
+// completes or fails.
+type Status string
+
+// The statuses.
+const (
+	StatusPending   Status = "pending"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+)
+
+// Command asks for Action on a transfer: the transfer's parties, amount
+// and reference for a request; the Step taken, and for a refusal the Code
+// it was refused with, for a record. At is when it is decided.
+type Command struct {
+	Action    Action
+	From, To  string
+	Amount    int64
+	Reference string
+	Step      Step
+	Code      string
+	At        time.Time
+}
+
+// Event records a step at Version of the transfer, at At. Every event
+// carries the parties and the amount, so that the process manager acts on
+// an event alone; the request carries the reference, a refusal its Code.
+type Event struct {
+	Step      Step
+	Version   int64
+	At        time.Time
+	From, To  string
+	Amount    int64
+	Reference string
+	Code      string
+}
+
+// StepAt is a step taken, when (Unix nanoseconds), and its code.
+type StepAt struct {
+	Step Step
+	At   int64
+	Code string
+}
+
+// State is a transfer after Version events; the zero State is one nobody
+// has requested.
+type State struct {
+	Version   int64
+	From, To  string
+	Amount    int64
+	Reference string
+	Steps     []StepAt
+}
+
+// Last is the newest step ("" for none).
+func (s State) Last() StepAt {
+	if len(s.Steps) == 0 {
+		return StepAt{}
+	}
+	return s.Steps[len(s.Steps)-1]
+}
+
+// Status is where the transfer stands for a client.
+func (s State) Status() Status {
+	switch s.Last().Step {
+	case Completed:
+		return StatusCompleted
+	case Failed:
+		return StatusFailed
+	}
+	return StatusPending
+}
+
+// Terminal reports whether the transfer has completed or failed.
+func (s State) Terminal() bool { return s.Status() != StatusPending }
+
+// Code is why a transfer failed ("" unless it did).
+func (s State) Code() string {
+	if s.Status() == StatusFailed {
+		return s.Last().Code
+	}
+	return ""
+}
+
+// CheckID accepts a KSUID.
+func CheckID(id string) error {
+	if _, err := ksuid.Parse(id); err != nil {
+		return fmt.Errorf("transfer id %q is not a KSUID", id)
+	}
+	return nil
+}
+
+// check validates a request's own fields.
+func (c Command) checkRequest() error {
+	for _, w := range []string{c.From, c.To} {
+		if _, err := ksuid.Parse(w); err != nil {
+			return fmt.Errorf("wallet id %q is not a KSUID: %w", w, ErrInvalidWallet)
+		}
+	}
+	switch {
+	case c.From == c.To:
+		return ErrSameWallet
+	case c.Amount <= 0 || c.Amount > MaxAmount:
+		return ErrInvalidAmount
+	case len(c.Reference) > MaxReferenceLen || !utf8.ValidString(c.Reference):
+		return fmt.Errorf("reference must be UTF-8 of at most %d bytes: %w", MaxReferenceLen, ErrInvalidReference)
+	}
+	return nil
+}
+
+// CheckCode accepts what a refusal's code looks like: 1 to 64 lower-case
+// letters and '_'.
+func CheckCode(code string) error {
+	if code == "" || len(code) > 64 {
+		return ErrInvalidCode
+	}
+	for i := 0; i < len(code); i++ {
+		if c := code[i]; !(c >= 'a' && c <= 'z' || c == '_') {
+			return fmt.Errorf("%q: %w", code, ErrInvalidCode)
+		}
+	}
+	return nil
+}
+
+// refused reports whether a step records a refusal, and so has a code.
+func refused(st Step) bool { return st == CreditRefused || st == Failed }
+
+// Decide returns the event that records c against s.
+func Decide(s State, c Command) (Event, error) {
+	e := Event{Version: s.Version + 1, At: c.At, From: s.From, To: s.To, Amount: s.Amount}
+	switch c.Action {
+	case Request:
+		if err := c.checkRequest(); err != nil {
+			return Event{}, err
+		}
+		if s.Version > 0 {
+			return Event{}, ErrExists
+		}
+		e.Step, e.From, e.To, e.Amount, e.Reference = Requested, c.From, c.To, c.Amount, c.Reference
+		return e, nil
+	case Record:
+		if refused(c.Step) != (c.Code != "") {
+			return Event{}, fmt.Errorf("step %q with code %q: %w", c.Step, c.Code, ErrInvalidCode)
+		}
+		if c.Code != "" {
+			if err := CheckCode(c.Code); err != nil {
+				return Event{}, err
+			}
+		}
+		if s.Version == 0 {
+			return Event{}, ErrNotFound
+		}
+		if !slices.Contains(next[s.Last().Step], c.Step) {
+			return Event{}, fmt.Errorf("%s after %s: %w", c.Step, s.Last().Step, ErrOutOfOrder)
+		}
+		e.Step, e.Code = c.Step, c.Code
+		return e, nil
+	}
+	return Event{}, fmt.Errorf("%q: %w", c.Action, ErrUnknownAction)
+}
+
+// Evolve returns s with e applied.
+func Evolve(s State, e Event) State {
+	if e.Step == Requested {
+		s.From, s.To, s.Amount, s.Reference = e.From, e.To, e.Amount, e.Reference
+	}
+	s.Version = e.Version
+	// A fresh slice: a State is a value, and a copy must not change with it.
+	s.Steps = append(slices.Clip(s.Steps), StepAt{Step: e.Step, At: e.At.UnixNano(), Code: e.Code})
+	return s
+}
+
+// Check returns what is wrong with e following before: a step out of
+// order, parties or an amount that changed, a code where none belongs.
+func Check(before State, e Event) error {
+	switch {
+	case !slices.Contains(next[before.Last().Step], e.Step):
+		return fmt.Errorf("%s after %q", e.Step, before.Last().Step)
+	case refused(e.Step) != (e.Code != ""):
+		return fmt.Errorf("%s with code %q", e.Step, e.Code)
+	case e.Step != Requested && (e.From != before.From || e.To != before.To || e.Amount != before.Amount):
+		return fmt.Errorf("%s of %d from %s to %s; the transfer is of %d from %s to %s", e.Step, e.Amount, e.From, e.To, before.Amount, before.From, before.To)
+	case e.Step == Requested:
+		return Command{From: e.From, To: e.To, Amount: e.Amount, Reference: e.Reference}.checkRequest()
+	}
+	return nil
+}
