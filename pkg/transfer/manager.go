@@ -78,18 +78,20 @@ func (m *Manager) ConsumingProbe(context.Context) error {
 	return nil
 }
 
-// ackWait is how long an event a manager took stays its own: longer than
-// the three requests a step makes at most, each bounded by the Sender.
-const ackWait = 30 * time.Second
+// ackWait is how long an event a manager took stays its own without news
+// of it: a manager tells JetStream it is still at work before each command
+// of a step (each bounded by the Sender's timeout, shorter than this), so
+// only a manager that died, or froze, loses its events, which then go to
+// another this long after.
+const ackWait = 10 * time.Second
 
 // Run handles transfer events until ctx ends, (re)creating the stream and
 // the consumer whenever they are missing and retrying every failure. The
 // events it holds when ctx ends are finished first.
 func (m *Manager) Run(ctx context.Context) error {
-	slots := make(chan struct{}, m.workers)
+	slots := make(chan struct{}, m.workers) // one per event in hand
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var cons jetstream.Consumer
 	wait := time.Duration(0)
 	for {
 		select {
@@ -97,75 +99,47 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(wait):
 		}
-		if cons == nil {
-			c, err := m.ensure(ctx)
-			if err != nil {
-				wait = retryWait(wait)
-				m.log.Warn("transfer manager cannot reach the events stream yet", "retry_in", wait.String(), "err", err)
-				continue
-			}
-			cons = c
-			m.consuming.Store(true)
+		err := m.consume(ctx, slots, &wg)
+		if ctx.Err() != nil {
+			return nil
 		}
-		// Fetch as many events as there are free workers, at least one.
+		m.consuming.Store(false)
+		wait = retryWait(wait)
+		m.log.Warn("transfer manager lost its consumer; starting over", "retry_in", wait.String(), "err", err)
+	}
+}
+
+// consume takes events as they come, each to a worker of its own as soon
+// as one is free, until ctx ends or the consumer fails.
+func (m *Manager) consume(ctx context.Context, slots chan struct{}, wg *sync.WaitGroup) error {
+	cons, err := m.ensure(ctx)
+	if err != nil {
+		return err
+	}
+	// The client keeps as many events at hand as there are workers, so
+	// that each free worker has the next one at once.
+	it, err := cons.Messages(jetstream.PullMaxMessages(m.workers))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	m.consuming.Store(true)
+	for {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
-		free := 1
-	fill:
-		for free < m.workers {
-			select {
-			case slots <- struct{}{}:
-				free++
-			default:
-				break fill
-			}
-		}
-		got, err := m.fetch(ctx, cons, free, slots, &wg)
-		for ; got < free; got++ {
-			<-slots
-		}
+		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
-				errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, nats.ErrNoResponders) {
-				cons = nil
-				m.consuming.Store(false)
-			}
-			wait = retryWait(wait)
-			m.log.Warn("transfer manager fetch failed", "retry_in", wait.String(), "err", err)
-			continue
+			<-slots
+			return err
 		}
-		wait = 0
-	}
-}
-
-// fetch takes up to n events and starts a worker on each, which frees its
-// slot when done; it returns how many it started.
-func (m *Manager) fetch(ctx context.Context, cons jetstream.Consumer, n int, slots chan struct{}, wg *sync.WaitGroup) (int, error) {
-	fctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	msgs, err := cons.Fetch(n, jetstream.FetchContext(fctx))
-	if err != nil {
-		return 0, err
-	}
-	started := 0
-	for msg := range msgs.Messages() {
-		started++
 		wg.Go(func() {
 			defer func() { <-slots }()
 			m.handle(context.WithoutCancel(ctx), msg)
 		})
 	}
-	if err := msgs.Error(); err != nil && started == 0 &&
-		!errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-		return 0, err
-	}
-	return started, nil
 }
 
 func retryWait(d time.Duration) time.Duration {
@@ -207,13 +181,15 @@ func (m *Manager) handle(ctx context.Context, msg jetstream.Msg) {
 		msg.Term() //nolint:errcheck // a lost term is a redelivery, dropped again
 		return
 	}
-	err = m.step(ctx, env.StreamID, e)
+	// Each command of the step tells JetStream the manager is still at it.
+	progress := func() { msg.InProgress() } //nolint:errcheck // at worst the event goes to another manager too, which repeats nothing
+	err = m.step(ctx, progress, env.StreamID, e)
 	if err != nil {
 		n := uint64(1)
 		if meta, merr := msg.Metadata(); merr == nil {
 			n = meta.NumDelivered
 		}
-		delay := min(100*time.Millisecond<<min(n-1, 6), 5*time.Second)
+		delay := min(100*time.Millisecond<<min(n-1, 5), 2*time.Second)
 		m.log.Warn("transfer step will be retried", "transfer_id", env.StreamID, "step", e.Step, "delivery", n, "retry_in", delay.String(), "err", err)
 		m.steps.WithLabelValues(string(e.Step), "retry").Inc()
 		msg.NakWithDelay(delay) //nolint:errcheck // without the nak, AckWait brings it back
@@ -233,31 +209,31 @@ var errRetry = errors.New("no outcome yet")
 
 // step sends the command that follows e on transfer id, and records its
 // outcome on the transfer.
-func (m *Manager) step(ctx context.Context, id string, e Event) error {
+func (m *Manager) step(ctx context.Context, progress func(), id string, e Event) error {
 	switch e.Step {
 	case Requested:
 		data, _ := json.Marshal(wallet.HoldData{HoldID: wallet.TransferHoldID(id), Amount: e.Amount, TransferID: id})
-		refusal, err := m.command(ctx, wallet.Name, e.From, string(wallet.PlaceHold), Key(id, "hold"), data)
+		refusal, err := m.command(ctx, progress, wallet.Name, e.From, string(wallet.PlaceHold), Key(id, "hold"), data)
 		switch {
 		case err != nil:
 			return err
 		case refusal != nil:
-			return m.record(ctx, id, Failed, string(refusal.Code))
+			return m.record(ctx, progress, id, Failed, string(refusal.Code))
 		}
-		return m.record(ctx, id, Held, "")
+		return m.record(ctx, progress, id, Held, "")
 	case Held:
 		data, _ := json.Marshal(wallet.LegData{TransferID: id, Counterpart: e.From, Amount: e.Amount})
-		refusal, err := m.command(ctx, wallet.Name, e.To, string(wallet.TransferIn), Key(id, "credit"), data)
+		refusal, err := m.command(ctx, progress, wallet.Name, e.To, string(wallet.TransferIn), Key(id, "credit"), data)
 		switch {
 		case err != nil:
 			return err
 		case refusal != nil:
-			return m.record(ctx, id, CreditRefused, string(refusal.Code))
+			return m.record(ctx, progress, id, CreditRefused, string(refusal.Code))
 		}
-		return m.record(ctx, id, Credited, "")
+		return m.record(ctx, progress, id, Credited, "")
 	case Credited:
 		data, _ := json.Marshal(wallet.LegData{TransferID: id, Counterpart: e.To})
-		refusal, err := m.command(ctx, wallet.Name, e.From, string(wallet.TransferOut), Key(id, "capture"), data)
+		refusal, err := m.command(ctx, progress, wallet.Name, e.From, string(wallet.TransferOut), Key(id, "capture"), data)
 		switch {
 		case err != nil:
 			return err
@@ -267,10 +243,10 @@ func (m *Manager) step(ctx context.Context, id string, e Event) error {
 			m.log.Error("a credited transfer cannot capture its hold", "transfer_id", id, "from", e.From, "refusal", refusal.Error())
 			return fmt.Errorf("capture refused: %s: %w", refusal.Code, errRetry)
 		}
-		return m.record(ctx, id, Completed, "")
+		return m.record(ctx, progress, id, Completed, "")
 	case CreditRefused:
 		data, _ := json.Marshal(wallet.HoldData{HoldID: wallet.TransferHoldID(id), TransferID: id})
-		refusal, err := m.command(ctx, wallet.Name, e.From, string(wallet.VoidHold), Key(id, "void"), data)
+		refusal, err := m.command(ctx, progress, wallet.Name, e.From, string(wallet.VoidHold), Key(id, "void"), data)
 		switch {
 		case err != nil:
 			return err
@@ -278,15 +254,15 @@ func (m *Manager) step(ctx context.Context, id string, e Event) error {
 			m.log.Error("a refused transfer cannot void its hold", "transfer_id", id, "from", e.From, "refusal", refusal.Error())
 			return fmt.Errorf("void refused: %s: %w", refusal.Code, errRetry)
 		}
-		return m.record(ctx, id, Failed, e.Code)
+		return m.record(ctx, progress, id, Failed, e.Code)
 	}
 	return nil // completed and failed: nothing follows
 }
 
 // record sends the step taken to the transfer.
-func (m *Manager) record(ctx context.Context, id string, st Step, code string) error {
+func (m *Manager) record(ctx context.Context, progress func(), id string, st Step, code string) error {
 	data, _ := json.Marshal(RecordData{Step: st, Code: code})
-	refusal, err := m.command(ctx, Name, id, string(Record), Key(id, string(st)), data)
+	refusal, err := m.command(ctx, progress, Name, id, string(Record), Key(id, string(st)), data)
 	if err != nil {
 		return err
 	}
@@ -300,7 +276,8 @@ func (m *Manager) record(ctx context.Context, id string, st Step, code string) e
 // command sends one command and returns its refusal, if the writer decided
 // one; err is set when there is no decision to go by (a writer that cannot
 // be reached, or one that is overloaded or failing), to try again.
-func (m *Manager) command(ctx context.Context, domain, id, action, key string, data []byte) (*bus.Error, error) {
+func (m *Manager) command(ctx context.Context, progress func(), domain, id, action, key string, data []byte) (*bus.Error, error) {
+	progress()
 	reply, _, err := m.send.Send(ctx, domain, id, action, bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data})
 	if err != nil {
 		return nil, fmt.Errorf("%s %s.%s: %w", action, domain, id, err)

@@ -1,0 +1,351 @@
+package faults
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/ksuid"
+
+	"coffer/pkg/bus"
+)
+
+// transferOp is one transfer a client asked for, and what it learned.
+type transferOp struct {
+	key, id  string
+	from, to string
+	amount   int64
+	status   string // completed, failed, or pending (202: resolved later)
+	code     string // a failure's
+}
+
+// transferLoad runs clients that move money among wallets with transfers,
+// and credit and debit them, each operation retried with its
+// Idempotency-Key until its answer is definite.
+type transferLoad struct {
+	c       *cluster
+	wallets []string
+	funds   int64 // each wallet's first credit
+	stop    chan struct{}
+	wg      sync.WaitGroup
+
+	mu        sync.Mutex
+	external  []op // credits and debits
+	transfers []transferOp
+	failures  []string
+
+	lastOK    atomic.Int64
+	transient atomic.Int64
+}
+
+func startTransferLoad(t *testing.T, c *cluster, workers, wallets int, funds int64) *transferLoad {
+	l := &transferLoad{c: c, funds: funds, stop: make(chan struct{})}
+	for range wallets {
+		l.wallets = append(l.wallets, ksuid.New().String())
+	}
+	var wg sync.WaitGroup
+	for _, w := range l.wallets {
+		wg.Go(func() {
+			o := op{key: "fund-" + w, wallet: w, delta: funds}
+			if _, err := l.resolve(c.base(), "POST", "/wallet/"+w+"/credit", fmt.Sprintf(`{"amount": %d}`, funds), o.key); err != "" {
+				l.fail(err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(l.failures) > 0 {
+		t.Fatal(l.failures)
+	}
+	for w := range workers {
+		l.wg.Go(func() { l.worker(uint64(w)) })
+	}
+	return l
+}
+
+func (l *transferLoad) fail(msg string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failures = append(l.failures, msg)
+}
+
+func (l *transferLoad) worker(seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
+	for {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		from := l.wallets[rng.IntN(len(l.wallets))]
+		if r := rng.IntN(100); r < 20 {
+			amount := int64(1 + rng.IntN(100))
+			o := op{key: ksuid.New().String(), wallet: from}
+			action, delta := "credit", amount
+			if r < 8 {
+				action, delta = "debit", -amount
+			}
+			body, err := l.resolve(l.c.base(), "POST", "/wallet/"+from+"/"+action, fmt.Sprintf(`{"amount": %d}`, amount), o.key)
+			if err != "" {
+				l.fail(err)
+				return
+			}
+			o.recorded = true
+			if !strings.Contains(string(body), `"insufficient_funds"`) {
+				o.applied, o.delta = true, delta
+			}
+			l.mu.Lock()
+			l.external = append(l.external, o)
+			l.mu.Unlock()
+			continue
+		}
+		to := l.wallets[rng.IntN(len(l.wallets))]
+		for to == from {
+			to = l.wallets[rng.IntN(len(l.wallets))]
+		}
+		tr := transferOp{key: ksuid.New().String(), from: from, to: to, amount: int64(1 + rng.IntN(300))}
+		body, err := l.resolve(l.c.base(), "POST", "/transfers", fmt.Sprintf(`{"from": %q, "to": %q, "amount": %d}`, from, to, tr.amount), tr.key)
+		if err != "" {
+			l.fail(err)
+			return
+		}
+		// A transfer, or a failure's problem with the transfer in it.
+		var problem struct{ Transfer json.RawMessage }
+		if json.Unmarshal(body, &problem) == nil && problem.Transfer != nil {
+			body = problem.Transfer
+		}
+		var v struct {
+			TransferID string `json:"transfer_id"`
+			Status     string `json:"status"`
+			Code       string `json:"code"`
+		}
+		if json.Unmarshal(body, &v) != nil || v.TransferID == "" {
+			l.fail("transfer answered " + string(body))
+			return
+		}
+		tr.id, tr.status, tr.code = v.TransferID, v.Status, v.Code
+		l.mu.Lock()
+		l.transfers = append(l.transfers, tr)
+		l.mu.Unlock()
+	}
+}
+
+// resolve sends a request until its answer is definite (2xx, or a
+// transfer's or a debit's refusal) and returns it.
+func (l *transferLoad) resolve(base, method, path, body, key string) ([]byte, string) {
+	wait := 20 * time.Millisecond
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st, _, b, err := request(base, method, path, body, map[string]string{"Idempotency-Key": key})
+		switch {
+		case err == nil && (st == 200 || st == 202):
+			l.lastOK.Store(time.Now().UnixNano())
+			return b, ""
+		case err == nil && st == 409 && (strings.Contains(string(b), `"insufficient_funds"`) || strings.Contains(string(b), `"transfer"`)):
+			l.lastOK.Store(time.Now().UnixNano())
+			return b, ""
+		case err != nil || st == 503 || st == 504:
+			l.transient.Add(1)
+		default:
+			return b, fmt.Sprintf("%s %s: %d %s", method, path, st, b)
+		}
+		if time.Now().After(deadline) {
+			return b, fmt.Sprintf("%s %s (key %s) unresolved after 90s: %v %d %s", method, path, key, err, st, b)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+func (l *transferLoad) finish(t *testing.T) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	for _, f := range l.failures {
+		t.Error(f)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// TestTransfersUnderFaults moves money among a few hundred wallets with
+// concurrent transfers, credits and debits, across 4 partitions served by
+// 2 writer processes (each with its share of the transfers' process
+// manager), while kill -9 hits each writer (and so a process manager) and
+// nats-server, and SIGSTOP freezes a writer, at random moments. Then every
+// transfer ends within a bound this test prints; money is conserved; each
+// wallet holds exactly what its acknowledged operations and ended transfers
+// say; verify (across the partitions) is clean; history has every event
+// once. -cycles sets the number of faults (the long run: 300).
+func TestTransfersUnderFaults(t *testing.T) {
+	const n = 4
+	c := newClusterWith(t, map[string]string{"PARTITION_COUNT": fmt.Sprint(n), "WRITE_TIMEOUT": "2s", "TRANSFER_STEP_TIMEOUT": "2s"}, clusterOpts{
+		natsConf: bus.PartitionConfig(n),
+		writers: map[string]map[string]string{
+			"wallet_writer#a": {"WRITER_PARTITIONS": "0,1"},
+			"wallet_writer#b": {"WRITER_PARTITIONS": "2,3"},
+		},
+		toolEnv: map[string]string{"WRITER_PARTITIONS": "0,1,2,3"},
+	})
+	l := startTransferLoad(t, c, 12, 300, 300)
+	faults := map[string]int{}
+	var worst time.Duration
+	for i := range *cycles {
+		time.Sleep(time.Duration(200+rand.IntN(800)) * time.Millisecond)
+		at := time.Now()
+		switch f := rand.IntN(5); f {
+		case 0, 1:
+			w := []string{"wallet_writer#a", "wallet_writer#b"}[f]
+			c.kill(w, syscall.SIGKILL)
+			c.start(w)
+			faults["kill -9 "+w]++
+		case 2:
+			c.kill("nats-server", syscall.SIGKILL)
+			c.start("nats-server")
+			faults["kill -9 nats-server"]++
+		default:
+			w := []string{"wallet_writer#a", "wallet_writer#b"}[rand.IntN(2)]
+			c.signal(w, syscall.SIGSTOP)
+			time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
+			c.signal(w, syscall.SIGCONT)
+			faults["SIGSTOP "+w]++
+		}
+		eventually(t, 60*time.Second, "an operation to succeed after the fault", func() bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if len(l.failures) > 0 {
+				t.Fatalf("after %v: %v", faults, l.failures)
+			}
+			return l.lastOK.Load() > at.UnixNano()
+		})
+		worst = max(worst, time.Unix(0, l.lastOK.Load()).Sub(at))
+		if (i+1)%50 == 0 {
+			t.Logf("%d faults so far", i+1)
+		}
+	}
+	l.finish(t)
+	stopped := time.Now()
+
+	// Every transfer ends, those answered 202 too.
+	final := map[string]string{} // transfer id → status
+	codes := map[string]string{}
+	pending := 0
+	eventually(t, 90*time.Second, "every transfer to end", func() bool {
+		pending = 0
+		for _, tr := range l.transfers {
+			if s := final[tr.id]; s == "completed" || s == "failed" {
+				continue
+			}
+			st, _, b, err := request(c.base(), "GET", "/transfers/"+tr.id, "", nil)
+			var v struct{ Status, Code string }
+			if err != nil || st != 200 || json.Unmarshal(b, &v) != nil {
+				pending++
+				continue
+			}
+			final[tr.id], codes[tr.id] = v.Status, v.Code
+			if v.Status == "pending" {
+				pending++
+			}
+		}
+		return pending == 0
+	})
+	ended := time.Since(stopped)
+
+	want := map[string]int64{}
+	var credits, debits int64
+	for _, w := range l.wallets {
+		want[w] = l.funds
+		credits += l.funds
+	}
+	for _, o := range l.external {
+		want[o.wallet] += o.delta
+		if o.delta > 0 {
+			credits += o.delta
+		} else {
+			debits -= o.delta
+		}
+	}
+	tally := map[string]int{}
+	answered := map[string]int{}
+	for _, tr := range l.transfers {
+		s := final[tr.id]
+		tally[s]++
+		answered[tr.status]++
+		if tr.status != "pending" && tr.status != s {
+			t.Fatalf("transfer %s was answered %s, and is %s", tr.id, tr.status, s)
+		}
+		if s == "failed" && codes[tr.id] != "insufficient_funds" {
+			t.Fatalf("transfer %s failed with %q; only insufficient_funds can happen here", tr.id, codes[tr.id])
+		}
+		if s == "completed" {
+			want[tr.from] -= tr.amount
+			want[tr.to] += tr.amount
+		}
+	}
+	var sum int64
+	for _, w := range l.wallets {
+		st, _, b, err := request(c.base(), "GET", "/wallet/"+w+"/balance", "", nil)
+		var v struct{ Balance, Held int64 }
+		if err != nil || st != 200 || json.Unmarshal(b, &v) != nil {
+			t.Fatalf("balance of %s: %d %s %v", w, st, b, err)
+		}
+		if v.Balance != want[w] || v.Held != 0 || v.Balance < 0 {
+			t.Fatalf("wallet %s: balance %d, held %d; its operations and transfers say %d", w, v.Balance, v.Held, want[w])
+		}
+		sum += v.Balance
+	}
+	if sum != credits-debits {
+		t.Fatalf("money: the balances sum to %d, external credits %d − debits %d = %d", sum, credits, debits, credits-debits)
+	}
+
+	// Each operation and each transfer request is in the logs once; every
+	// event is in the history once.
+	logs := c.logs()
+	keys := map[string]int{}
+	var events int64
+	for _, db := range logs {
+		for _, k := range column(t, db, `SELECT stream_id || ' ' || idem_key FROM events WHERE idem_key LIKE 'k:%'`) {
+			keys[k]++
+		}
+		events += count(t, db, `SELECT COUNT(*) FROM events`)
+	}
+	for _, o := range l.external {
+		if keys[o.wallet+" k:"+o.key] != 1 {
+			t.Fatalf("operation %s on %s is in the logs %d times", o.key, o.wallet, keys[o.wallet+" k:"+o.key])
+		}
+	}
+	for _, tr := range l.transfers {
+		if keys[tr.id+" k:"+tr.key] != 1 {
+			t.Fatalf("transfer %s (key %s) is requested in the logs %d times", tr.id, tr.key, keys[tr.id+" k:"+tr.key])
+		}
+	}
+	out, err := c.verify()
+	if err != nil || !strings.Contains(out, fmt.Sprintf("%d transfers: %d completed, %d failed, 0 in flight", len(l.transfers), tally["completed"], tally["failed"])) {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	hdb := c.db("history.db")
+	eventually(t, 30*time.Second, "the history to hold every event", func() bool {
+		return count(t, hdb, `SELECT COUNT(*) FROM events`) == events
+	})
+	ids := map[string]bool{}
+	for _, id := range column(t, hdb, `SELECT event_id FROM events`) {
+		ids[id] = true
+	}
+	for _, db := range logs {
+		for _, id := range column(t, db, `SELECT id FROM events`) {
+			if !ids[id] {
+				t.Fatalf("event %s is in a log but not in the history", id)
+			}
+		}
+	}
+	t.Logf("%d faults %v; the first definite answer after a fault came %s after it at worst; %d retries of 503/504/errors",
+		*cycles, faults, worst.Round(time.Millisecond), l.transient.Load())
+	t.Logf("%d transfers (%d completed, %d failed; answered %v) and %d credits and debits over %d wallets in %d partitions; every transfer ended within %s of the end of the load; money conserved at %d; %d events, each once in the history",
+		len(l.transfers), tally["completed"], tally["failed"], answered, len(l.external), len(l.wallets), n, ended.Round(time.Millisecond), sum, events)
+}
