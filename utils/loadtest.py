@@ -3,6 +3,7 @@
     python3 -m utils.loadtest --url http://127.0.0.1:8080 --wallets 100 --workers 16 --duration 30
     python3 -m utils.loadtest --overdraft 500 --lifecycle-ratio 0.05   # wallets' lifecycle too
     python3 -m utils.loadtest --hold-ratio 0.3 --hold-expires-in 5      # holds captured, voided, expired
+    python3 -m utils.loadtest --transfer-ratio 0.5                      # transfers between the wallets
 
 Each operation carries its own Idempotency-Key and is retried with the same
 key on 503, 504 and connection errors until it gets a definite answer (200
@@ -11,13 +12,18 @@ applied, 409 refused), so retries can never apply it twice. With
 --lifecycle-ratio that share of the operations freezes or unfreezes a wallet
 (a frozen one refuses debits with 409 wallet_frozen and still takes
 credits); with --hold-ratio that share places a hold and then captures part
-of it, voids it, or leaves it to expire (a third each). At the end the tool
-prints throughput and latency percentiles, waits for the holds left to
-expire, then reads every wallet's balance and compares it with the sum of
-the operations the API acknowledged (credits, less debits and captures),
-checks none is below minus its overdraft limit and none still holds
-anything. It exits 1 on any mismatch or any operation whose outcome stayed
-unknown.
+of it, voids it, or leaves it to expire (a third each); with
+--transfer-ratio that share moves money from the wallet to another with
+POST /transfers (200 completed, 409 failed; a 202, still pending, is
+followed to its end with GET /transfers/{id}). At the end the tool prints
+throughput and latency percentiles, waits for the holds left to expire and
+the transfers left pending to end, then reads every wallet's balance and
+compares it with the sum of the operations the API acknowledged (credits,
+less debits and captures, less transfers out, plus transfers in), checks
+none is below minus its overdraft limit and none still holds anything, and
+that the total is what the external credits and debits made it (transfers
+move money, never make it). It exits 1 on any mismatch or any operation
+whose outcome stayed unknown.
 """
 
 import argparse
@@ -60,6 +66,8 @@ def parse_args(argv):
     p.add_argument("--hold-ratio", type=float, default=0.0,
                    help="share of operations that place a hold, then capture part of it, void it or let it expire (default %(default)s)")
     p.add_argument("--hold-expires-in", type=int, default=5, help="seconds a hold lasts (default %(default)s)")
+    p.add_argument("--transfer-ratio", type=float, default=0.0,
+                   help="share of operations that transfer money to another of the wallets (default %(default)s)")
     p.add_argument("--retries", type=int, default=20, help="retries of one operation on 503/504/errors (default %(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one answer (default %(default)s)")
     p.add_argument("--seed", type=int, help="random seed, for a repeatable mix")
@@ -72,6 +80,10 @@ def parse_args(argv):
         p.error("--lifecycle-ratio must be between 0 and 1")
     if not 0 <= a.hold_ratio <= 1 or a.lifecycle_ratio + a.hold_ratio > 1:
         p.error("--hold-ratio must be between 0 and 1, and with --lifecycle-ratio at most 1")
+    if not 0 <= a.transfer_ratio <= 1 or a.lifecycle_ratio + a.hold_ratio + a.transfer_ratio > 1:
+        p.error("--transfer-ratio must be between 0 and 1, and with --lifecycle-ratio and --hold-ratio at most 1")
+    if a.transfer_ratio and a.wallets < 2:
+        p.error("--transfer-ratio needs at least 2 --wallets")
     if a.hold_expires_in < 1:
         p.error("--hold-expires-in must be at least 1 second")
     if not 0 <= a.overdraft <= 10**15:
@@ -88,10 +100,14 @@ class Ledger:
 
     def __init__(self, wallets):
         self.lock = threading.Lock()
+        self.wallets = list(wallets)
         self.acked = {w: 0 for w in wallets}
         self.applied = 0
         self.lifecycle = 0
         self.holds = {"placed": 0, "captured": 0, "voided": 0, "left": 0}
+        self.transfers = {"completed": 0, "failed": 0, "pending": 0}
+        self.pending = []  # (transfer id, from, to, amount) answered 202
+        self.external = 0  # credits less debits and captures: what the total must be
         self.refused = 0
         self.unknown = 0
         self.retries = 0
@@ -104,17 +120,29 @@ class Ledger:
             self.retries += retries
             if outcome == "applied":
                 self.acked[wallet] += delta
+                self.external += delta
                 self.applied += 1
             elif outcome == "lifecycle":
                 self.lifecycle += 1
+            elif outcome == "transfer":
+                pass  # counted by transfer(), once it has ended
             elif outcome in self.holds:
                 self.holds[outcome] += 1
                 self.acked[wallet] += delta
+                self.external += delta
             elif outcome == "refused":
                 self.refused += 1
             else:
                 self.unknown += 1
                 self.errors[outcome] = self.errors.get(outcome, 0) + 1
+
+    def transfer(self, source, target, amount, status):
+        """Record a transfer that ended (completed or failed) or is pending."""
+        with self.lock:
+            self.transfers[status] += 1
+            if status == "completed":
+                self.acked[source] -= amount
+                self.acked[target] += amount
 
 
 def send(conn, a, path, body):
@@ -133,9 +161,9 @@ def send(conn, a, path, body):
             time.sleep(min(1.0, 0.05 * 2**attempt))
             continue
         latencies.append(time.perf_counter() - start)
-        if status in (200, 201):
+        if status in (200, 201, 202):
             return status, json.loads(answer), latencies, "ok"
-        if status == 409 and json.loads(answer).get("code") in REFUSALS:
+        if status == 409 and (json.loads(answer).get("code") in REFUSALS or "transfer" in json.loads(answer)):
             return status, json.loads(answer), latencies, "refused"
         if status in RETRY_STATUSES:
             outcome = f"HTTP {status}"
@@ -157,6 +185,9 @@ def operate(conn, a, rng, wallet, ledger):
     amount = rng.randint(1, a.max_amount)
     if r < a.lifecycle_ratio + a.hold_ratio:
         hold(conn, a, rng, wallet, amount, ledger)
+        return
+    if r < a.lifecycle_ratio + a.hold_ratio + a.transfer_ratio:
+        transfer(conn, a, rng, wallet, amount, ledger)
         return
     debit = rng.random() < a.debit_ratio
     action, delta = ("debit", -amount) if debit else ("credit", amount)
@@ -181,6 +212,40 @@ def hold(conn, a, rng, wallet, amount, ledger):
         ledger.record(wallet, -answer["captured"], "captured" if end == "capture" else "voided", latencies, max(0, len(latencies) - 1))
     else:  # refused: it expired first (hold_not_active), no money moved
         ledger.record(wallet, 0, outcome, latencies, max(0, len(latencies) - 1))
+
+
+def transfer(conn, a, rng, source, amount, ledger):
+    """Move amount from source to another wallet: 200 completed, 409 failed
+    (nothing moved), 202 pending (followed to its end after the load)."""
+    target = source
+    while target == source:
+        target = rng.choice(ledger.wallets)
+    status, answer, latencies, outcome = send(conn, a, "/transfers", {"from": source, "to": target, "amount": amount})
+    ledger.record(source, 0, "transfer" if outcome in ("ok", "refused") else outcome, latencies, max(0, len(latencies) - 1))
+    if outcome == "refused":
+        ledger.transfer(source, target, amount, "failed")
+    elif outcome == "ok" and status == 202:
+        with ledger.lock:
+            ledger.pending.append((answer["transfer_id"], source, target, amount))
+    elif outcome == "ok":
+        ledger.transfer(source, target, amount, "completed")
+
+
+def settle_transfers(conn, ledger, within=60):
+    """Follow the transfers answered 202 until each ends, at most within
+    seconds; record each; return how long it took and how many never ended."""
+    start = time.monotonic()
+    left = list(ledger.pending)
+    while left and time.monotonic() - start < within:
+        tid, source, target, amount = left[0]
+        status, _, body = conn.request("GET", f"/transfers/{tid}")
+        state = json.loads(body).get("status") if status == 200 else None
+        if state in ("completed", "failed"):
+            ledger.transfer(source, target, amount, state)
+            left.pop(0)
+        else:
+            time.sleep(0.1)
+    return time.monotonic() - start, len(left)
 
 
 def mint_wallets(a):
@@ -279,11 +344,15 @@ def main(argv=None):
     lat = sorted(ledger.latencies)
     ms = lambda s: f"{s * 1000:.1f}ms"  # noqa: E731
     done += sum(ledger.holds.values()) - ledger.holds["left"]
+    done += len(ledger.pending) + ledger.transfers["completed"] + ledger.transfers["failed"]
     print(f"operations  {done} in {elapsed:.1f}s = {done / elapsed if elapsed else 0:.0f} ops/s"
           f"  (applied {ledger.applied}, lifecycle {ledger.lifecycle}, refused {ledger.refused}, unknown {ledger.unknown}, retries {ledger.retries})")
     if a.hold_ratio:
         h = ledger.holds
         print(f"holds       {h['placed']} placed: {h['captured']} captured, {h['voided']} voided, {h['left']} left to expire")
+    if a.transfer_ratio:
+        t = ledger.transfers
+        print(f"transfers   {t['completed']} completed, {t['failed']} failed, {len(ledger.pending)} pending at the end of the load (202)")
     print(f"latency     p50 {ms(percentile(lat, 50))}  p90 {ms(percentile(lat, 90))}"
           f"  p99 {ms(percentile(lat, 99))}  max {ms(lat[-1] if lat else 0)}")
     for err, n in sorted(ledger.errors.items()):
@@ -292,6 +361,10 @@ def main(argv=None):
     conn = Conn(a.url, a.timeout)
     if a.hold_ratio:
         print(f"holds       every hold ended within {wait_for_holds(conn, a, wallets):.1f}s of the end of the load")
+    stuck = 0
+    if ledger.pending:
+        took, stuck = settle_transfers(conn, ledger)
+        print(f"transfers   the pending ones ended within {took:.1f}s of the end of the load; {stuck} never did")
 
     def balance_of(wallet):
         status, _, body = conn.request("GET", f"/wallet/{wallet}/balance")
@@ -300,15 +373,26 @@ def main(argv=None):
         b = json.loads(body)
         return (b["balance"], b["held"])
 
-    mismatches = check_conservation(ledger.acked, balance_of, a.overdraft)
+    balances = {}
+
+    def remember(wallet):
+        balances[wallet] = balance_of(wallet)
+        return balances[wallet]
+
+    mismatches = check_conservation(ledger.acked, remember, a.overdraft)
     conn.close()
     for wallet, got, want in mismatches:
         print(f"MISMATCH wallet {wallet}: balance {got}, acknowledged operations sum to {want}"
               f" (overdraft limit {a.overdraft})")
-    if mismatches or ledger.unknown:
-        print(f"conservation FAILED: {len(mismatches)} mismatched wallets, {ledger.unknown} operations with unknown outcome")
+    total = sum(b[0] for b in balances.values() if isinstance(b, tuple))
+    if total != ledger.external:
+        print(f"MISMATCH total: the balances sum to {total}, acknowledged credits less debits and captures to {ledger.external}")
+    if mismatches or ledger.unknown or stuck or total != ledger.external:
+        print(f"conservation FAILED: {len(mismatches)} mismatched wallets, {ledger.unknown} operations with unknown outcome, "
+              f"{stuck} transfers that never ended, total {total} against {ledger.external}")
         return 1
-    print(f"conservation OK: {len(wallets)} wallets, every balance equals its acknowledged operations")
+    print(f"conservation OK: {len(wallets)} wallets, every balance equals its acknowledged operations, "
+          f"and the total {total} is what the external credits and debits made it")
     return 0
 
 

@@ -9,7 +9,7 @@ import tempfile
 import unittest
 
 from utils._http import percentile
-from utils.loadtest import check_conservation, parse_args
+from utils.loadtest import Ledger, check_conservation, parse_args, settle_transfers
 
 
 class Percentile(unittest.TestCase):
@@ -62,6 +62,47 @@ class Args(unittest.TestCase):
             with self.subTest(argv=argv), self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
                 parse_args(argv)
             self.assertIn(want, err.getvalue())
+
+    def test_rejects_bad_transfer_ratio(self):
+        for argv in (["--transfer-ratio", "1.5"], ["--transfer-ratio", "0.6", "--hold-ratio", "0.5"],
+                     ["--transfer-ratio", "0.5", "--wallets", "1"]):
+            with self.subTest(argv=argv), self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+                parse_args(argv)
+
+
+class Transfers(unittest.TestCase):
+    class Answers:
+        """A connection that answers GET /transfers/{id} from a script."""
+
+        def __init__(self, script):
+            self.script = script
+
+        def request(self, method, path, body=None, headers=None):
+            state = self.script[path].pop(0)
+            return 200, {}, ('{"status": "%s"}' % state).encode()
+
+    def test_a_completed_transfer_moves_money_and_a_failed_one_none(self):
+        ledger = Ledger(["a", "b"])
+        ledger.transfer("a", "b", 5, "completed")
+        ledger.transfer("b", "a", 7, "failed")
+        self.assertEqual(ledger.acked, {"a": -5, "b": 5})
+        self.assertEqual(ledger.transfers, {"completed": 1, "failed": 1, "pending": 0})
+
+    def test_pending_ones_are_followed_to_their_end(self):
+        ledger = Ledger(["a", "b"])
+        ledger.pending = [("t1", "a", "b", 3), ("t2", "b", "a", 4)]
+        conn = self.Answers({"/transfers/t1": ["pending", "completed"], "/transfers/t2": ["failed"]})
+        _, stuck = settle_transfers(conn, ledger)
+        self.assertEqual(stuck, 0)
+        self.assertEqual(ledger.acked, {"a": -3, "b": 3})
+
+    def test_one_that_never_ends_is_counted(self):
+        ledger = Ledger(["a", "b"])
+        ledger.pending = [("t1", "a", "b", 3)]
+        conn = self.Answers({"/transfers/t1": ["pending"] * 100})
+        _, stuck = settle_transfers(conn, ledger, within=0.3)
+        self.assertEqual(stuck, 1)
+        self.assertEqual(ledger.acked, {"a": 0, "b": 0})
 
 
 if __name__ == "__main__":
