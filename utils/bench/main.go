@@ -196,7 +196,7 @@ func (b *bench) writeScripts() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, name := range []string{"get", "post_one", "spread"} {
+	for _, name := range []string{"get", "post_one", "spread", "transfer"} {
 		var own []byte
 		if name != "get" {
 			if own, err = os.ReadFile(filepath.Join(b.root, "utils/bench", name+".lua")); err != nil {
@@ -288,7 +288,79 @@ func (b *bench) scenarios() error {
 	}
 
 	// Memory with 100,000 wallets loaded.
-	return b.rss100k()
+	if err := b.rss100k(); err != nil {
+		return err
+	}
+	return b.transfers()
+}
+
+// transferName is the transfer scenario's.
+const transferName = "POST transfers between random wallets of 1,000 over 2 partitions, 64 connections"
+
+// transfers measures transfers/s and their latency between random wallets
+// of 1,000 split over two partitions, on a stack of its own
+// (PARTITION_COUNT=2, one wallet_writer process with both, its process
+// manager taking the steps), and checks afterwards that every transfer
+// ended and money was conserved (wallet_writer verify across both logs).
+func (b *bench) transfers() error {
+	if err := b.runSh("stop"); err != nil {
+		return err
+	}
+	b.dataDir = filepath.Join(b.dataDir, "transfers") // removed with its parent
+	b.env = append(b.env, "DATA_DIR="+b.dataDir, "PARTITION_COUNT=2", "WRITER_PARTITIONS=0,1")
+	fmt.Println("starting a stack of 2 partitions for transfers ...")
+	if err := b.runSh("--detach"); err != nil {
+		return err
+	}
+	wallets, err := b.walletFile(1000)
+	if err != nil {
+		return err
+	}
+	const funds = 1000
+	for _, w := range readLines(wallets) {
+		if _, err := b.post(w, "credit", funds); err != nil {
+			return err
+		}
+	}
+	b.settle()
+	sBefore, err := b.writerStats()
+	if err != nil {
+		return err
+	}
+	cpuBefore := b.cpuTimes()
+	url := b.base + "/"
+	w, err := b.wrk(64, b.dur, "transfer.lua", url, wallets)
+	if err != nil {
+		return err
+	}
+	r := b.record(transferName, b.wrkCommand(64, b.dur, "transfer.lua", url, wallets), w, "")
+	elapsed := time.Duration(w.DurationUS) * time.Microsecond
+	r.cpu = cpuSince(cpuBefore, b.cpuTimes(), elapsed, w.OK+w.Refused)
+	if err := b.groupCommit(r, sBefore, elapsed); err != nil {
+		return err
+	}
+	// The transfers in flight when wrk stopped end within a moment; verify
+	// then finds each one ended, its legs once, and the money where it was.
+	var out []byte
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		cmd := exec.Command(filepath.Join(b.root, "bin/wallet_writer"), "verify")
+		cmd.Env = b.env
+		if out, err = cmd.CombinedOutput(); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	last := strings.TrimSpace(lastLine(string(out)))
+	want := fmt.Sprintf("balances %d = credits %d − debits 0 + in flight 0: 0 problems", 1000*funds, 1000*funds)
+	switch {
+	case err != nil || !strings.HasSuffix(last, want):
+		r.Check = "FAILED: verify: " + last
+	case w.Other > 0 || w.Errors > 0:
+		r.Check = fmt.Sprintf("FAILED: %d answers neither 200 nor 409 (202: not ended within TRANSFER_WAIT), %d socket errors", w.Other, w.Errors)
+	default:
+		r.Check = fmt.Sprintf("OK: %d transfers completed and %d failed for funds, all ended; verify: %s", w.OK, w.Refused, last)
+	}
+	r.printWrite()
+	return nil
 }
 
 // spreadName is the scenario of writes spread over 10,000 wallets.
