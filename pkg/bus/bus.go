@@ -174,9 +174,11 @@ const (
 	CodeHoldOwned      Code = "hold_owned_by_transfer"
 
 	// Transfers.
-	CodeInvalidTransferID Code = "invalid_transfer_id"
-	CodeTransferNotFound  Code = "transfer_not_found"
-	CodeTransferExists    Code = "transfer_exists"
-	CodeSameWallet        Code = "same_wallet"
-	CodeInvalidReference  Code = "invalid_reference"
+	CodeInvalidTransferID    Code = "invalid_transfer_id"
+	CodeTransferNotFound     Code = "transfer_not_found"
+	CodeTransferExists       Code = "transfer_exists"
+	CodeSameWallet           Code = "same_wallet"
+	CodeInvalidReference     Code = "invalid_reference"
+	CodeAlreadyReversed      Code = "already_reversed"
+	CodeTransferNotCompleted Code = "transfer_not_completed"
 )

@@ -53,6 +53,8 @@ var problemInfo = map[bus.Code]struct {
 	bus.CodeTransferExists:        {http.StatusConflict, "Transfer exists"},
 	bus.CodeSameWallet:            {http.StatusBadRequest, "Same wallet"},
 	bus.CodeInvalidReference:      {http.StatusBadRequest, "Invalid reference"},
+	bus.CodeAlreadyReversed:       {http.StatusConflict, "Already reversed"},
+	bus.CodeTransferNotCompleted:  {http.StatusConflict, "Transfer not completed"},
 }
 
 // StatusOf returns the HTTP status of an error code; unknown codes are 500.

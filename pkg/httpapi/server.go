@@ -132,6 +132,7 @@ func (s *server) router(reg *prometheus.Registry) *mux.Router {
 	route("/wallet/{id}/holds/{hold_id}/void", s.endHold(wallet.VoidHold), http.MethodPost)
 	route("/transfers", http.HandlerFunc(s.createTransfer), http.MethodPost)
 	route("/transfers/{id}", http.HandlerFunc(s.getTransfer), http.MethodGet, http.MethodHead)
+	route("/transfers/{id}/reverse", http.HandlerFunc(s.reverseTransfer), http.MethodPost)
 	route("/api", http.HandlerFunc(s.api), http.MethodPost)
 	route("/healthz", http.HandlerFunc(health.Healthz), http.MethodGet, http.MethodHead)
 	// Ready when Redis answers and a wallet writer answers over NATS (which

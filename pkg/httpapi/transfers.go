@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -188,12 +189,91 @@ func transferIDFor(from, key string) string {
 	return id.String()
 }
 
+// transferIDOf returns the {id} of the route if it can name a transfer.
+func transferIDOf(r *http.Request) (string, *bus.Error) {
+	id := mux.Vars(r)["id"]
+	if transfer.CheckID(id) != nil {
+		return "", problem(bus.CodeInvalidTransferID, fmt.Sprintf("transfer id %q is not a KSUID (27 base62 characters, from POST /transfers)", truncate(id)))
+	}
+	return id, nil
+}
+
+// reverseTransfer is POST /transfers/{id}/reverse: a completed transfer's
+// money goes back by a transfer of its own the other way (its
+// reversal_of names the original), at most once: 409 already_reversed
+// while one is under way or after one completed (a failed one may be tried
+// again), 409 transfer_not_completed before the transfer completed. It
+// answers as POST /transfers does, with the reversal: 200 completed, its
+// failure's 409 (insufficient_funds when the wallet the money went to no
+// longer has it), or 202 pending, with Location the reversal's URL.
+func (s *server) reverseTransfer(w http.ResponseWriter, r *http.Request) {
+	id, perr := transferIDOf(r)
+	if perr == nil {
+		_, perr = queryParams(r)
+	}
+	var key string
+	if perr == nil {
+		key, perr = idempotencyKey(r)
+	}
+	var body []byte
+	if perr == nil {
+		body, perr = readBody(w, r)
+	}
+	if perr == nil && len(bytes.TrimSpace(body)) > 0 {
+		if fields, fperr := objectFields(body, "expected no body, or {}"); fperr != nil {
+			perr = fperr
+		} else if len(fields) > 0 {
+			perr = problem(bus.CodeInvalidBody, r.URL.Path+" takes no body, or {}")
+		}
+	}
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
+	rid := transferIDFor("reversal of "+id, key)
+	events, stop, err := s.cmds.Watch(transfer.Name, rid)
+	if err != nil {
+		s.log.Warn("cannot watch a reversal; polling instead", "transfer_id", rid, "err", err)
+		events, stop = nil, func() {}
+	}
+	defer stop()
+	data, _ := json.Marshal(transfer.ReverseData{ReversalID: rid})
+	cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data, RequestID: requestID(r.Context())}
+	reply, replayed, err := s.cmds.Send(r.Context(), transfer.Name, id, string(transfer.Reverse), cmd)
+	if err != nil {
+		s.sendFailed(w, r, err)
+		return
+	}
+	if replayed {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+	if reply.Error != nil {
+		writeProblem(w, r, reply.Error)
+		return
+	}
+	var orig transfer.View
+	if err := json.Unmarshal(reply.Result, &orig); err != nil {
+		s.readFailed(w, r, fmt.Errorf("answer to the reversal of %s %q: %w", id, reply.Result, err))
+		return
+	}
+	if orig.Reversal != nil {
+		rid = orig.Reversal.TransferID // a replay's: the reversal it asked for
+	}
+	w.Header().Set("Location", "/transfers/"+rid)
+	// Until the process manager has requested it, the reversal is what it
+	// will be: pending, with no step yet.
+	v := transfer.View{TransferID: rid, From: orig.To, To: orig.From, Amount: orig.Amount, Reference: "reversal of " + id,
+		ReversalOf: id, Status: transfer.StatusPending, Steps: []transfer.StepView{}}
+	if v, ok := s.awaitTransfer(r, rid, v, true, events); ok {
+		answerTransfer(w, r, v)
+	}
+}
+
 // getTransfer is GET /transfers/{id}: the transfer, from Redis.
 func (s *server) getTransfer(w http.ResponseWriter, r *http.Request) {
-	id := mux.Vars(r)["id"]
-	_, perr := queryParams(r)
-	if perr == nil && transfer.CheckID(id) != nil {
-		perr = problem(bus.CodeInvalidTransferID, fmt.Sprintf("transfer id %q is not a KSUID (27 base62 characters, from POST /transfers)", truncate(id)))
+	id, perr := transferIDOf(r)
+	if perr == nil {
+		_, perr = queryParams(r)
 	}
 	if perr != nil {
 		writeProblem(w, r, perr)

@@ -39,18 +39,28 @@ func (Domain) CheckID(id string) *bus.Error {
 
 // RequestData is the data of a request on the bus, and the body of
 // POST /transfers.
+// A reversal's request, which the process manager makes, names the
+// transfer it reverses.
 type RequestData struct {
-	From      string `json:"from"`
-	To        string `json:"to"`
-	Amount    int64  `json:"amount"`
-	Reference string `json:"reference,omitempty"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Amount     int64  `json:"amount"`
+	Reference  string `json:"reference,omitempty"`
+	ReversalOf string `json:"reversal_of,omitempty"`
 }
 
-// RecordData is the data of a record on the bus: the step taken, and a
-// refusal's code.
+// RecordData is the data of a record on the bus: the step taken, a
+// refusal's code, and the reversal whose end it records.
 type RecordData struct {
-	Step Step   `json:"step"`
-	Code string `json:"code,omitempty"`
+	Step       Step   `json:"step"`
+	Code       string `json:"code,omitempty"`
+	ReversalID string `json:"reversal_id,omitempty"`
+}
+
+// ReverseData is the data of a reverse on the bus: the id its reversal
+// will have.
+type ReverseData struct {
+	ReversalID string `json:"reversal_id"`
 }
 
 // DecodeCommand reads a RequestData for request and a RecordData for
@@ -63,16 +73,25 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 		if err := strictUnmarshal(data, &d); err != nil {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: `request data must be {"from", "to", "amount", "reference"}: ` + err.Error()}
 		}
-		c.From, c.To, c.Amount, c.Reference = d.From, d.To, d.Amount, d.Reference
+		c.From, c.To, c.Amount, c.Reference, c.ReversalOf = d.From, d.To, d.Amount, d.Reference, d.ReversalOf
 		if err := c.checkRequest(); err != nil {
 			return Command{}, refusalOf(err)
+		}
+		if c.ReversalOf != "" && CheckID(c.ReversalOf) != nil {
+			return Command{}, &bus.Error{Code: bus.CodeInvalidTransferID, Detail: "reversal_of must be a transfer id"}
 		}
 	case Record:
 		var d RecordData
 		if err := strictUnmarshal(data, &d); err != nil || !slices.Contains(Steps, d.Step) || d.Step == Requested {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: `record data must be {"step", "code"} with a step after requested`}
 		}
-		c.Step, c.Code = d.Step, d.Code
+		c.Step, c.Code, c.ReversalID = d.Step, d.Code, d.ReversalID
+	case Reverse:
+		var d ReverseData
+		if err := strictUnmarshal(data, &d); err != nil || CheckID(d.ReversalID) != nil {
+			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: `reverse data must be {"reversal_id"}, a KSUID`}
+		}
+		c.ReversalID = d.ReversalID
 	default:
 		return Command{}, &bus.Error{Code: bus.CodeNotFound, Detail: fmt.Sprintf("%q: %v", action, ErrUnknownAction)}
 	}
@@ -82,10 +101,13 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 // Fingerprint is the action with its data.
 func (Domain) Fingerprint(c Command) string {
 	var b []byte
-	if c.Action == Request {
-		b, _ = json.Marshal(RequestData{From: c.From, To: c.To, Amount: c.Amount, Reference: c.Reference})
-	} else {
-		b, _ = json.Marshal(RecordData{Step: c.Step, Code: c.Code})
+	switch c.Action {
+	case Request:
+		b, _ = json.Marshal(RequestData{From: c.From, To: c.To, Amount: c.Amount, Reference: c.Reference, ReversalOf: c.ReversalOf})
+	case Reverse:
+		b, _ = json.Marshal(ReverseData{ReversalID: c.ReversalID})
+	default:
+		b, _ = json.Marshal(RecordData{Step: c.Step, Code: c.Code, ReversalID: c.ReversalID})
 	}
 	return string(c.Action) + ":" + string(b)
 }
@@ -117,6 +139,10 @@ func refusalOf(err error) *bus.Error {
 		code = bus.CodeTransferExists
 	case errors.Is(err, ErrNotFound):
 		code = bus.CodeTransferNotFound
+	case errors.Is(err, ErrAlreadyReversed):
+		code = bus.CodeAlreadyReversed
+	case errors.Is(err, ErrNotCompleted):
+		code = bus.CodeTransferNotCompleted
 	}
 	return &bus.Error{Code: code, Detail: err.Error()}
 }
@@ -136,11 +162,13 @@ var ErrUnknownEvent = errors.New("unknown event type or schema")
 // eventData is the stored form of every event of schema 1: the type is the
 // step; the version and the time are the envelope's.
 type eventData struct {
-	From      string `json:"from"`
-	To        string `json:"to"`
-	Amount    int64  `json:"amount"`
-	Reference string `json:"reference,omitempty"`
-	Code      string `json:"code,omitempty"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Amount     int64  `json:"amount"`
+	Reference  string `json:"reference,omitempty"`
+	ReversalOf string `json:"reversal_of,omitempty"`
+	Code       string `json:"code,omitempty"`
+	ReversalID string `json:"reversal_id,omitempty"`
 }
 
 // EncodeEvent stores e at SchemaVersion, its step as its type.
@@ -148,7 +176,8 @@ func (Domain) EncodeEvent(e Event) (engine.Encoded, error) {
 	if !slices.Contains(Steps, e.Step) {
 		return engine.Encoded{}, fmt.Errorf("encode %q: %w", e.Step, ErrUnknownEvent)
 	}
-	data, err := json.Marshal(eventData{From: e.From, To: e.To, Amount: e.Amount, Reference: e.Reference, Code: e.Code})
+	data, err := json.Marshal(eventData{From: e.From, To: e.To, Amount: e.Amount, Reference: e.Reference, ReversalOf: e.ReversalOf,
+		Code: e.Code, ReversalID: e.ReversalID})
 	return engine.Encoded{Type: string(e.Step), Schema: SchemaVersion, Data: data}, err
 }
 
@@ -163,9 +192,12 @@ func (Domain) DecodeEvent(typ string, schema int, version int64, at time.Time, d
 	if err := strictUnmarshal(data, &d); err != nil {
 		return Event{}, fmt.Errorf("decode %q: %w", typ, err)
 	}
-	e := Event{Step: st, Version: version, At: at, From: d.From, To: d.To, Amount: d.Amount, Reference: d.Reference, Code: d.Code}
+	e := Event{Step: st, Version: version, At: at, From: d.From, To: d.To, Amount: d.Amount, Reference: d.Reference, ReversalOf: d.ReversalOf,
+		Code: d.Code, ReversalID: d.ReversalID}
 	bad := (Command{From: e.From, To: e.To, Amount: e.Amount, Reference: e.Reference}).checkRequest() != nil ||
-		(st != Requested && e.Reference != "") || refused(st) != (e.Code != "") || (e.Code != "" && CheckCode(e.Code) != nil)
+		(st != Requested && e.Reference != "") || refused(st) != (e.Code != "") || (e.Code != "" && CheckCode(e.Code) != nil) ||
+		aboutReversal(st) != (e.ReversalID != "") || (e.ReversalID != "" && CheckID(e.ReversalID) != nil) ||
+		(e.ReversalOf != "" && CheckID(e.ReversalOf) != nil)
 	if bad {
 		return Event{}, fmt.Errorf("decode %q: %s: %w", typ, data, ErrUnknownEvent)
 	}
@@ -174,22 +206,24 @@ func (Domain) DecodeEvent(typ string, schema int, version int64, at time.Time, d
 
 // stateData is the stored form of a State but its version.
 type stateData struct {
-	From      string     `json:"from"`
-	To        string     `json:"to"`
-	Amount    int64      `json:"amount"`
-	Reference string     `json:"reference,omitempty"`
-	Steps     []stepData `json:"steps"`
+	From       string     `json:"from"`
+	To         string     `json:"to"`
+	Amount     int64      `json:"amount"`
+	Reference  string     `json:"reference,omitempty"`
+	ReversalOf string     `json:"reversal_of,omitempty"`
+	Steps      []stepData `json:"steps"`
 }
 
 type stepData struct {
-	Step Step   `json:"step"`
-	At   int64  `json:"at"`
-	Code string `json:"code,omitempty"`
+	Step       Step   `json:"step"`
+	At         int64  `json:"at"`
+	Code       string `json:"code,omitempty"`
+	ReversalID string `json:"reversal_id,omitempty"`
 }
 
 // EncodeState stores s, but its version.
 func (Domain) EncodeState(s State) []byte {
-	d := stateData{From: s.From, To: s.To, Amount: s.Amount, Reference: s.Reference, Steps: make([]stepData, len(s.Steps))}
+	d := stateData{From: s.From, To: s.To, Amount: s.Amount, Reference: s.Reference, ReversalOf: s.ReversalOf, Steps: make([]stepData, len(s.Steps))}
 	for i, st := range s.Steps {
 		d.Steps[i] = stepData(st)
 	}
@@ -206,11 +240,11 @@ func (Domain) DecodeState(version int64, data []byte) (State, error) {
 	if err := strictUnmarshal(data, &d); err != nil || int64(len(d.Steps)) != version || version == 0 {
 		return State{}, fmt.Errorf("%q at v%d: %w", data, version, ErrBadState)
 	}
-	s := State{Version: version, From: d.From, To: d.To, Amount: d.Amount, Reference: d.Reference, Steps: make([]StepAt, len(d.Steps))}
+	s := State{Version: version, From: d.From, To: d.To, Amount: d.Amount, Reference: d.Reference, ReversalOf: d.ReversalOf, Steps: make([]StepAt, len(d.Steps))}
 	var before State
 	for i, st := range d.Steps {
 		s.Steps[i] = StepAt(st)
-		if !slices.Contains(next[before.Last().Step], st.Step) || refused(st.Step) != (st.Code != "") {
+		if !slices.Contains(next[before.Last().Step], st.Step) || refused(st.Step) != (st.Code != "") || aboutReversal(st.Step) != (st.ReversalID != "") {
 			return State{}, fmt.Errorf("%q at v%d: step %d: %w", data, version, i+1, ErrBadState)
 		}
 		before.Steps = s.Steps[:i+1]
@@ -222,32 +256,45 @@ func (Domain) DecodeState(version int64, data []byte) (State, error) {
 // GET /transfers/{id} shows it: its status, why it failed, and each step
 // with when it was taken.
 type View struct {
-	TransferID string     `json:"transfer_id"`
-	From       string     `json:"from"`
-	To         string     `json:"to"`
-	Amount     int64      `json:"amount"`
-	Reference  string     `json:"reference"`
-	Status     Status     `json:"status"`
-	Code       string     `json:"code,omitempty"`
-	Steps      []StepView `json:"steps"`
-	Version    int64      `json:"version"`
-	CreatedAt  time.Time  `json:"created_at"`
-	UpdatedAt  time.Time  `json:"updated_at"`
+	TransferID string        `json:"transfer_id"`
+	From       string        `json:"from"`
+	To         string        `json:"to"`
+	Amount     int64         `json:"amount"`
+	Reference  string        `json:"reference"`
+	Status     Status        `json:"status"`
+	Code       string        `json:"code,omitempty"`
+	ReversalOf string        `json:"reversal_of,omitempty"`
+	Reversal   *ReversalView `json:"reversal,omitempty"`
+	Steps      []StepView    `json:"steps"`
+	Version    int64         `json:"version"`
+	CreatedAt  time.Time     `json:"created_at"`
+	UpdatedAt  time.Time     `json:"updated_at"`
+}
+
+// ReversalView is the newest reversal of a completed transfer.
+type ReversalView struct {
+	TransferID string `json:"transfer_id"`
+	Status     Status `json:"status"`
+	Code       string `json:"code,omitempty"`
 }
 
 // StepView is one step of a transfer as the API shows it.
 type StepView struct {
-	Step Step      `json:"step"`
-	At   time.Time `json:"at"`
-	Code string    `json:"code,omitempty"`
+	Step       Step      `json:"step"`
+	At         time.Time `json:"at"`
+	Code       string    `json:"code,omitempty"`
+	ReversalID string    `json:"reversal_id,omitempty"`
 }
 
 // NewView is the view of transfer id at s.
 func NewView(id string, s State) View {
 	v := View{TransferID: id, From: s.From, To: s.To, Amount: s.Amount, Reference: s.Reference, Status: s.Status(), Code: s.Code(),
-		Steps: make([]StepView, len(s.Steps)), Version: s.Version}
+		ReversalOf: s.ReversalOf, Steps: make([]StepView, len(s.Steps)), Version: s.Version}
 	for i, st := range s.Steps {
-		v.Steps[i] = StepView{Step: st.Step, At: time.Unix(0, st.At).UTC(), Code: st.Code}
+		v.Steps[i] = StepView{Step: st.Step, At: time.Unix(0, st.At).UTC(), Code: st.Code, ReversalID: st.ReversalID}
+	}
+	if rid, st, code, ok := s.Reversal(); ok {
+		v.Reversal = &ReversalView{TransferID: rid, Status: st, Code: code}
 	}
 	if len(v.Steps) > 0 {
 		v.CreatedAt, v.UpdatedAt = v.Steps[0].At, v.Steps[len(v.Steps)-1].At

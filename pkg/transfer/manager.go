@@ -255,8 +255,38 @@ func (m *Manager) step(ctx context.Context, progress func(), id string, e Event)
 			return fmt.Errorf("void refused: %s: %w", refusal.Code, errRetry)
 		}
 		return m.record(ctx, progress, id, Failed, e.Code)
+	case ReversalRequested:
+		// The reversal is a transfer of its own, the other way.
+		data, _ := json.Marshal(RequestData{From: e.To, To: e.From, Amount: e.Amount, Reference: "reversal of " + id, ReversalOf: id})
+		refusal, err := m.command(ctx, progress, Name, e.ReversalID, string(Request), Key(id, "reverse"), data)
+		switch {
+		case err != nil:
+			return err
+		case refusal != nil:
+			m.log.Error("a reversal cannot be requested", "transfer_id", id, "reversal_id", e.ReversalID, "refusal", refusal.Error())
+			return fmt.Errorf("reversal refused: %s: %w", refusal.Code, errRetry)
+		}
+		return nil
+	case Completed, Failed:
+		if e.ReversalOf == "" {
+			return nil // nothing follows
+		}
+		// A reversal ended: the transfer it reverses records how.
+		st, code := Reversed, ""
+		if e.Step == Failed {
+			st, code = ReversalFailed, e.Code
+		}
+		data, _ := json.Marshal(RecordData{Step: st, Code: code, ReversalID: id})
+		refusal, err := m.command(ctx, progress, Name, e.ReversalOf, string(Record), Key(id, "reversal_of"), data)
+		switch {
+		case err != nil:
+			return err
+		case refusal != nil:
+			m.log.Error("the reversed transfer refuses the end of its reversal", "transfer_id", e.ReversalOf, "reversal_id", id, "refusal", refusal.Error())
+			return fmt.Errorf("record %s refused: %s: %w", st, refusal.Code, errRetry)
+		}
 	}
-	return nil // completed and failed: nothing follows
+	return nil
 }
 
 // record sends the step taken to the transfer.

@@ -162,3 +162,56 @@ func TestTransferCheck(t *testing.T) {
 		})
 	}
 }
+
+// A completed transfer is reversed at most once: while a reversal is under
+// way or after one completed a second is refused; after one failed, it may
+// be asked again; a transfer that did not complete cannot be.
+func TestTransferReversalSteps(t *testing.T) {
+	r1, r2 := ksuid.New().String(), ksuid.New().String()
+	reverse := func(id string) transfer.Command { return transfer.Command{Action: transfer.Reverse, ReversalID: id} }
+	end := func(st transfer.Step, id, code string) transfer.Command {
+		return transfer.Command{Action: transfer.Record, Step: st, ReversalID: id, Code: code}
+	}
+	s, evs, errs := run(t, request(50), record(transfer.Held, ""), record(transfer.Credited, ""), record(transfer.Completed, ""),
+		reverse(r1), reverse(r2), end(transfer.ReversalFailed, r2, "insufficient_funds"), end(transfer.ReversalFailed, r1, "insufficient_funds"),
+		reverse(r2), end(transfer.Reversed, r2, ""), reverse(r1))
+	if !errors.Is(errs[5], transfer.ErrAlreadyReversed) || !errors.Is(errs[6], transfer.ErrOutOfOrder) || !errors.Is(errs[10], transfer.ErrAlreadyReversed) {
+		t.Fatalf("a second reversal, the end of another: %v", errs)
+	}
+	if e := evs[4]; e.Step != transfer.ReversalRequested || e.ReversalID != r1 || e.From != from || e.Amount != 50 {
+		t.Fatalf("reversal requested: %+v", e)
+	}
+	if id, st, _, ok := s.Reversal(); !ok || id != r2 || st != transfer.StatusCompleted || s.Status() != transfer.StatusCompleted {
+		t.Fatalf("after the second reversal: %s %s %v, status %s", id, st, ok, s.Status())
+	}
+	pending, _, _ := run(t, request(50))
+	if _, err := transfer.Decide(pending, reverse(r1)); !errors.Is(err, transfer.ErrNotCompleted) {
+		t.Fatalf("a reversal of a pending transfer: %v", err)
+	}
+	if _, err := transfer.Decide(transfer.State{}, reverse(r1)); !errors.Is(err, transfer.ErrNotFound) {
+		t.Fatalf("a reversal of no transfer: %v", err)
+	}
+	// The reversal itself carries the transfer it reverses on every event.
+	rs, revs, _ := run(t, transfer.Command{Action: transfer.Request, From: to, To: from, Amount: 50, ReversalOf: r1}, record(transfer.Failed, "insufficient_funds"))
+	if rs.ReversalOf != r1 || revs[1].ReversalOf != r1 {
+		t.Fatalf("a reversal: %+v %+v", rs, revs[1])
+	}
+	d := transfer.Domain{}
+	for _, e := range append(evs, revs...) {
+		if e.Step == "" {
+			continue
+		}
+		enc, _ := d.EncodeEvent(e)
+		back, err := d.DecodeEvent(enc.Type, enc.Schema, e.Version, e.At, enc.Data)
+		if err != nil || !reflect.DeepEqual(back, e) {
+			t.Fatalf("%+v stored as %s reads back as %+v (%v)", e, enc.Data, back, err)
+		}
+	}
+	if back, err := d.DecodeState(s.Version, d.EncodeState(s)); err != nil || !reflect.DeepEqual(back, s) {
+		t.Fatalf("state %+v reads back as %+v (%v)", s, back, err)
+	}
+	requested, _, _ := run(t, request(50), record(transfer.Held, ""), record(transfer.Credited, ""), record(transfer.Completed, ""), reverse(r1))
+	if err := transfer.Check(requested, transfer.Event{Step: transfer.Reversed, Version: 6, From: from, To: to, Amount: 50, ReversalID: r2}); err == nil {
+		t.Fatal("Check accepted the end of a reversal nobody asked for")
+	}
+}

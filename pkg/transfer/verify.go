@@ -129,6 +129,7 @@ func Verify(ctx context.Context, logs []*eventstore.Store, now time.Time, out io
 		if l.holdActive && s.Terminal() {
 			problem(id, "%s, and its hold on %s is still active", s.Status(), l.holdAt)
 		}
+		checkReversals(id, s, transfers, now, problem)
 	}
 	for id, l := range found {
 		if _, ok := transfers[id]; !ok {
@@ -156,6 +157,45 @@ func Verify(ctx context.Context, logs []*eventstore.Store, now time.Time, out io
 	fmt.Fprintf(out, "%d transfers: %d completed, %d failed, %d in flight; balances %d = credits %d − debits %d + in flight %d: %d problems\n",
 		len(transfers), count[StatusCompleted], count[StatusFailed], count[StatusPending], balances, credits, debits, inFlight, problems)
 	return problems, nil
+}
+
+// checkReversals holds a transfer's reversals to their links: each one it
+// asked for exists and reverses it (the other way, the same amount), each
+// end it recorded is the reversal's own, and a reversal that ended has its
+// end recorded on the original within Grace.
+func checkReversals(id string, s State, transfers map[string]State, now time.Time, problem func(id, format string, args ...any)) {
+	for _, st := range s.Steps {
+		if st.ReversalID == "" {
+			continue
+		}
+		r, ok := transfers[st.ReversalID]
+		switch {
+		case !ok:
+			if st.Step != ReversalRequested || now.Sub(time.Unix(0, st.At)) > Grace {
+				problem(id, "%s names reversal %s, which no log holds", st.Step, st.ReversalID)
+			}
+		case r.ReversalOf != id || r.From != s.To || r.To != s.From || r.Amount != s.Amount:
+			problem(id, "reversal %s is of %d from %s to %s, reversing %q", st.ReversalID, r.Amount, r.From, r.To, r.ReversalOf)
+		case st.Step == Reversed && r.Status() != StatusCompleted, st.Step == ReversalFailed && r.Status() != StatusFailed:
+			problem(id, "records %s of reversal %s, which is %s", st.Step, st.ReversalID, r.Status())
+		}
+	}
+	if s.ReversalOf == "" || !s.Terminal() {
+		return
+	}
+	orig, ok := transfers[s.ReversalOf]
+	if !ok {
+		problem(id, "reverses %s, which no log holds", s.ReversalOf)
+		return
+	}
+	for _, st := range orig.Steps {
+		if st.ReversalID == id && st.Step != ReversalRequested {
+			return // its end is recorded
+		}
+	}
+	if at := time.Unix(0, s.Last().At); now.Sub(at) > Grace {
+		problem(id, "a reversal of %s that ended %s at %s, and the original does not say so", s.ReversalOf, s.Status(), at.Format(time.RFC3339Nano))
+	}
 }
 
 // scan calls fn with every event of domain in the logs, each log in order.

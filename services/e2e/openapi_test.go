@@ -318,6 +318,9 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	check(call{"GET", "/transfers/" + in.Transactions[0].TransferID, "", nil, 200})
 	check(call{"HEAD", "/transfers/" + in.Transactions[0].TransferID, "", nil, 200})
 	check(call{"GET", wallet + "/holds/transfer:" + in.Transactions[0].TransferID, "", nil, 200})
+	check(call{"POST", "/transfers/" + in.Transactions[0].TransferID + "/reverse", "", nil, 200})
+	check(call{"POST", "/transfers/" + in.Transactions[0].TransferID + "/reverse", "", nil, 409})
+	check(call{"POST", "/transfers/" + fresh + "/reverse", "", nil, 404})
 
 	// A page with a next cursor, and following it.
 	_, _, body = s.do("GET", wallet+"/transactions?limit=2", "", nil)

@@ -215,3 +215,78 @@ func TestConcurrentTransfers(t *testing.T) {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
 }
+
+// TestTransferReversals: a completed transfer's money goes back by a
+// reversal, a transfer of its own the other way, at most once; a reversal
+// the wallet cannot fund fails like a debit and may be tried again; only a
+// completed transfer can be reversed.
+func TestTransferReversals(t *testing.T) {
+	s := startStack(t)
+	a, b := ksuid.New().String(), ksuid.New().String()
+	step{"POST", "/wallet/" + a + "/credit", `{"amount": 100}`, nil, 200, ""}.run(t, s)
+	orig := decode[transfer.View](t, step{"POST", "/transfers", transferBody(a, b, 30, ""), nil, 200, ""}.run(t, s))
+
+	key := map[string]string{"Idempotency-Key": "undo-1"}
+	status, hdr, body := s.do("POST", "/transfers/"+orig.TransferID+"/reverse", "", key)
+	if status != http.StatusOK {
+		t.Fatalf("reverse: %d %s", status, body)
+	}
+	rev := decode[transfer.View](t, body)
+	if rev.Status != transfer.StatusCompleted || rev.ReversalOf != orig.TransferID || rev.From != b || rev.To != a || rev.Amount != 30 ||
+		hdr.Get("Location") != "/transfers/"+rev.TransferID || rev.TransferID == orig.TransferID {
+		t.Fatalf("reversal answered %s (Location %q)", body, hdr.Get("Location"))
+	}
+	if got := s.balanceOf(t, a); got.Balance != 100 {
+		t.Fatalf("after the reversal: %+v", got)
+	}
+	// Once: the same key replays the reversal; another request is refused.
+	status, hdr, body = s.do("POST", "/transfers/"+orig.TransferID+"/reverse", "{}", key)
+	if status != http.StatusOK || hdr.Get(httpapi.ReplayedHeader) != "true" || decode[transfer.View](t, body).TransferID != rev.TransferID {
+		t.Fatalf("retry of the reversal: %d %v %s", status, hdr, body)
+	}
+	step{"POST", "/transfers/" + orig.TransferID + "/reverse", "", nil, 409, bus.CodeAlreadyReversed}.run(t, s)
+	got := decode[transfer.View](t, step{"GET", "/transfers/" + orig.TransferID, "", nil, 200, ""}.run(t, s))
+	if got.Status != transfer.StatusCompleted || got.Reversal == nil || got.Reversal.TransferID != rev.TransferID || got.Reversal.Status != transfer.StatusCompleted {
+		t.Fatalf("the reversed transfer: %+v", got)
+	}
+	if got := s.balanceOf(t, b); got.Balance != 0 {
+		t.Fatalf("the wallet the reversal took back from: %+v", got)
+	}
+
+	// The money was spent: the reversal fails for funds, and once it is
+	// back, a second attempt goes through.
+	c := ksuid.New().String()
+	second := decode[transfer.View](t, step{"POST", "/transfers", transferBody(a, c, 20, ""), nil, 200, ""}.run(t, s))
+	step{"POST", "/wallet/" + c + "/debit", `{"amount": 15}`, nil, 200, ""}.run(t, s)
+	body = step{"POST", "/transfers/" + second.TransferID + "/reverse", "", nil, 409, bus.CodeInsufficientFunds}.run(t, s)
+	if f := decode[failedTransfer](t, body).Transfer; f.Status != transfer.StatusFailed || f.ReversalOf != second.TransferID {
+		t.Fatalf("a reversal the wallet cannot fund: %s", body)
+	}
+	eventually(t, 5*time.Second, "the failed reversal recorded on the original", func() bool {
+		_, _, body := s.do("GET", "/transfers/"+second.TransferID, "", nil)
+		v := decodeQuiet[transfer.View](body)
+		return v.Reversal != nil && v.Reversal.Status == transfer.StatusFailed && v.Reversal.Code == string(bus.CodeInsufficientFunds)
+	})
+	step{"POST", "/wallet/" + c + "/credit", `{"amount": 15}`, nil, 200, ""}.run(t, s)
+	step{"POST", "/transfers/" + second.TransferID + "/reverse", "", nil, 200, ""}.run(t, s)
+	if got := s.balanceOf(t, c); got.Balance != 0 {
+		t.Fatalf("after the second attempt: %+v", got)
+	}
+
+	failed := decode[failedTransfer](t, step{"POST", "/transfers", transferBody(a, b, 1000, ""), nil, 409, bus.CodeInsufficientFunds}.run(t, s)).Transfer
+	for _, c := range []step{
+		{"POST", "/transfers/" + failed.TransferID + "/reverse", "", nil, 409, bus.CodeTransferNotCompleted},
+		{"POST", "/transfers/" + ksuid.New().String() + "/reverse", "", nil, 404, bus.CodeTransferNotFound},
+		{"POST", "/transfers/nope/reverse", "", nil, 400, bus.CodeInvalidTransferID},
+		{"POST", "/transfers/" + orig.TransferID + "/reverse", `{"amount": 5}`, nil, 400, bus.CodeInvalidBody},
+		{"GET", "/transfers/" + orig.TransferID + "/reverse", "", nil, 405, bus.CodeMethodNotAllowed},
+	} {
+		c.run(t, s)
+	}
+	if got := s.balanceOf(t, a); got.Balance != 100 {
+		t.Fatalf("a: %+v", got)
+	}
+	if out, err := s.tool(t, "verify"); err != nil || !strings.Contains(out, "6 transfers: 4 completed, 2 failed, 0 in flight") || !strings.Contains(out, ": 0 problems") {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+}
