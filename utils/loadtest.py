@@ -4,6 +4,7 @@
     python3 -m utils.loadtest --overdraft 500 --lifecycle-ratio 0.05   # wallets' lifecycle too
     python3 -m utils.loadtest --hold-ratio 0.3 --hold-expires-in 5      # holds captured, voided, expired
     python3 -m utils.loadtest --transfer-ratio 0.5                      # transfers between the wallets
+    python3 -m utils.loadtest --reversal-ratio 0.2                      # credits and debits taken back
 
 Each operation carries its own Idempotency-Key and is retried with the same
 key on 503, 504 and connection errors until it gets a definite answer (200
@@ -15,7 +16,9 @@ credits); with --hold-ratio that share places a hold and then captures part
 of it, voids it, or leaves it to expire (a third each); with
 --transfer-ratio that share moves money from the wallet to another with
 POST /transfers (200 completed, 409 failed; a 202, still pending, is
-followed to its end with GET /transfers/{id}). At the end the tool prints
+followed to its end with GET /transfers/{id}); with --reversal-ratio that
+share of the credits and debits applied is taken back at once with POST
+/wallet/{id}/transactions/{tx_id}/reverse. At the end the tool prints
 throughput and latency percentiles, waits for the holds left to expire and
 the transfers left pending to end, then reads every wallet's balance and
 compares it with the sum of the operations the API acknowledged (credits,
@@ -68,6 +71,8 @@ def parse_args(argv):
     p.add_argument("--hold-expires-in", type=int, default=5, help="seconds a hold lasts (default %(default)s)")
     p.add_argument("--transfer-ratio", type=float, default=0.0,
                    help="share of operations that transfer money to another of the wallets (default %(default)s)")
+    p.add_argument("--reversal-ratio", type=float, default=0.0,
+                   help="share of the credits and debits applied that are taken back (reversed) at once (default %(default)s)")
     p.add_argument("--retries", type=int, default=20, help="retries of one operation on 503/504/errors (default %(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one answer (default %(default)s)")
     p.add_argument("--seed", type=int, help="random seed, for a repeatable mix")
@@ -82,6 +87,8 @@ def parse_args(argv):
         p.error("--hold-ratio must be between 0 and 1, and with --lifecycle-ratio at most 1")
     if not 0 <= a.transfer_ratio <= 1 or a.lifecycle_ratio + a.hold_ratio + a.transfer_ratio > 1:
         p.error("--transfer-ratio must be between 0 and 1, and with --lifecycle-ratio and --hold-ratio at most 1")
+    if not 0 <= a.reversal_ratio <= 1:
+        p.error("--reversal-ratio must be between 0 and 1")
     if a.transfer_ratio and a.wallets < 2:
         p.error("--transfer-ratio needs at least 2 --wallets")
     if a.hold_expires_in < 1:
@@ -106,6 +113,7 @@ class Ledger:
         self.lifecycle = 0
         self.holds = {"placed": 0, "captured": 0, "voided": 0, "left": 0}
         self.transfers = {"completed": 0, "failed": 0, "pending": 0}
+        self.reversals = {"reversed": 0, "refused": 0}
         self.pending = []  # (transfer id, from, to, amount) answered 202
         self.external = 0  # credits less debits and captures: what the total must be
         self.refused = 0
@@ -191,8 +199,20 @@ def operate(conn, a, rng, wallet, ledger):
         return
     debit = rng.random() < a.debit_ratio
     action, delta = ("debit", -amount) if debit else ("credit", amount)
-    _, _, latencies, outcome = send(conn, a, f"/wallet/{wallet}/{action}", {"amount": amount})
+    _, answer, latencies, outcome = send(conn, a, f"/wallet/{wallet}/{action}", {"amount": amount})
     ledger.record(wallet, delta, "applied" if outcome == "ok" else outcome, latencies, max(0, len(latencies) - 1))
+    if outcome == "ok" and rng.random() < a.reversal_ratio:
+        reverse(conn, a, wallet, answer["transaction"]["id"], delta, ledger)
+
+
+def reverse(conn, a, wallet, tx, delta, ledger):
+    """Take back a credit or debit that moved delta: -delta if applied; a
+    credit the wallet no longer has is refused (409), and moves nothing."""
+    _, _, latencies, outcome = send(conn, a, f"/wallet/{wallet}/transactions/{tx}/reverse", None)
+    ledger.record(wallet, -delta, "applied" if outcome == "ok" else outcome, latencies, max(0, len(latencies) - 1))
+    with ledger.lock:
+        if outcome in ("ok", "refused"):
+            ledger.reversals["reversed" if outcome == "ok" else "refused"] += 1
 
 
 def hold(conn, a, rng, wallet, amount, ledger):
@@ -350,6 +370,9 @@ def main(argv=None):
     if a.hold_ratio:
         h = ledger.holds
         print(f"holds       {h['placed']} placed: {h['captured']} captured, {h['voided']} voided, {h['left']} left to expire")
+    if a.reversal_ratio:
+        r = ledger.reversals
+        print(f"reversals   {r['reversed']} credits and debits taken back, {r['refused']} refused")
     if a.transfer_ratio:
         t = ledger.transfers
         print(f"transfers   {t['completed']} completed, {t['failed']} failed, {len(ledger.pending)} pending at the end of the load (202)")

@@ -181,4 +181,9 @@ const (
 	CodeInvalidReference     Code = "invalid_reference"
 	CodeAlreadyReversed      Code = "already_reversed"
 	CodeTransferNotCompleted Code = "transfer_not_completed"
+
+	// Reversals of a wallet's credits and debits.
+	CodeInvalidTransactionID Code = "invalid_transaction_id"
+	CodeTransactionNotFound  Code = "transaction_not_found"
+	CodeNotReversible        Code = "transaction_not_reversible"
 )

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"coffer/pkg/bus"
+	"coffer/pkg/eventstore"
 )
 
 // alarms are the times at which streams want commands of their own (a
@@ -148,6 +149,10 @@ type alarmCommand struct {
 }
 
 func (c *alarmCommand) fingerprint() string { return actionAlarm }
+
+// An alarm's command refers to no earlier event.
+func (c *alarmCommand) refers() string                         { return "" }
+func (c *alarmCommand) attach(eventstore.Recorded, bool) error { return nil }
 
 func (c *alarmCommand) decide(m stamp) (decision, *bus.Error) {
 	cmd, ok := c.h.woken(c.id, m.at)

@@ -71,6 +71,13 @@ type Domain[S, C, E any] interface {
 	// hold expires), and that command: the engine decides it at that time
 	// or soon after, also once it restarts. ok is false for none.
 	Alarm(s S) (at time.Time, c C, ok bool)
+	// Refers is the id of an earlier event of the stream that c needs
+	// (the transaction a reversal reverses), "" for none. The engine reads
+	// it from the log before c is decided, and gives it with Attach.
+	Refers(c C) string
+	// Attach returns c with the event it refers to, e; found is false if
+	// no event of the stream has that id.
+	Attach(c C, e E, found bool) C
 
 	// Answer is the answer to the command whose last event is e (recorded
 	// with eventID at at), which left the stream at s: the first answer,

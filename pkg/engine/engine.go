@@ -424,7 +424,29 @@ func (w *Writer) handle(req micro.Request) {
 		return // nobody to answer; a command is only taken as a request
 	}
 	p := newPending(h, id, action, wire, cmd, req.Reply(), arrived)
+	if ref := cmd.refers(); ref != "" {
+		// A point read of the log, off the subscription's goroutine: the
+		// other commands do not wait for it.
+		go func() {
+			rec, found, err := w.store.StreamEventByID(context.Background(), domain, id, ref)
+			if err == nil {
+				err = cmd.attach(rec, found)
+			}
+			if err != nil {
+				w.log.Error("cannot read the event a command refers to", "domain", domain, "stream", id, "event", ref, "err", err)
+				w.refuse(req, &bus.Error{Code: bus.CodeStorageUnavailable, Detail: "the event log could not be read; retry"})
+				return
+			}
+			w.enqueue(req, p)
+		}()
+		return
+	}
+	w.enqueue(req, p)
+}
 
+// enqueue hands a decoded command to the committer, or refuses it when the
+// writer is stopping or its queue is full.
+func (w *Writer) enqueue(req micro.Request, p *pending) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {

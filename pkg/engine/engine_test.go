@@ -558,3 +558,49 @@ func TestAlarms(t *testing.T) {
 		t.Fatal(out)
 	}
 }
+
+// A command that refers to an earlier event of its stream (Domain.Refers)
+// is decided with that event as the log holds it: the engine reads it
+// before queueing the command. An id the stream does not hold — another
+// stream's event, or none at all — is given as not found.
+func TestCommandsReferToEarlierEvents(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	r.markComplete(t)
+	r.run(t)
+	client := bus.NewClient(r.nc, 5*time.Second, nil)
+	first, err := r.send(t, client, "alpha", "x", 5)
+	if err != nil || first.Error != nil {
+		t.Fatalf("add: %+v %v", first.Error, err)
+	}
+	var added struct{ Event string }
+	if err := json.Unmarshal(first.Result, &added); err != nil || added.Event == "" {
+		t.Fatalf("add answered %s", first.Result)
+	}
+	if _, err := r.send(t, client, "alpha", "x", 2); err != nil {
+		t.Fatal(err)
+	}
+	undo := func(domain, id, ref string) bus.Reply {
+		t.Helper()
+		reply, _, err := client.Send(ctx, domain, id, "undo", bus.Command{CommandID: ksuid.New().String(), Data: fmt.Appendf(nil, `{"Undo":%q}`, ref)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reply
+	}
+	if reply := undo("alpha", "x", added.Event); reply.Error != nil || !strings.Contains(string(reply.Result), `"n":2`) {
+		t.Fatalf("undo of the 5: %s %+v", reply.Result, reply.Error)
+	}
+	for _, c := range []struct{ domain, id, ref string }{
+		{"alpha", "y", added.Event}, // another stream's event
+		{"beta", "x", added.Event},  // another domain's
+		{"alpha", "x", ksuid.New().String()},
+	} {
+		if reply := undo(c.domain, c.id, c.ref); reply.Error == nil || reply.Error.Code != bus.CodeNotFound {
+			t.Errorf("undo of %s on %s %s: %s %+v", c.ref, c.domain, c.id, reply.Result, reply.Error)
+		}
+	}
+	if evs := r.events(t, "alpha", "x"); len(evs) != 3 {
+		t.Fatalf("alpha x has %d events, want 3", len(evs))
+	}
+}

@@ -49,6 +49,12 @@ type host interface {
 // command is a decoded command for one stream, waiting for the committer.
 type command interface {
 	fingerprint() string
+	// refers is the id of the earlier event of its stream the command
+	// needs (Domain.Refers), "" for none.
+	refers() string
+	// attach gives the command that event as the log holds it; found is
+	// false if the stream has none with that id.
+	attach(rec eventstore.Recorded, found bool) error
 	// decide decides the command against its stream's latest state and,
 	// unless it is refused, applies its events to that state.
 	decide(m stamp) (decision, *bus.Error)
@@ -264,6 +270,21 @@ type hostedCommand[S, C, E any] struct {
 }
 
 func (c *hostedCommand[S, C, E]) fingerprint() string { return c.fp }
+
+func (c *hostedCommand[S, C, E]) refers() string { return c.h.d.Refers(c.c) }
+
+func (c *hostedCommand[S, C, E]) attach(rec eventstore.Recorded, found bool) error {
+	var e E
+	if found {
+		env := rec.Event
+		var err error
+		if e, err = c.h.d.DecodeEvent(env.Type, env.Schema, env.Version, env.Time, env.Data); err != nil {
+			return fmt.Errorf("%s %s: event %s (v%d): %w", c.h.d.Name(), c.id, env.ID, env.Version, err)
+		}
+	}
+	c.c = c.h.d.Attach(c.c, e, found)
+	return nil
+}
 
 func (c *hostedCommand[S, C, E]) decide(m stamp) (decision, *bus.Error) {
 	d := c.h.d

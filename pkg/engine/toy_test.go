@@ -18,7 +18,9 @@ import (
 // events, 3 then 4, so that a command of several events is exercised.
 // "due" schedules a reset at a time (an alarm): the engine then decides
 // the tally's own command, which records "reset" and sets the count to 0.
-// Each addition and reset sets a field of the hash "marks". Registered
+// Each addition and reset sets a field of the hash "marks". "undo" takes
+// back an earlier addition, named by its event id (Refers): the engine
+// reads it from the log and gives it to the command (Attach). Registered
 // under two names, it is two domains.
 type tally struct{ name string }
 
@@ -28,8 +30,13 @@ type tallyState struct{ N, V, Due int64 }
 
 type tallyCmd struct {
 	Add   int64
-	Due   int64 // Unix nanoseconds
-	Reset bool  // the alarm's command
+	Due   int64  // Unix nanoseconds
+	Reset bool   // the alarm's command
+	Undo  string // the event id of an addition to take back
+	// What the engine found under Undo: Found says whether the stream
+	// has such an event, Of what it was.
+	Found bool        `json:"-"`
+	Of    *tallyEvent `json:"-"`
 }
 
 type tallyEvent struct {
@@ -42,7 +49,7 @@ type tallyEvent struct {
 var errTally = errors.New("not a tally record")
 
 func (d tally) Name() string      { return d.name }
-func (d tally) Actions() []string { return []string{"add", "due"} }
+func (d tally) Actions() []string { return []string{"add", "due", "undo"} }
 
 func (d tally) CheckID(id string) *bus.Error {
 	if id == "" || len(id) > 32 {
@@ -53,16 +60,19 @@ func (d tally) CheckID(id string) *bus.Error {
 
 func (d tally) DecodeCommand(action string, data []byte) (tallyCmd, *bus.Error) {
 	var c tallyCmd
-	if action != "add" && action != "due" {
+	if action != "add" && action != "due" && action != "undo" {
 		return c, &bus.Error{Code: bus.CodeNotFound, Detail: "unknown action " + action}
 	}
-	if err := json.Unmarshal(data, &c); err != nil || c.Reset || (action == "due") != (c.Due != 0) {
+	if err := json.Unmarshal(data, &c); err != nil || c.Reset || (action == "due") != (c.Due != 0) || (action == "undo") != (c.Undo != "") {
 		return c, &bus.Error{Code: bus.CodeInvalidBody, Detail: fmt.Sprintf("%s: %v", data, err)}
 	}
 	return c, nil
 }
 
 func (d tally) Fingerprint(c tallyCmd) string {
+	if c.Undo != "" {
+		return "undo:" + c.Undo
+	}
 	if c.Due != 0 {
 		return "due:" + strconv.FormatInt(c.Due, 10)
 	}
@@ -71,6 +81,10 @@ func (d tally) Fingerprint(c tallyCmd) string {
 
 func (d tally) Decide(s tallyState, c tallyCmd, _ time.Time) ([]tallyEvent, *bus.Error) {
 	switch {
+	case c.Undo != "" && (!c.Found || c.Of.Type != "added"):
+		return nil, &bus.Error{Code: bus.CodeNotFound, Detail: "no addition " + c.Undo + " in this tally"}
+	case c.Undo != "":
+		return []tallyEvent{{Type: "added", Add: -c.Of.Add, N: s.N - c.Of.Add}}, nil
 	case c.Reset:
 		return []tallyEvent{{Type: "reset"}}, nil
 	case c.Due != 0:
@@ -168,6 +182,13 @@ func (d tally) Alarm(s tallyState) (time.Time, tallyCmd, bool) {
 		return time.Time{}, tallyCmd{}, false
 	}
 	return time.Unix(0, s.Due), tallyCmd{Reset: true}, true
+}
+
+func (d tally) Refers(c tallyCmd) string { return c.Undo }
+
+func (d tally) Attach(c tallyCmd, e tallyEvent, found bool) tallyCmd {
+	c.Found, c.Of = found, &e
+	return c
 }
 
 func (d tally) Answer(id string, e tallyEvent, s tallyState, eventID string, _ time.Time) Answer {

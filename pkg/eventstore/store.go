@@ -711,6 +711,26 @@ func (s *Store) StreamEvents(ctx context.Context, domain, streamID string, after
 	return out, nil
 }
 
+// StreamEventByID returns the event of one stream with id, with the state
+// after it; found is false if the stream has none. It reads the stream's
+// events (ids are not indexed: only a command that refers to an earlier
+// event, a reversal, asks).
+func (s *Store) StreamEventByID(ctx context.Context, domain, streamID, id string) (Recorded, bool, error) {
+	var r Recorded
+	rows, err := s.r.QueryContext(ctx, `SELECT state, `+eventColumns+` FROM events WHERE domain = ? AND stream_id = ? AND id = ?`, domain, streamID, id)
+	if err != nil {
+		return r, false, fmt.Errorf("event %s of %s %s: %w", id, domain, streamID, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return r, false, rows.Err()
+	}
+	if err := scanEvent(rows, &r.Event, &r.State); err != nil {
+		return r, false, fmt.Errorf("event %s of %s %s: %w", id, domain, streamID, err)
+	}
+	return r, true, nil
+}
+
 // OutboxWatermark returns the seq of the last event known to be in JetStream.
 func (s *Store) OutboxWatermark(ctx context.Context) (int64, error) {
 	var seq int64

@@ -55,6 +55,9 @@ var problemInfo = map[bus.Code]struct {
 	bus.CodeInvalidReference:      {http.StatusBadRequest, "Invalid reference"},
 	bus.CodeAlreadyReversed:       {http.StatusConflict, "Already reversed"},
 	bus.CodeTransferNotCompleted:  {http.StatusConflict, "Transfer not completed"},
+	bus.CodeInvalidTransactionID:  {http.StatusBadRequest, "Invalid transaction id"},
+	bus.CodeTransactionNotFound:   {http.StatusNotFound, "Transaction not found"},
+	bus.CodeNotReversible:         {http.StatusConflict, "Transaction not reversible"},
 }
 
 // StatusOf returns the HTTP status of an error code; unknown codes are 500.

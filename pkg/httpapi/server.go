@@ -126,6 +126,7 @@ func (s *server) router(reg *prometheus.Registry) *mux.Router {
 	route("/wallet/{id}/freeze", s.command(wallet.Freeze), http.MethodPost)
 	route("/wallet/{id}/unfreeze", s.command(wallet.Unfreeze), http.MethodPost)
 	route("/wallet/{id}/close", s.command(wallet.Close), http.MethodPost)
+	route("/wallet/{id}/transactions/{tx_id}/reverse", http.HandlerFunc(s.reverseTransaction), http.MethodPost)
 	route("/wallet/{id}/holds", http.HandlerFunc(s.placeHold), http.MethodPost)
 	route("/wallet/{id}/holds/{hold_id}", http.HandlerFunc(s.getHold), http.MethodGet, http.MethodHead)
 	route("/wallet/{id}/holds/{hold_id}/capture", s.endHold(wallet.CaptureHold), http.MethodPost)

@@ -14,6 +14,7 @@ import (
 
 	"coffer/pkg/bus"
 	"coffer/pkg/transfer"
+	"coffer/pkg/wallet"
 )
 
 const transferHelp = `expected a JSON body like {"from": "<wallet id>", "to": "<wallet id>", "amount": 500, "reference": "..."}: amount a whole number of minor units from 1 to 10^15, reference optional`
@@ -189,6 +190,42 @@ func transferIDFor(from, key string) string {
 	return id.String()
 }
 
+// reverseTransaction is POST /wallet/{id}/transactions/{tx_id}/reverse:
+// a credit or a debit taken back by a compensating entry, linked to it
+// (type reversal, reverses tx_id), at most once (409 already_reversed).
+// Taking back a credit is refused as a debit would be. The writer reads the
+// transaction from the wallet's log (404 transaction_not_found; a hold's
+// capture or a transfer's leg is 409 transaction_not_reversible).
+func (s *server) reverseTransaction(w http.ResponseWriter, r *http.Request) {
+	id, key, perr := commandTarget(r)
+	tx := mux.Vars(r)["tx_id"]
+	if _, err := ksuid.Parse(tx); perr == nil && err != nil {
+		perr = problem(bus.CodeInvalidTransactionID, fmt.Sprintf("transaction id %q is not a KSUID (the id of an entry of GET /wallet/{id}/transactions)", truncate(tx)))
+	}
+	if perr == nil {
+		perr = emptyBody(w, r)
+	}
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
+	}
+	data, _ := json.Marshal(wallet.ReverseData{TxID: tx})
+	s.send(w, r, id, wallet.Reverse, key, data, http.StatusOK)
+}
+
+// emptyBody reads a body that must be empty, or {}.
+func emptyBody(w http.ResponseWriter, r *http.Request) *bus.Error {
+	body, perr := readBody(w, r)
+	if perr != nil || len(bytes.TrimSpace(body)) == 0 {
+		return perr
+	}
+	fields, perr := objectFields(body, "expected no body, or {}")
+	if perr == nil && len(fields) > 0 {
+		perr = problem(bus.CodeInvalidBody, r.URL.Path+" takes no body, or {}")
+	}
+	return perr
+}
+
 // transferIDOf returns the {id} of the route if it can name a transfer.
 func transferIDOf(r *http.Request) (string, *bus.Error) {
 	id := mux.Vars(r)["id"]
@@ -215,16 +252,8 @@ func (s *server) reverseTransfer(w http.ResponseWriter, r *http.Request) {
 	if perr == nil {
 		key, perr = idempotencyKey(r)
 	}
-	var body []byte
 	if perr == nil {
-		body, perr = readBody(w, r)
-	}
-	if perr == nil && len(bytes.TrimSpace(body)) > 0 {
-		if fields, fperr := objectFields(body, "expected no body, or {}"); fperr != nil {
-			perr = fperr
-		} else if len(fields) > 0 {
-			perr = problem(bus.CodeInvalidBody, r.URL.Path+" takes no body, or {}")
-		}
+		perr = emptyBody(w, r)
 	}
 	if perr != nil {
 		writeProblem(w, r, perr)

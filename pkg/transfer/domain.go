@@ -324,6 +324,12 @@ func (Domain) HashFields(string, Event, time.Time) []engine.HashField { return n
 // drives it.
 func (Domain) Alarm(State) (time.Time, Command, bool) { return time.Time{}, Command{}, false }
 
+// Refers: no transfer command needs an earlier event.
+func (Domain) Refers(Command) string { return "" }
+
+// Attach is never called (Refers names nothing).
+func (Domain) Attach(c Command, _ Event, _ bool) Command { return c }
+
 // Answer is the transfer after the command.
 func (Domain) Answer(id string, _ Event, s State, _ string, _ time.Time) engine.Answer {
 	b, _ := json.Marshal(NewView(id, s))

@@ -71,6 +71,12 @@ func Verify(ctx context.Context, logs []*eventstore.Store, now time.Time, out io
 			debits += e.Amount
 		case wallet.HoldCaptured:
 			debits += e.Captured
+		case wallet.Reversal: // of a credit, money out; of a debit, in
+			if e.ReversedType == wallet.Credited {
+				debits += e.Amount
+			} else {
+				credits += e.Amount
+			}
 		case wallet.TransferredIn:
 			l := leg(e.TransferID)
 			l.in, l.inTo = append(l.in, e.Amount), append(l.inTo, env.StreamID)

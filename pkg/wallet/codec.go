@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/segmentio/ksuid"
 )
 
 // SchemaVersion is the version of the event data layout that EncodeEvent
@@ -55,6 +57,17 @@ type (
 		BalanceAfter *int64     `json:"balance_after,omitempty"`
 		Reason       Reason     `json:"reason,omitempty"`
 	}
+	// reversalData: reversal and reversal_rejected: what it takes back
+	// (the transaction's event id, version and type) and the balance after
+	// it, or the reason it was refused.
+	reversalData struct {
+		Amount          int64     `json:"amount"`
+		BalanceAfter    int64     `json:"balance_after"`
+		Reverses        string    `json:"reverses"`
+		ReversedVersion int64     `json:"reversed_version"`
+		ReversedType    EventType `json:"reversed_type"`
+		Reason          Reason    `json:"reason,omitempty"`
+	}
 	// legData: transfer_in, transfer_out and transfer_in_rejected. The
 	// capture of a transfer's hold repeats when it was made (held_at).
 	legData struct {
@@ -96,6 +109,7 @@ const (
 	rejected
 	hold
 	leg
+	reversal
 )
 
 // decoders lists, per event type, its kind and the schema versions known.
@@ -124,6 +138,9 @@ var decoders = map[EventType]struct {
 	TransferredIn:      {leg, map[int]bool{1: true}},
 	TransferredOut:     {leg, map[int]bool{1: true}},
 	TransferInRejected: {leg, map[int]bool{1: true}},
+
+	Reversal:         {reversal, map[int]bool{1: true}},
+	ReversalRejected: {reversal, map[int]bool{1: true}},
 }
 
 // EncodeEvent returns the stored form of e's data at SchemaVersion.
@@ -167,6 +184,9 @@ func EncodeEvent(e Event) ([]byte, error) {
 			l.HeldAt = &at
 		}
 		return json.Marshal(l)
+	case reversal:
+		return json.Marshal(reversalData{Amount: e.Amount, BalanceAfter: e.BalanceAfter, Reverses: e.Reverses,
+			ReversedVersion: e.ReversedVersion, ReversedType: e.ReversedType, Reason: e.Reason})
 	}
 	return []byte(`{}`), nil
 }
@@ -268,6 +288,17 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 		if l.HeldAt != nil {
 			e.HoldID, e.HeldAt = TransferHoldID(l.TransferID), l.HeldAt.UTC()
 		}
+	case reversal:
+		var r reversalData
+		if err := strictUnmarshal(data, &r); err != nil {
+			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
+		}
+		if _, err := ksuid.Parse(r.Reverses); err != nil || r.Amount <= 0 || r.Amount > MaxAmount || r.BalanceAfter < -MaxAmount ||
+			r.ReversedVersion < 1 || r.ReversedVersion >= version || (r.ReversedType != Credited && r.ReversedType != Debited) ||
+			!knownReason(typ, r.Reason) || (typ == ReversalRejected) != (r.Reason != "") {
+			return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
+		}
+		e.Amount, e.BalanceAfter, e.Reverses, e.ReversedVersion, e.ReversedType, e.Reason = r.Amount, r.BalanceAfter, r.Reverses, r.ReversedVersion, r.ReversedType, r.Reason
 	}
 	return e, nil
 }
@@ -286,6 +317,8 @@ func knownReason(typ EventType, r Reason) bool {
 		return r == ReasonInsufficientFunds || r == ReasonFrozen || r == ReasonClosed
 	case TransferInRejected:
 		return r == ReasonClosed || r == ReasonBalanceOverflow
+	case ReversalRejected:
+		return r == ReasonInsufficientFunds || r == ReasonFrozen || r == ReasonClosed
 	}
 	return r == ""
 }

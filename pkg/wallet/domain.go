@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -215,6 +216,15 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 		if err := c.checkHold(); err != nil {
 			return Command{}, refusalOf(err, State{})
 		}
+	case Reverse:
+		var d ReverseData
+		if err := strictUnmarshal(data, &d); err != nil {
+			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: `command data must be {"tx_id"}: ` + err.Error()}
+		}
+		if _, err := ksuid.Parse(d.TxID); err != nil {
+			return Command{}, &bus.Error{Code: bus.CodeInvalidTransactionID, Detail: fmt.Sprintf("transaction id %q is not a KSUID", d.TxID)}
+		}
+		c.Reverses = d.TxID
 	case TransferIn, TransferOut:
 		var d LegData
 		if err := strictUnmarshal(data, &d); err != nil {
@@ -242,6 +252,12 @@ type HoldData struct {
 	Amount     int64  `json:"amount,omitempty"`
 	ExpiresIn  int64  `json:"expires_in,omitempty"`
 	TransferID string `json:"transfer_id,omitempty"`
+}
+
+// ReverseData is the data of reverse on the bus: the transaction (event
+// id) to take back.
+type ReverseData struct {
+	TxID string `json:"tx_id"`
 }
 
 // LegData is the data of transfer_in (with the amount) and transfer_out
@@ -284,6 +300,8 @@ func (Domain) Fingerprint(c Command) string {
 	case TransferIn, TransferOut:
 		b, _ := json.Marshal(LegData{TransferID: c.TransferID, Counterpart: c.Counterpart, Amount: c.Amount})
 		return string(c.Action) + ":" + string(b)
+	case Reverse:
+		return string(c.Action) + ":" + c.Reverses
 	}
 	return string(c.Action)
 }
@@ -337,6 +355,14 @@ func refusalOf(err error, s State) *bus.Error {
 		return &bus.Error{Code: bus.CodeHoldOwned, Detail: err.Error()}
 	case errors.Is(err, ErrInvalidTransferID):
 		code = bus.CodeInvalidTransferID
+	case errors.Is(err, ErrInvalidTransactionID):
+		code = bus.CodeInvalidTransactionID
+	case errors.Is(err, ErrTransactionNotFound):
+		return &bus.Error{Code: bus.CodeTransactionNotFound, Detail: err.Error()}
+	case errors.Is(err, ErrNotReversible):
+		return &bus.Error{Code: bus.CodeNotReversible, Detail: err.Error() + "; a transfer is reversed with POST /transfers/{id}/reverse", Fields: walletFields(s)}
+	case errors.Is(err, ErrAlreadyReversed):
+		return &bus.Error{Code: bus.CodeAlreadyReversed, Detail: err.Error(), Fields: walletFields(s)}
 	}
 	return &bus.Error{Code: code, Detail: err.Error()}
 }
@@ -384,11 +410,12 @@ type stateData struct {
 	OverdraftLimit int64             `json:"overdraft_limit,omitempty"`
 	Created        int64             `json:"created,omitempty"` // Unix nanoseconds
 	Holds          map[string]Hold   `json:"holds,omitempty"`
+	Reversed       []int64           `json:"reversed,omitempty"` // in order
 }
 
 // EncodeState stores s, but its version.
 func (Domain) EncodeState(s State) []byte {
-	if s.life == nil && s.holds == nil {
+	if s.life == nil && s.holds == nil && s.reversed == nil {
 		// The state of nearly every event: written without reflection.
 		b := strconv.AppendInt([]byte(`{"balance":`), s.Balance, 10)
 		if s.Created != 0 {
@@ -398,6 +425,10 @@ func (Domain) EncodeState(s State) []byte {
 	}
 	l := s.Life()
 	d := stateData{Balance: s.Balance, Opened: l.Opened, Owner: l.Owner, Metadata: l.Metadata, OverdraftLimit: l.OverdraftLimit, Created: s.Created, Holds: s.holds}
+	for v := range s.reversed {
+		d.Reversed = append(d.Reversed, v)
+	}
+	slices.Sort(d.Reversed)
 	if l.Status != StatusOpen {
 		d.Status = l.Status
 	}
@@ -429,6 +460,15 @@ func (Domain) DecodeState(version int64, data []byte) (State, error) {
 		d.Holds = nil
 	}
 	s := State{Balance: d.Balance, Version: version, Created: d.Created, holds: d.Holds}
+	for i, v := range d.Reversed {
+		if v < 1 || v >= version || (i > 0 && v <= d.Reversed[i-1]) {
+			return State{}, fmt.Errorf("%q at v%d: reversed %d: %w", data, version, v, ErrBadState)
+		}
+		if s.reversed == nil {
+			s.reversed = map[int64]struct{}{}
+		}
+		s.reversed[v] = struct{}{}
+	}
 	return s.WithLife(Lifecycle{Status: d.Status, Opened: d.Opened, Owner: d.Owner, Metadata: d.Metadata, OverdraftLimit: d.OverdraftLimit}), nil
 }
 
@@ -490,9 +530,9 @@ func (Domain) Lists() []string { return lists }
 // statement.
 func (Domain) ListEntry(_ string, e Event, eventID string, at time.Time) (int, []byte, bool) {
 	switch e.Type {
-	case Credited, Debited, HoldCaptured, TransferredIn, TransferredOut:
+	case Credited, Debited, HoldCaptured, TransferredIn, TransferredOut, Reversal:
 		return listApplied, NewTransaction(eventID, e, at).appendJSON(make([]byte, 0, 128)), true
-	case DebitRejected, CreditRejected, HoldRejected, TransferInRejected:
+	case DebitRejected, CreditRejected, HoldRejected, TransferInRejected, ReversalRejected:
 		return listRejected, NewTransaction(eventID, e, at).appendJSON(make([]byte, 0, 128)), true
 	}
 	return 0, nil, false
@@ -528,15 +568,32 @@ func (Domain) Alarm(s State) (time.Time, Command, bool) {
 	return time.Unix(0, at).UTC(), Command{Action: ExpireHolds}, true
 }
 
+// Refers names the transaction a reversal takes back.
+func (Domain) Refers(c Command) string {
+	if c.Action == Reverse {
+		return c.Reverses
+	}
+	return ""
+}
+
+// Attach gives a reversal the transaction it takes back, as the log holds
+// it (nil: the wallet has none with that id).
+func (Domain) Attach(c Command, e Event, found bool) Command {
+	if found {
+		c.Original = &e
+	}
+	return c
+}
+
 // Answer is, for a credit or a debit, the wallet's balance with the
 // transaction the command recorded; for the lifecycle, the wallet; for a
 // refusal, its code with the balance and version it was decided against.
 func (Domain) Answer(id string, e Event, s State, eventID string, at time.Time) engine.Answer {
 	switch e.Type {
-	case Credited, Debited, TransferredIn, TransferredOut:
+	case Credited, Debited, TransferredIn, TransferredOut, Reversal:
 		r := Result{WalletID: id, Balance: s.Balance, Version: s.Version, Timestamp: at, Transaction: NewTransaction(eventID, e, at)}
 		return engine.Answer{Result: r.appendJSON(make([]byte, 0, 256))}
-	case DebitRejected, CreditRejected, CommandRejected, HoldRejected, TransferInRejected:
+	case DebitRejected, CreditRejected, CommandRejected, HoldRejected, TransferInRejected, ReversalRejected:
 		return engine.Answer{Refusal: rejection(e, s)}
 	case Held, HoldCaptured, HoldVoided, HoldExpired:
 		v, _ := NewHoldView(id, e, at)
@@ -558,8 +615,11 @@ func rejection(e Event, s State) *bus.Error {
 			what, have = "available balance", s.Available()
 		}
 		kind := "debit"
-		if e.Type == HoldRejected {
+		switch e.Type {
+		case HoldRejected:
 			kind = "hold"
+		case ReversalRejected:
+			kind = "reversal of a credit"
 		}
 		r.Detail = fmt.Sprintf("the %s of %d does not cover a %s of %d", what, have, kind, e.Amount)
 		if limit := s.overdraftLimit(); limit > 0 {
@@ -600,12 +660,15 @@ func (Domain) Check(before State, e Event, after State) error {
 	if err := checkLegEvent(before, e); err != nil {
 		return err
 	}
+	if err := checkReversal(before, e, after); err != nil {
+		return err
+	}
 	switch {
 	case e.Type == Opened && before.Exists():
 		return fmt.Errorf("opens a wallet that exists")
 	case st == StatusClosed && !e.Rejection():
 		return fmt.Errorf("%s on a closed wallet", e.Type)
-	case e.Applied() || e.Type == DebitRejected || e.Type == CreditRejected || e.Type == HoldRejected || e.Type == TransferInRejected:
+	case e.Applied() || e.Type == DebitRejected || e.Type == CreditRejected || e.Type == HoldRejected || e.Type == TransferInRejected || e.Type == ReversalRejected:
 		if e.BalanceAfter != after.Balance {
 			return fmt.Errorf("says balance %d, its events sum to %d", e.BalanceAfter, after.Balance)
 		}
@@ -618,7 +681,7 @@ func (Domain) Check(before State, e Event, after State) error {
 		if after.Available() < -before.overdraftLimit() {
 			return fmt.Errorf("debits to %d available, below the overdraft limit of %d", after.Available(), before.overdraftLimit())
 		}
-	case DebitRejected, CreditRejected, CommandRejected, HoldRejected, TransferInRejected:
+	case DebitRejected, CreditRejected, CommandRejected, HoldRejected, TransferInRejected, ReversalRejected:
 		ok := false
 		switch e.Reason {
 		case ReasonInsufficientFunds:

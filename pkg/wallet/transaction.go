@@ -19,6 +19,7 @@ type Transaction struct {
 	HoldID       string    `json:"hold_id,omitempty"` // a capture's, or a refused hold's
 	TransferID   string    `json:"transfer_id,omitempty"`
 	Counterpart  string    `json:"counterpart,omitempty"` // the other wallet of a transfer
+	Reverses     string    `json:"reverses,omitempty"`    // the transaction a reversal takes back
 }
 
 // NewTransaction shows e, recorded with id at t, as a statement line.
@@ -27,11 +28,13 @@ func NewTransaction(id string, e Event, t time.Time) Transaction {
 	switch e.Type {
 	case Debited, DebitRejected, HoldRejected, TransferredOut:
 		amount = -amount
+	case Reversal, ReversalRejected:
+		amount = e.sign() * amount
 	case HoldCaptured:
 		amount = -e.Captured
 	}
 	return Transaction{ID: id, Type: e.Type, Amount: amount, BalanceAfter: e.BalanceAfter, Version: e.Version, Timestamp: t.UTC(), HoldID: e.HoldID,
-		TransferID: e.TransferID, Counterpart: e.Counterpart}
+		TransferID: e.TransferID, Counterpart: e.Counterpart, Reverses: e.Reverses}
 }
 
 // appendJSON appends exactly what encoding/json makes of t (a test holds
@@ -40,7 +43,7 @@ func NewTransaction(id string, e Event, t time.Time) Transaction {
 // path. An id that would need escaping, or a time encoding/json writes
 // otherwise, goes to encoding/json.
 func (t Transaction) appendJSON(b []byte) []byte {
-	if t.HoldID != "" || t.TransferID != "" || !plainASCII(t.ID) || !plainASCII(string(t.Type)) || !jsonTime(t.Timestamp) {
+	if t.HoldID != "" || t.TransferID != "" || t.Reverses != "" || !plainASCII(t.ID) || !plainASCII(string(t.Type)) || !jsonTime(t.Timestamp) {
 		out, _ := json.Marshal(t)
 		return append(b, out...)
 	}

@@ -71,6 +71,9 @@ const (
 	// the capture of the transfer's hold on the wallet it leaves.
 	TransferIn  Action = "transfer_in"
 	TransferOut Action = "transfer_out"
+	// Reverse takes back a credit or a debit, named by its event id
+	// (reversal.go).
+	Reverse Action = "reverse"
 	// ExpireHolds ends the holds that are due: the writer's own command,
 	// at the time the wallet asks for it (Domain.Alarm), never sent on
 	// the bus.
@@ -79,7 +82,7 @@ const (
 
 // Actions lists every action a command on the bus may name, in the order
 // the API documents them.
-var Actions = []Action{Open, Credit, Debit, Update, Freeze, Unfreeze, Close, PlaceHold, CaptureHold, VoidHold, TransferIn, TransferOut}
+var Actions = []Action{Open, Credit, Debit, Update, Freeze, Unfreeze, Close, PlaceHold, CaptureHold, VoidHold, TransferIn, TransferOut, Reverse}
 
 // ParseAction returns the Action named s, or ErrUnknownAction.
 func ParseAction(s string) (Action, error) {
@@ -126,7 +129,12 @@ type Command struct {
 	ExpiresIn   time.Duration
 	TransferID  string
 	Counterpart string
-	At          time.Time
+	// Reverses is the transaction (event id) a reversal takes back, and
+	// Original that event as the log holds it, nil if the wallet has none
+	// with that id (the engine reads it: Domain.Attach).
+	Reverses string
+	Original *Event
+	At       time.Time
 }
 
 // State is a wallet after Version events. The zero State is a wallet nobody
@@ -142,6 +150,8 @@ type State struct {
 	Created int64 // when the first event happened, in Unix nanoseconds
 	life    *Lifecycle
 	holds   map[string]Hold // the active holds by id
+	// The versions of the credits and debits reversed, each at most once.
+	reversed map[int64]struct{}
 }
 
 // Lifecycle is what a wallet has beyond its money.
@@ -220,6 +230,9 @@ const (
 	TransferredIn      EventType = "transfer_in"
 	TransferredOut     EventType = "transfer_out"
 	TransferInRejected EventType = "transfer_in_rejected"
+	// A credit or a debit taken back, or the refusal to (reversal.go).
+	Reversal         EventType = "reversal"
+	ReversalRejected EventType = "reversal_rejected"
 )
 
 // Reason says why a command was refused.
@@ -268,17 +281,23 @@ type Event struct {
 
 	TransferID  string
 	Counterpart string
+
+	// A reversal's: the transaction it takes back, its version and type.
+	Reverses        string
+	ReversedVersion int64
+	ReversedType    EventType
 }
 
 // Applied reports whether the event moved money (a rejection does not).
 func (e Event) Applied() bool {
-	return e.Type == Credited || e.Type == Debited || e.Type == HoldCaptured || e.Type == TransferredIn || e.Type == TransferredOut
+	return e.Type == Credited || e.Type == Debited || e.Type == HoldCaptured || e.Type == TransferredIn || e.Type == TransferredOut ||
+		e.Type == Reversal
 }
 
 // Rejection reports whether the event records a refused command.
 func (e Event) Rejection() bool {
 	return e.Type == DebitRejected || e.Type == CreditRejected || e.Type == CommandRejected || e.Type == HoldRejected ||
-		e.Type == TransferInRejected
+		e.Type == TransferInRejected || e.Type == ReversalRejected
 }
 
 // Decide returns the event that records the outcome of c against s. A
@@ -322,6 +341,8 @@ func Decide(s State, c Command) (Event, error) {
 		if err := c.checkLeg(); err != nil {
 			return Event{}, err
 		}
+	case Reverse:
+		return decideReverse(s, c, next)
 	case Freeze, Unfreeze, Close:
 	default:
 		return Event{}, fmt.Errorf("%q: %w", c.Action, ErrUnknownAction)
@@ -484,6 +505,8 @@ func Evolve(s State, e Event) State {
 	case TransferredOut:
 		s.Balance -= e.Amount
 		s = s.withHolds(func(m map[string]Hold) { delete(m, TransferHoldID(e.TransferID)) })
+	case Reversal:
+		s = evolveReversal(s, e)
 	case Opened, Updated, Frozen, Unfrozen, Closed:
 		l := s.Life()
 		switch e.Type {

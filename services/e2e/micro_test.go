@@ -42,7 +42,7 @@ func TestMicroServiceDescribesTheWriter(t *testing.T) {
 	}
 	ep := info.Endpoints[0]
 	if ep.Name != "commands" || ep.Subject != bus.CommandSubjects || ep.QueueGroup != bus.WriterService ||
-		ep.Metadata["actions"] != "wallet.open,wallet.credit,wallet.debit,wallet.update,wallet.freeze,wallet.unfreeze,wallet.close,wallet.hold,wallet.capture,wallet.void,wallet.transfer_in,wallet.transfer_out,transfer.request,transfer.record" {
+		ep.Metadata["actions"] != "wallet.open,wallet.credit,wallet.debit,wallet.update,wallet.freeze,wallet.unfreeze,wallet.close,wallet.hold,wallet.capture,wallet.void,wallet.transfer_in,wallet.transfer_out,wallet.reverse,transfer.request,transfer.record,transfer.reverse" {
 		t.Fatalf("the commands endpoint: %+v", ep)
 	}
 

@@ -93,9 +93,10 @@ func TestPythonTools(t *testing.T) {
 
 	t.Run("loadtest with transfers", func(t *testing.T) {
 		out, code := runPython(t, "loadtest", "--url", s.base, "--wallets", "6", "--workers", "6", "--count", "300", "--seed", "4",
-			"--transfer-ratio", "0.5", "--debit-ratio", "0.2", "--max-amount", "300")
+			"--transfer-ratio", "0.5", "--debit-ratio", "0.2", "--max-amount", "300", "--reversal-ratio", "0.3")
 		if code != 0 || !strings.Contains(out, "conservation OK: 6 wallets") || !strings.Contains(out, "and the total") ||
-			!regexp.MustCompile(`transfers +[1-9][0-9]* completed, [1-9][0-9]* failed`).MatchString(out) {
+			!regexp.MustCompile(`transfers +[1-9][0-9]* completed, [1-9][0-9]* failed`).MatchString(out) ||
+			!regexp.MustCompile(`reversals +[1-9][0-9]* credits and debits taken back`).MatchString(out) {
 			t.Fatalf("loadtest exit %d:\n%s", code, out)
 		}
 	})

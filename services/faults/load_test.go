@@ -47,7 +47,7 @@ func request(base, method, path, body string, hdr map[string]string) (int, http.
 type op struct {
 	key      string
 	wallet   string
-	delta    int64 // +amount for a credit, -amount for a debit, -captured for a capture
+	delta    int64 // +amount for a credit, -amount for a debit, -captured for a capture, minus the original's for a reversal
 	applied  bool  // 200 or 201; false means refused (409) or not found (404)
 	recorded bool  // an event records the outcome: everything but 404 wallet_not_found
 	held     bool  // a hold placed: it ends by a capture, a void, or its expiry
@@ -123,7 +123,27 @@ func (l *load) worker(seed uint64) {
 				o.held = true
 			}
 		}
-		if !l.record(o, err) || !o.held {
+		if !l.record(o, err) {
+			return
+		}
+		if o.applied && (action == "credit" || action == "debit") && rng.IntN(8) == 0 {
+			// Now and then the credit or debit is taken back, once.
+			var r struct{ Transaction struct{ ID string } }
+			if json.Unmarshal(answer, &r) != nil || r.Transaction.ID == "" {
+				l.record(o, fmt.Sprintf("%s on %s answered %s", action, o.wallet, answer))
+				return
+			}
+			rev := op{key: ksuid.New().String(), wallet: o.wallet}
+			_, err := l.resolve(&rev, "POST", "transactions/"+r.Transaction.ID+"/reverse", "")
+			if err == "" && rev.applied {
+				rev.delta = -o.delta
+			}
+			if !l.record(rev, err) {
+				return
+			}
+			continue
+		}
+		if !o.held {
 			continue
 		}
 		// A hold: captured in part, voided, or left to expire. Its end may
