@@ -719,7 +719,7 @@ func (b *bench) check(before counts, w wrkOut, conns int) string {
 	cmd.Env = b.env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		problems = append(problems, "verify: "+strings.TrimSpace(lastLine(string(out))))
+		problems = append(problems, "verify: "+summaries(string(out)))
 	}
 	if w.Other > 0 || w.Errors > 0 {
 		problems = append(problems, fmt.Sprintf("%d other statuses, %d socket errors", w.Other, w.Errors))
@@ -728,7 +728,22 @@ func (b *bench) check(before counts, w wrkOut, conns int) string {
 		return "FAILED: " + strings.Join(problems, "; ")
 	}
 	return fmt.Sprintf("OK: %d acknowledged writes (+%d refusals) all in the log, %d more were in flight at the cut-off; verify: %s",
-		w.OK, w.Refused, (applied-w.OK)+(rejected-w.Refused), strings.TrimSpace(lastLine(string(out))))
+		w.OK, w.Refused, (applied-w.OK)+(rejected-w.Refused), summaries(string(out)))
+}
+
+// summaries are verify's summary lines (each ends in its count of
+// problems): one per partition, and the transfers'.
+func summaries(out string) string {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.HasSuffix(l, " problems") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) == 0 {
+		return lastLine(out)
+	}
+	return strings.Join(lines, "; ")
 }
 
 func lastLine(s string) string {
