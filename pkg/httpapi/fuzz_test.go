@@ -14,6 +14,7 @@ import (
 
 	"coffer/pkg/bus"
 	"coffer/pkg/readmodel"
+	"coffer/pkg/transfer"
 	"coffer/pkg/wallet"
 )
 
@@ -107,6 +108,49 @@ func FuzzCommandBody(f *testing.F) {
 		}
 		if key != "" && (len(key) > 255 || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e })) {
 			t.Fatalf("sent a command with the invalid Idempotency-Key %q", key)
+		}
+	})
+}
+
+// FuzzTransferBody sends arbitrary bodies to POST /transfers: the API never
+// answers 500 or panics, refuses with problem+json, and passes a request on
+// only when the transfer domain, in the writer, would take its data: two
+// different wallets and an amount from 1 to 10^15.
+func FuzzTransferBody(f *testing.F) {
+	const a, b = "2pJ1NbW1uTJ3XQw2fQ4G7mVj0aZ", "2pJ1NbW1uTJ3XQw2fQ4G7mVj0aY"
+	for _, seed := range []string{
+		`{"from": "` + a + `", "to": "` + b + `", "amount": 5}`, `{"from": "` + a + `", "to": "` + a + `", "amount": 5}`,
+		`{"from": "` + a + `", "to": "` + b + `", "amount": 5, "reference": "r"}`, `{"from": "` + a + `", "to": "` + b + `", "amount": 2.5}`,
+		`{"from": "` + a + `", "to": "` + b + `", "amount": 5, "reversal_of": "` + a + `"}`, `{"from": 5, "to": null}`,
+		`{"from": "` + a + `", "to": "` + b + `", "amount": 5, "reference": 7}`, `{}`, ``, `[]`,
+		`{"from": "` + a + `", "from": "` + b + `", "to": "` + b + `", "amount": 5}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	rec := &sent{}
+	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now, nil, Limits{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec.calls, rec.actions = rec.calls[:0], rec.actions[:0]
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", "/transfers", bytes.NewReader(body)))
+		if w.Code >= 500 {
+			t.Fatalf("status %d for %q: %s", w.Code, body, w.Body)
+		}
+		if len(rec.calls) == 0 {
+			if w.Code < 400 || w.Header().Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("nothing sent but status %d %q for %q", w.Code, w.Header().Get("Content-Type"), body)
+			}
+			return
+		}
+		if len(rec.calls) != 1 || rec.actions[0] != "transfer.request" {
+			t.Fatalf("sent %v for %q", rec.actions, body)
+		}
+		cmd, perr := transfer.Domain{}.DecodeCommand("request", rec.calls[0].Data)
+		if perr != nil {
+			t.Fatalf("sent data %s the transfer domain refuses: %v", rec.calls[0].Data, perr)
+		}
+		if cmd.From == cmd.To || cmd.Amount < 1 || cmd.Amount > transfer.MaxAmount || cmd.ReversalOf != "" {
+			t.Fatalf("sent %+v for %q", cmd, body)
 		}
 	})
 }
