@@ -75,6 +75,7 @@ type bench struct {
 	ports                                 map[string]int
 	dur                                   time.Duration
 	profiles                              string // BENCH_PROFILES: where CPU profiles of the write scenarios go
+	transfersToo                          bool   // -transfers: end with the transfer scenario
 	profiled                              int    // profiles taken so far, to number their files
 	results                               []*result
 	scripts                               string // dir with the wrk scripts
@@ -88,6 +89,7 @@ func run() error {
 	target := flag.String("url", "", "with -rate: the credit URL, e.g. http://127.0.0.1:8080/wallet/$W/credit")
 	conns := flag.Int("c", 64, "with -rate: connections of the open-loop generator")
 	perSecond := flag.Bool("v", false, "with -rate: also print p50, p99 and max of each second")
+	transfers := flag.Bool("transfers", true, "end with the transfer scenario (a stack of two partitions)")
 	walletsFile := flag.String("wallets", "", "with -rate: credit the wallets listed in this file (one id a line) in turn instead of -url's; -url gives the server")
 	flag.Parse()
 	if *rate > 0 {
@@ -103,7 +105,7 @@ func run() error {
 			return fmt.Errorf("%s is not installed: run ./build.sh bench, which installs it", bin)
 		}
 	}
-	b := &bench{root: root, dur: *dur, profiles: os.Getenv("BENCH_PROFILES")}
+	b := &bench{root: root, dur: *dur, profiles: os.Getenv("BENCH_PROFILES"), transfersToo: *transfers}
 	if b.ports, err = testwait.PickPorts("http", "nats", "redis", "writer", "history", "server"); err != nil {
 		return err
 	}
@@ -290,6 +292,9 @@ func (b *bench) scenarios() error {
 	// Memory with 100,000 wallets loaded.
 	if err := b.rss100k(); err != nil {
 		return err
+	}
+	if !b.transfersToo {
+		return nil
 	}
 	return b.transfers()
 }
