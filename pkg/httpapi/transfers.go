@@ -46,38 +46,53 @@ func (s *server) createTransfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := transferIDFor(req.From, key)
-	// Watch before asking, so that no step is missed.
+	data, _ := json.Marshal(req)
+	events, stop := s.watchTransfer(id)
+	defer stop()
+	v, replayed, ok := s.transferCommand(w, r, id, transfer.Request, key, data)
+	if !ok {
+		return
+	}
+	w.Header().Set("Location", "/transfers/"+id)
+	if v, ok = s.awaitTransfer(r, id, v, replayed, events); ok {
+		answerTransfer(w, r, v)
+	}
+}
+
+// watchTransfer signals each new event of transfer id until stop; with no
+// signals (NATS would not subscribe) the wait polls the read model alone.
+// Watch before asking, so that no step is missed.
+func (s *server) watchTransfer(id string) (<-chan struct{}, func()) {
 	events, stop, err := s.cmds.Watch(transfer.Name, id)
 	if err != nil {
 		s.log.Warn("cannot watch a transfer; polling instead", "transfer_id", id, "err", err)
-		events, stop = nil, func() {}
+		return nil, func() {}
 	}
-	defer stop()
-	data, _ := json.Marshal(req)
+	return events, stop
+}
+
+// transferCommand sends action with data to transfer id under key and
+// returns the transfer it answered with, and whether that was a replay;
+// ok is false once it has answered with a problem.
+func (s *server) transferCommand(w http.ResponseWriter, r *http.Request, id string, action transfer.Action, key string, data []byte) (v transfer.View, replayed, ok bool) {
 	cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data, RequestID: requestID(r.Context())}
-	reply, replayed, err := s.cmds.Send(r.Context(), transfer.Name, id, string(transfer.Request), cmd)
+	reply, replayed, err := s.cmds.Send(r.Context(), transfer.Name, id, string(action), cmd)
 	if err != nil {
 		s.sendFailed(w, r, err)
-		return
+		return v, false, false
 	}
 	if replayed {
 		w.Header().Set(ReplayedHeader, "true")
 	}
 	if reply.Error != nil {
 		writeProblem(w, r, reply.Error)
-		return
+		return v, replayed, false
 	}
-	w.Header().Set("Location", "/transfers/"+id)
-	var v transfer.View
 	if err := json.Unmarshal(reply.Result, &v); err != nil {
-		s.readFailed(w, r, fmt.Errorf("answer to transfer %s %q: %w", id, reply.Result, err))
-		return
+		s.readFailed(w, r, fmt.Errorf("answer to %s of transfer %s %q: %w", action, id, reply.Result, err))
+		return v, replayed, false
 	}
-	v, ok := s.awaitTransfer(r, id, v, replayed, events)
-	if !ok {
-		return
-	}
-	answerTransfer(w, r, v)
+	return v, replayed, true
 }
 
 // awaitTransfer waits until transfer id, at v, ends or TransferWait passes,
@@ -260,33 +275,19 @@ func (s *server) reverseTransfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rid := transferIDFor("reversal of "+id, key)
-	events, stop, err := s.cmds.Watch(transfer.Name, rid)
-	if err != nil {
-		s.log.Warn("cannot watch a reversal; polling instead", "transfer_id", rid, "err", err)
-		events, stop = nil, func() {}
-	}
+	events, stop := s.watchTransfer(rid)
 	defer stop()
 	data, _ := json.Marshal(transfer.ReverseData{ReversalID: rid})
-	cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data, RequestID: requestID(r.Context())}
-	reply, replayed, err := s.cmds.Send(r.Context(), transfer.Name, id, string(transfer.Reverse), cmd)
-	if err != nil {
-		s.sendFailed(w, r, err)
+	orig, _, ok := s.transferCommand(w, r, id, transfer.Reverse, key, data)
+	if !ok {
 		return
 	}
-	if replayed {
-		w.Header().Set(ReplayedHeader, "true")
-	}
-	if reply.Error != nil {
-		writeProblem(w, r, reply.Error)
-		return
-	}
-	var orig transfer.View
-	if err := json.Unmarshal(reply.Result, &orig); err != nil {
-		s.readFailed(w, r, fmt.Errorf("answer to the reversal of %s %q: %w", id, reply.Result, err))
-		return
-	}
-	if orig.Reversal != nil {
-		rid = orig.Reversal.TransferID // a replay's: the reversal it asked for
+	if orig.Reversal != nil && orig.Reversal.TransferID != rid {
+		// A replay's, under the same key: that reversal, watched afresh.
+		rid = orig.Reversal.TransferID
+		stop()
+		events, stop = s.watchTransfer(rid)
+		defer stop()
 	}
 	w.Header().Set("Location", "/transfers/"+rid)
 	// Until the process manager has requested it, the reversal is what it
