@@ -104,8 +104,9 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		Handler:           NewServer(log, reads, bus.NewClient(nc, set.WriteTimeout, reg), time.Now, reg, set.Limits),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      set.WriteTimeout + 10*time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// A transfer waits for its command, then for its end.
+		WriteTimeout: set.WriteTimeout + set.Limits.TransferWait + 10*time.Second,
+		IdleTimeout:  2 * time.Minute,
 	}
 	if set.AdminAddr != "" {
 		// Probes, metrics and the profiler, away from the public API.
