@@ -19,6 +19,7 @@ import (
 // transferOp is one transfer a client asked for, and what it learned.
 type transferOp struct {
 	key, id  string
+	keyOn    string // the transfer whose log holds key: its own, or for a reversal the original's
 	from, to string
 	amount   int64
 	status   string // completed, failed, or pending (202: resolved later)
@@ -109,30 +110,51 @@ func (l *transferLoad) worker(seed uint64) {
 			to = l.wallets[rng.IntN(len(l.wallets))]
 		}
 		tr := transferOp{key: ksuid.New().String(), from: from, to: to, amount: int64(1 + rng.IntN(300))}
-		body, err := l.resolve(l.c.base(), "POST", "/transfers", fmt.Sprintf(`{"from": %q, "to": %q, "amount": %d}`, from, to, tr.amount), tr.key)
-		if err != "" {
-			l.fail(err)
+		if !l.transfer(&tr, "/transfers", fmt.Sprintf(`{"from": %q, "to": %q, "amount": %d}`, from, to, tr.amount)) {
 			return
 		}
-		// A transfer, or a failure's problem with the transfer in it.
-		var problem struct{ Transfer json.RawMessage }
-		if json.Unmarshal(body, &problem) == nil && problem.Transfer != nil {
-			body = problem.Transfer
+		if tr.status != "completed" || rng.IntN(8) != 0 {
+			continue
 		}
-		var v struct {
-			TransferID string `json:"transfer_id"`
-			Status     string `json:"status"`
-			Code       string `json:"code"`
-		}
-		if json.Unmarshal(body, &v) != nil || v.TransferID == "" {
-			l.fail("transfer answered " + string(body))
+		// Now and then a completed transfer is reversed: a transfer of its
+		// own the other way, asked for once.
+		rev := transferOp{key: ksuid.New().String(), keyOn: tr.id, from: tr.to, to: tr.from, amount: tr.amount}
+		if !l.transfer(&rev, "/transfers/"+tr.id+"/reverse", "") {
 			return
 		}
-		tr.id, tr.status, tr.code = v.TransferID, v.Status, v.Code
-		l.mu.Lock()
-		l.transfers = append(l.transfers, tr)
-		l.mu.Unlock()
 	}
+}
+
+// transfer posts body to path under op's key until the answer is definite,
+// and records the transfer it answered with (a failure's, from its
+// problem); it reports whether the worker goes on.
+func (l *transferLoad) transfer(tr *transferOp, path, body string) bool {
+	answer, err := l.resolve(l.c.base(), "POST", path, body, tr.key)
+	if err != "" {
+		l.fail(err)
+		return false
+	}
+	var problem struct{ Transfer json.RawMessage }
+	if json.Unmarshal(answer, &problem) == nil && problem.Transfer != nil {
+		answer = problem.Transfer
+	}
+	var v struct {
+		TransferID string `json:"transfer_id"`
+		Status     string `json:"status"`
+		Code       string `json:"code"`
+	}
+	if json.Unmarshal(answer, &v) != nil || v.TransferID == "" {
+		l.fail(path + " answered " + string(answer))
+		return false
+	}
+	tr.id, tr.status, tr.code = v.TransferID, v.Status, v.Code
+	if tr.keyOn == "" {
+		tr.keyOn = tr.id // a transfer's own key is in its own log
+	}
+	l.mu.Lock()
+	l.transfers = append(l.transfers, *tr)
+	l.mu.Unlock()
+	return true
 }
 
 // resolve sends a request until its answer is definite (2xx, or a
@@ -175,7 +197,7 @@ func (l *transferLoad) finish(t *testing.T) {
 }
 
 // TestTransfersUnderFaults moves money among a few hundred wallets with
-// concurrent transfers, credits and debits, across 4 partitions served by
+// concurrent transfers (some of them reversed), credits and debits, across 4 partitions served by
 // 2 writer processes (each with its share of the transfers' process
 // manager), while kill -9 hits each writer (and so a process manager) and
 // nats-server, and SIGSTOP freezes a writer, at random moments. Then every
@@ -321,8 +343,8 @@ func TestTransfersUnderFaults(t *testing.T) {
 		}
 	}
 	for _, tr := range l.transfers {
-		if keys[tr.id+" k:"+tr.key] != 1 {
-			t.Fatalf("transfer %s (key %s) is requested in the logs %d times", tr.id, tr.key, keys[tr.id+" k:"+tr.key])
+		if keys[tr.keyOn+" k:"+tr.key] != 1 {
+			t.Fatalf("transfer %s (key %s) is requested in the logs %d times", tr.id, tr.key, keys[tr.keyOn+" k:"+tr.key])
 		}
 	}
 	out, err := c.verify()
@@ -346,6 +368,12 @@ func TestTransfersUnderFaults(t *testing.T) {
 	}
 	t.Logf("%d faults %v; the first definite answer after a fault came %s after it at worst; %d retries of 503/504/errors",
 		*cycles, faults, worst.Round(time.Millisecond), l.transient.Load())
-	t.Logf("%d transfers (%d completed, %d failed; answered %v) and %d credits and debits over %d wallets in %d partitions; every transfer ended within %s of the end of the load; money conserved at %d; %d events, each once in the history",
-		len(l.transfers), tally["completed"], tally["failed"], answered, len(l.external), len(l.wallets), n, ended.Round(time.Millisecond), sum, events)
+	reversals := 0
+	for _, tr := range l.transfers {
+		if tr.keyOn != tr.id {
+			reversals++
+		}
+	}
+	t.Logf("%d transfers, %d of them reversals (%d completed, %d failed; answered %v) and %d credits and debits over %d wallets in %d partitions; every transfer ended within %s of the end of the load; money conserved at %d; %d events, each once in the history",
+		len(l.transfers), reversals, tally["completed"], tally["failed"], answered, len(l.external), len(l.wallets), n, ended.Round(time.Millisecond), sum, events)
 }
