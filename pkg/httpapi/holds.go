@@ -2,14 +2,12 @@ package httpapi
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/segmentio/ksuid"
 
 	"coffer/pkg/bus"
 	"coffer/pkg/wallet"
@@ -113,16 +111,8 @@ func (s *server) holdData(body []byte, holdID string) ([]byte, *bus.Error) {
 }
 
 // holdIDFor is the id of the hold POST /wallet/{id}/holds places: new, or
-// under an Idempotency-Key the key's on this wallet, made the same way each
-// time.
-func holdIDFor(walletID, key string) string {
-	if key == "" {
-		return ksuid.New().String()
-	}
-	sum := sha256.Sum256([]byte("coffer hold id\x00" + walletID + "\x00" + key))
-	id, _ := ksuid.FromBytes(sum[:20])
-	return id.String()
-}
+// under an Idempotency-Key the key's on this wallet.
+func holdIDFor(walletID, key string) string { return idFor(key, "coffer hold id", walletID) }
 
 // endHold is POST /wallet/{id}/holds/{hold_id}/capture (optional
 // {"amount": M}) and /void (no body). The writer decides alone, from the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/segmentio/ksuid"
 
@@ -157,11 +158,16 @@ func objectFields(body []byte, help string) (map[string]json.RawMessage, *bus.Er
 	return out, nil
 }
 
-// walletIDForKey is the id of the wallet that POST /wallet opens under an
-// Idempotency-Key: derived from the key, so that a retry reaches the same
-// wallet and is answered with it, not a second one.
-func walletIDForKey(key string) string {
-	sum := sha256.Sum256([]byte("coffer wallet id\x00" + key))
+// idFor is the id of what a request creates (a wallet, a hold, a
+// transfer): a new KSUID, or under an Idempotency-Key one derived from the
+// key and scope — what the kind of id is, and what the key is scoped to —
+// the same each time, so that a retry reaches the same thing and is
+// answered with it, not a second one.
+func idFor(key string, scope ...string) string {
+	if key == "" {
+		return ksuid.New().String()
+	}
+	sum := sha256.Sum256([]byte(strings.Join(append(scope, key), "\x00")))
 	id, _ := ksuid.FromBytes(sum[:20]) // any 20 bytes are a KSUID
 	return id.String()
 }

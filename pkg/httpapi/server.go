@@ -485,10 +485,7 @@ func (s *server) openWallet(w http.ResponseWriter, r *http.Request) {
 // a retry under the same key must reach the same wallet, so the id is the
 // key's, made the same way each time.
 func (s *server) open(w http.ResponseWriter, r *http.Request, key string, data []byte) {
-	id := ksuid.New().String()
-	if key != "" {
-		id = walletIDForKey(key)
-	}
+	id := idFor(key, "coffer wallet id")
 	w.Header().Set("Location", "/wallet/"+id)
 	s.send(w, r, id, wallet.Open, key, data, http.StatusCreated)
 }

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -194,16 +193,9 @@ func transferRequest(body []byte) (transfer.RequestData, *bus.Error) {
 }
 
 // transferIDFor is the id of the transfer POST /transfers requests: new,
-// or under an Idempotency-Key the key's on the wallet the money leaves,
-// made the same way each time.
-func transferIDFor(from, key string) string {
-	if key == "" {
-		return ksuid.New().String()
-	}
-	sum := sha256.Sum256([]byte("coffer transfer id\x00" + from + "\x00" + key))
-	id, _ := ksuid.FromBytes(sum[:20])
-	return id.String()
-}
+// or under an Idempotency-Key the key's on the wallet the money leaves
+// (for a reversal, scope names the transfer it reverses).
+func transferIDFor(scope, key string) string { return idFor(key, "coffer transfer id", scope) }
 
 // reverseTransaction is POST /wallet/{id}/transactions/{tx_id}/reverse:
 // a credit or a debit taken back by a compensating entry, linked to it
