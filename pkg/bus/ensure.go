@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -47,4 +48,17 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 		return js.UpdateKeyValue(ctx, cfg)
 	}
 	return kv, err
+}
+
+// RetryWait is how long a consumer of a stream waits to try again after
+// waiting d the last time (0: it had not failed): 100 ms, doubling, and 5 s
+// once a wait has reached it.
+func RetryWait(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return 100 * time.Millisecond
+	case d >= 5*time.Second:
+		return 5 * time.Second
+	}
+	return 2 * d
 }

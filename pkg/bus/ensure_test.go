@@ -190,3 +190,17 @@ func TestEnsureConcurrentStarts(t *testing.T) {
 		srv.Stop()
 	}
 }
+
+func TestRetryWaitDoublesThenStaysAtFiveSeconds(t *testing.T) {
+	var got []time.Duration
+	for d := time.Duration(0); len(got) < 9; {
+		d = bus.RetryWait(d)
+		got = append(got, d)
+	}
+	want := []time.Duration{100, 200, 400, 800, 1600, 3200, 6400, 5000, 5000}
+	for i := range want {
+		if got[i] != want[i]*time.Millisecond {
+			t.Fatalf("waits %v", got)
+		}
+	}
+}

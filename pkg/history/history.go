@@ -168,7 +168,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 		if cons == nil {
 			c, err := r.ensure(ctx)
 			if err != nil {
-				wait = retryWait(wait)
+				wait = bus.RetryWait(wait)
 				r.l.Warn("cannot reach the events stream yet", "retry_in", wait.String(), "err", err)
 				continue
 			}
@@ -184,7 +184,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 				cons = nil
 				r.consuming.Store(false)
 			}
-			wait = retryWait(wait)
+			wait = bus.RetryWait(wait)
 			r.l.Warn("history batch failed", "retry_in", wait.String(), "err", err)
 			continue
 		}
@@ -199,16 +199,6 @@ func (r *Recorder) ConsumingProbe(context.Context) error {
 		return errors.New("no consumer on the events stream yet")
 	}
 	return nil
-}
-
-func retryWait(d time.Duration) time.Duration {
-	switch {
-	case d == 0:
-		return 100 * time.Millisecond
-	case d >= 5*time.Second:
-		return 5 * time.Second
-	}
-	return 2 * d
 }
 
 func (r *Recorder) ensure(ctx context.Context) (jetstream.Consumer, error) {

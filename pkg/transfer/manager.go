@@ -104,7 +104,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		}
 		m.consuming.Store(false)
-		wait = retryWait(wait)
+		wait = bus.RetryWait(wait)
 		m.log.Warn("transfer manager lost its consumer; starting over", "retry_in", wait.String(), "err", err)
 	}
 }
@@ -140,16 +140,6 @@ func (m *Manager) consume(ctx context.Context, slots chan struct{}, wg *sync.Wai
 			m.handle(context.WithoutCancel(ctx), msg)
 		})
 	}
-}
-
-func retryWait(d time.Duration) time.Duration {
-	switch {
-	case d == 0:
-		return 100 * time.Millisecond
-	case d >= 5*time.Second:
-		return 5 * time.Second
-	}
-	return 2 * d
 }
 
 func (m *Manager) ensure(ctx context.Context) (jetstream.Consumer, error) {
