@@ -6,6 +6,7 @@
 package bus
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -187,3 +188,19 @@ const (
 	CodeTransactionNotFound  Code = "transaction_not_found"
 	CodeNotReversible        Code = "transaction_not_reversible"
 )
+
+// DecodeStrict reads data, a command's or a stored event's, into v exactly:
+// one JSON value, no field v does not have, nothing after it. Domains read
+// what they are sent and what they wrote with it, so that anything else
+// is refused rather than half read.
+func DecodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}

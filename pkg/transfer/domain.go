@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,7 +69,7 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 	switch c.Action {
 	case Request:
 		var d RequestData
-		if err := strictUnmarshal(data, &d); err != nil {
+		if err := bus.DecodeStrict(data, &d); err != nil {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: `request data must be {"from", "to", "amount", "reference"}: ` + err.Error()}
 		}
 		c.From, c.To, c.Amount, c.Reference, c.ReversalOf = d.From, d.To, d.Amount, d.Reference, d.ReversalOf
@@ -82,13 +81,13 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 		}
 	case Record:
 		var d RecordData
-		if err := strictUnmarshal(data, &d); err != nil || !slices.Contains(Steps, d.Step) || d.Step == Requested {
+		if err := bus.DecodeStrict(data, &d); err != nil || !slices.Contains(Steps, d.Step) || d.Step == Requested {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: `record data must be {"step", "code"} with a step after requested`}
 		}
 		c.Step, c.Code, c.ReversalID = d.Step, d.Code, d.ReversalID
 	case Reverse:
 		var d ReverseData
-		if err := strictUnmarshal(data, &d); err != nil || CheckID(d.ReversalID) != nil {
+		if err := bus.DecodeStrict(data, &d); err != nil || CheckID(d.ReversalID) != nil {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: `reverse data must be {"reversal_id"}, a KSUID`}
 		}
 		c.ReversalID = d.ReversalID
@@ -189,7 +188,7 @@ func (Domain) DecodeEvent(typ string, schema int, version int64, at time.Time, d
 		return Event{}, fmt.Errorf("decode %q v%d at version %d: %w", typ, schema, version, ErrUnknownEvent)
 	}
 	var d eventData
-	if err := strictUnmarshal(data, &d); err != nil {
+	if err := bus.DecodeStrict(data, &d); err != nil {
 		return Event{}, fmt.Errorf("decode %q: %w", typ, err)
 	}
 	e := Event{Step: st, Version: version, At: at, From: d.From, To: d.To, Amount: d.Amount, Reference: d.Reference, ReversalOf: d.ReversalOf,
@@ -237,7 +236,7 @@ var ErrBadState = errors.New("not a transfer state")
 // DecodeState reads what EncodeState writes.
 func (Domain) DecodeState(version int64, data []byte) (State, error) {
 	var d stateData
-	if err := strictUnmarshal(data, &d); err != nil || int64(len(d.Steps)) != version || version == 0 {
+	if err := bus.DecodeStrict(data, &d); err != nil || int64(len(d.Steps)) != version || version == 0 {
 		return State{}, fmt.Errorf("%q at v%d: %w", data, version, ErrBadState)
 	}
 	s := State{Version: version, From: d.From, To: d.To, Amount: d.Amount, Reference: d.Reference, ReversalOf: d.ReversalOf, Steps: make([]StepAt, len(d.Steps))}
@@ -338,15 +337,3 @@ func (Domain) Answer(id string, _ Event, s State, _ string, _ time.Time) engine.
 
 // Check is the package's Check.
 func (Domain) Check(before State, e Event, _ State) error { return Check(before, e) }
-
-func strictUnmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data")
-	}
-	return nil
-}

@@ -1,7 +1,6 @@
 package wallet
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/ksuid"
+
+	"coffer/pkg/bus"
 )
 
 // SchemaVersion is the version of the event data layout that EncodeEvent
@@ -207,7 +208,7 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 	switch d.kind {
 	case money:
 		var m moneyData
-		if err := strictUnmarshal(data, &m); err != nil {
+		if err := bus.DecodeStrict(data, &m); err != nil {
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 		if m.Amount <= 0 || m.Amount > MaxAmount || m.BalanceAfter < -MaxAmount {
@@ -220,7 +221,7 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 		e.Amount, e.BalanceAfter, e.Reason = m.Amount, m.BalanceAfter, m.Reason
 	case profile:
 		var p profileData
-		if err := strictUnmarshal(data, &p); err != nil {
+		if err := bus.DecodeStrict(data, &p); err != nil {
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 		prof := Profile{Owner: p.Owner, OverdraftLimit: p.OverdraftLimit}
@@ -239,12 +240,12 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 		}
 		e.Owner, e.OverdraftLimit = p.Owner, p.OverdraftLimit
 	case status:
-		if err := strictUnmarshal(data, &statusData{}); err != nil {
+		if err := bus.DecodeStrict(data, &statusData{}); err != nil {
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 	case rejected:
 		var r rejectedData
-		if err := strictUnmarshal(data, &r); err != nil {
+		if err := bus.DecodeStrict(data, &r); err != nil {
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 		if _, err := ParseAction(string(r.Action)); err != nil || !knownReason(typ, r.Reason) ||
@@ -254,7 +255,7 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 		e.Action, e.Reason, e.HoldID = r.Action, r.Reason, r.HoldID
 	case hold:
 		var h holdData
-		if err := strictUnmarshal(data, &h); err != nil {
+		if err := bus.DecodeStrict(data, &h); err != nil {
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 		ends := typ == HoldCaptured || typ == HoldVoided || typ == HoldExpired
@@ -276,7 +277,7 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 		}
 	case leg:
 		var l legData
-		if err := strictUnmarshal(data, &l); err != nil {
+		if err := bus.DecodeStrict(data, &l); err != nil {
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 		c := Command{Action: TransferIn, TransferID: l.TransferID, Counterpart: l.Counterpart, Amount: l.Amount}
@@ -290,7 +291,7 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 		}
 	case reversal:
 		var r reversalData
-		if err := strictUnmarshal(data, &r); err != nil {
+		if err := bus.DecodeStrict(data, &r); err != nil {
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
 		if _, err := ksuid.Parse(r.Reverses); err != nil || r.Amount <= 0 || r.Amount > MaxAmount || r.BalanceAfter < -MaxAmount ||
@@ -321,16 +322,4 @@ func knownReason(typ EventType, r Reason) bool {
 		return r == ReasonInsufficientFunds || r == ReasonFrozen || r == ReasonClosed
 	}
 	return r == ""
-}
-
-func strictUnmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data after event")
-	}
-	return nil
 }

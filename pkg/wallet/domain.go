@@ -183,7 +183,7 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 		amount, ok := plainCommandData(data)
 		if !ok {
 			var d CommandData
-			if err := strictUnmarshal(data, &d); err != nil {
+			if err := bus.DecodeStrict(data, &d); err != nil {
 				return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"amount\": N}"}
 			}
 			amount = d.Amount
@@ -195,7 +195,7 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 	case Open, Update:
 		var d ProfileData
 		if len(bytes.TrimSpace(data)) > 0 {
-			if err := strictUnmarshal(data, &d); err != nil {
+			if err := bus.DecodeStrict(data, &d); err != nil {
 				return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"owner\", \"metadata\", \"overdraft_limit\"}: " + err.Error()}
 			}
 		}
@@ -205,7 +205,7 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 		}
 	case PlaceHold, CaptureHold, VoidHold:
 		var d HoldData
-		if err := strictUnmarshal(data, &d); err != nil {
+		if err := bus.DecodeStrict(data, &d); err != nil {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"hold_id\", \"amount\", \"expires_in\", \"transfer_id\"}: " + err.Error()}
 		}
 		c.HoldID, c.Amount, c.ExpiresIn, c.TransferID = d.HoldID, d.Amount, time.Duration(d.ExpiresIn)*time.Second, d.TransferID
@@ -218,7 +218,7 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 		}
 	case Reverse:
 		var d ReverseData
-		if err := strictUnmarshal(data, &d); err != nil {
+		if err := bus.DecodeStrict(data, &d); err != nil {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: `command data must be {"tx_id"}: ` + err.Error()}
 		}
 		if _, err := ksuid.Parse(d.TxID); err != nil {
@@ -227,7 +227,7 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 		c.Reverses = d.TxID
 	case TransferIn, TransferOut:
 		var d LegData
-		if err := strictUnmarshal(data, &d); err != nil {
+		if err := bus.DecodeStrict(data, &d); err != nil {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"transfer_id\", \"counterpart\", \"amount\"}: " + err.Error()}
 		}
 		c.TransferID, c.Counterpart, c.Amount = d.TransferID, d.Counterpart, d.Amount
@@ -443,7 +443,7 @@ var ErrBadState = errors.New("not a wallet state")
 // held, {"balance":N}.
 func (Domain) DecodeState(version int64, data []byte) (State, error) {
 	var d stateData
-	if err := strictUnmarshal(data, &d); err != nil || version < 0 {
+	if err := bus.DecodeStrict(data, &d); err != nil || version < 0 {
 		return State{}, fmt.Errorf("%q at v%d: %w", data, version, ErrBadState)
 	}
 	switch d.Status {
