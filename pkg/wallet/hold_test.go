@@ -37,6 +37,26 @@ func run(t *testing.T, cmds ...wallet.Command) (wallet.State, []*wallet.Event, [
 	return s, evs, errs
 }
 
+// roundTrip holds every event decided (nil: refused) to the codec: each
+// reads back as it was stored.
+func roundTrip(t *testing.T, evs []*wallet.Event) {
+	t.Helper()
+	d := wallet.Domain{}
+	for _, e := range evs {
+		if e == nil {
+			continue
+		}
+		enc, err := d.EncodeEvent(*e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := d.DecodeEvent(enc.Type, enc.Schema, e.Version, e.At, enc.Data)
+		if err != nil || !reflect.DeepEqual(back, *e) {
+			t.Fatalf("%+v stored as %s reads back as %+v (%v)", *e, enc.Data, back, err)
+		}
+	}
+}
+
 func credit(n int64) wallet.Command { return wallet.Command{Action: wallet.Credit, Amount: n} }
 func debit(n int64) wallet.Command  { return wallet.Command{Action: wallet.Debit, Amount: n} }
 func hold(id string, n int64) wallet.Command {
@@ -200,19 +220,7 @@ func TestHoldCodecAndState(t *testing.T) {
 		capture("x", 1))
 	exp := wallet.DueExpiries(s, h0.Add(time.Hour))
 	all := append(evs, &exp[0])
-	for _, e := range all {
-		if e == nil {
-			continue
-		}
-		enc, err := d.EncodeEvent(*e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := d.DecodeEvent(enc.Type, enc.Schema, e.Version, e.At, enc.Data)
-		if err != nil || !reflect.DeepEqual(back, *e) {
-			t.Fatalf("%+v stored as %s reads back as %+v (%v)", *e, enc.Data, back, err)
-		}
-	}
+	roundTrip(t, all)
 	b := d.EncodeState(s)
 	back, err := d.DecodeState(s.Version, b)
 	if err != nil || !reflect.DeepEqual(back, s) {

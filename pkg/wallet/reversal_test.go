@@ -80,19 +80,7 @@ func TestReversalCodecAndCheck(t *testing.T) {
 	_, evs, _ := run(t, credit(100), debit(30))
 	d1 := *evs[1]
 	s2, evs2, _ := run(t, credit(100), debit(30), reverse(&d1), debit(100), wallet.Command{Action: wallet.Freeze}, reverse(evs[0]))
-	for _, e := range evs2 {
-		if e == nil {
-			continue
-		}
-		enc, err := d.EncodeEvent(*e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := d.DecodeEvent(enc.Type, enc.Schema, e.Version, e.At, enc.Data)
-		if err != nil || !reflect.DeepEqual(back, *e) {
-			t.Fatalf("%+v stored as %s reads back as %+v (%v)", *e, enc.Data, back, err)
-		}
-	}
+	roundTrip(t, evs2)
 	back, err := d.DecodeState(s2.Version, d.EncodeState(s2))
 	if err != nil || !reflect.DeepEqual(back, s2) || !back.Reversed(2) {
 		t.Fatalf("state %+v stored as %s reads back as %+v (%v)", s2, d.EncodeState(s2), back, err)

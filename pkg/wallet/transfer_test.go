@@ -134,19 +134,7 @@ func TestTransferLegsCodecAndCheck(t *testing.T) {
 	if back, err := d.DecodeState(2, b); err != nil || back.Held() != 70 {
 		t.Fatalf("state %s reads back as %+v (%v)", b, back, err)
 	}
-	for _, e := range evs {
-		if e == nil {
-			continue
-		}
-		enc, err := d.EncodeEvent(*e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := d.DecodeEvent(enc.Type, enc.Schema, e.Version, e.At, enc.Data)
-		if err != nil || !reflect.DeepEqual(back, *e) {
-			t.Fatalf("%+v stored as %s reads back as %+v (%v)", *e, enc.Data, back, err)
-		}
-	}
+	roundTrip(t, evs)
 	if s.Balance != 35 {
 		t.Fatalf("balance %d", s.Balance)
 	}
