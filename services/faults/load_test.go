@@ -385,15 +385,20 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 			t.Fatalf("wallet %s: API balance %d (%d %s %v), acknowledged sum %d", w, v.Balance, st, b, err, sum)
 		}
 	}
+	checkHistory(t, c, logs, int64(recorded)+expired)
+	t.Logf("invariants hold: %d operations (%d applied, %d refused; %d holds, %d of them expired by the writer) over %d wallets in %d log(s)",
+		len(ops), applied, len(ops)-applied, holds, expired, len(want), len(logs))
+}
+
+// checkHistory waits, at most 30 s, for the history to hold as many events
+// as the logs, events, and then finds each event of the logs in it: every
+// event once.
+func checkHistory(t *testing.T, c *cluster, logs map[string]*sql.DB, events int64) {
+	t.Helper()
 	hdb := c.db("history.db")
-	var inHistory int64
-	deadline = time.Now().Add(30 * time.Second)
-	for inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`); inHistory != int64(recorded)+expired; inHistory = count(t, hdb, `SELECT COUNT(*) FROM events`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("history holds %d events 30s after the load, the log %d", inHistory, int64(recorded)+expired)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, 30*time.Second, fmt.Sprintf("the history to hold the logs' %d events", events), func() bool {
+		return count(t, hdb, `SELECT COUNT(*) FROM events`) == events
+	})
 	ids := map[string]bool{}
 	for _, id := range column(t, hdb, `SELECT event_id FROM events`) {
 		ids[id] = true
@@ -401,12 +406,10 @@ func checkInvariants(t *testing.T, c *cluster, ops []op) {
 	for _, db := range logs {
 		for _, id := range column(t, db, `SELECT id FROM events`) {
 			if !ids[id] {
-				t.Fatalf("event %s is in the log but not in the history", id)
+				t.Fatalf("event %s is in a log but not in the history", id)
 			}
 		}
 	}
-	t.Logf("invariants hold: %d operations (%d applied, %d refused; %d holds, %d of them expired by the writer) over %d wallets in %d log(s)",
-		len(ops), applied, len(ops)-applied, holds, expired, len(want), len(logs))
 }
 
 // heldSomewhere reports whether a wallet of the log has an active hold: a

@@ -351,21 +351,7 @@ func TestTransfersUnderFaults(t *testing.T) {
 	if err != nil || !strings.Contains(out, fmt.Sprintf("%d transfers: %d completed, %d failed, 0 in flight", len(l.transfers), tally["completed"], tally["failed"])) {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
-	hdb := c.db("history.db")
-	eventually(t, 30*time.Second, "the history to hold every event", func() bool {
-		return count(t, hdb, `SELECT COUNT(*) FROM events`) == events
-	})
-	ids := map[string]bool{}
-	for _, id := range column(t, hdb, `SELECT event_id FROM events`) {
-		ids[id] = true
-	}
-	for _, db := range logs {
-		for _, id := range column(t, db, `SELECT id FROM events`) {
-			if !ids[id] {
-				t.Fatalf("event %s is in a log but not in the history", id)
-			}
-		}
-	}
+	checkHistory(t, c, logs, events)
 	t.Logf("%d faults %v; the first definite answer after a fault came %s after it at worst; %d retries of 503/504/errors",
 		*cycles, faults, worst.Round(time.Millisecond), l.transient.Load())
 	reversals := 0
