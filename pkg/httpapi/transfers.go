@@ -274,13 +274,8 @@ func (s *server) reverseTransfer(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if orig.Reversal != nil && orig.Reversal.TransferID != rid {
-		// A replay's, under the same key: that reversal, watched afresh.
-		rid = orig.Reversal.TransferID
-		stop()
-		events, stop = s.watchTransfer(rid)
-		defer stop()
-	}
+	// orig names rid as its reversal: the reversal id is in the command's
+	// fingerprint, so a replay under the key was asked for the same one.
 	w.Header().Set("Location", "/transfers/"+rid)
 	// Until the process manager has requested it, the reversal is what it
 	// will be: pending, with no step yet.
