@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -152,21 +153,38 @@ type touched struct {
 // Storage is the point of no return: nothing is answered or projected before
 // the batch's transaction commits, and if it fails the in-memory states go
 // back to what the log holds.
+//
+// Idempotency is checked optimistically. A command decided before is a
+// retry, which is rare, and the log's UNIQUE (idem_key, domain, stream_id)
+// refuses its records anyway (a command's last record carries its key). So
+// the batch is decided as if none of its keys were taken and written at
+// once; only if the write meets a taken key is it decided again, after one
+// lookup of all its keys, and written again. A command decided without
+// records (refused as bad input, or nothing due) meets no key in the write,
+// so before it is answered the keys of those commands alone are looked up:
+// a retry is answered with its first outcome, never with what its command
+// would be told now.
 func (w *Writer) commit(batch []*pending) finished {
 	started := time.Now()
 	for _, p := range batch {
 		w.metrics.queued.Observe(started.Sub(p.arrived).Seconds())
 	}
-	b := &batchWork{at: w.now().UTC(), recs: make([]eventstore.Record, 0, len(batch)), touched: make(map[streamKey]*touched)}
-	first, known, lookupErr := w.lookup(batch)
-	answers := make([]answer, len(batch))
-	for i := range batch {
-		answers[i] = w.decideOne(b, batch, i, first, known, lookupErr)
-	}
-	changes := b.changes()
+	first := firstOfKeys(batch)
+	b, answers := w.decideBatch(batch, first, nil, nil)
+	w.confirmUnrecorded(batch, first, answers)
+	changes := b.changes() // before the write: a failed one puts the states back
 	w.stats.decideNanos.Add(int64(time.Since(started)))
 	w.metrics.batch.Observe(float64(len(batch)))
-	if len(b.recs) > 0 && !w.append(b) {
+	err := w.append(b)
+	if errors.Is(err, eventstore.ErrVersionConflict) {
+		w.stats.redecided.Add(1)
+		known, lookupErr := w.lookup(batch, first)
+		b, answers = w.decideBatch(batch, first, known, lookupErr)
+		changes = b.changes()
+		err = w.append(b)
+	}
+	if err != nil {
+		w.log.Error("batch not committed", "events", len(b.recs), "err", err)
 		for i := range answers {
 			if answers[i].recorded {
 				answers[i] = errorAnswer(&bus.Error{Code: bus.CodeStorageUnavailable, Detail: "the log cannot be written; nothing was applied; retry"})
@@ -179,23 +197,73 @@ func (w *Writer) commit(batch []*pending) finished {
 	return finished{batch: batch, answers: answers, recs: b.recs, changes: changes}
 }
 
-// lookup finds, in one query, every command of the batch that was decided
-// before. first maps each (stream, key) to the first command of the batch
+// firstOfKeys maps each (stream, key) of the batch to its first command
 // under it.
-func (w *Writer) lookup(batch []*pending) (first map[eventstore.Key]int, known map[eventstore.Key]eventstore.Recorded, err error) {
-	first = make(map[eventstore.Key]int, len(batch))
-	keys := make([]eventstore.Key, 0, len(batch))
+func firstOfKeys(batch []*pending) map[eventstore.Key]int {
+	first := make(map[eventstore.Key]int, len(batch))
 	for i, p := range batch {
 		if _, ok := first[p.key]; !ok {
 			first[p.key] = i
+		}
+	}
+	return first
+}
+
+// decideBatch decides every command of the batch, given what the log
+// recorded under their keys (known; nil when not looked up).
+func (w *Writer) decideBatch(batch []*pending, first map[eventstore.Key]int, known map[eventstore.Key]eventstore.Recorded, lookupErr error) (*batchWork, []answer) {
+	b := &batchWork{at: w.now().UTC(), recs: make([]eventstore.Record, 0, len(batch)), touched: make(map[streamKey]*touched)}
+	answers := make([]answer, len(batch))
+	for i := range batch {
+		answers[i] = w.decideOne(b, batch, i, first, known, lookupErr)
+	}
+	return b, answers
+}
+
+// confirmUnrecorded looks up the keys of the commands decided without
+// records, and answers those that were decided before with their first
+// outcome. Those commands changed no state, so the rest of the batch
+// stands as decided.
+func (w *Writer) confirmUnrecorded(batch []*pending, first map[eventstore.Key]int, answers []answer) {
+	var keys []eventstore.Key
+	for i, p := range batch {
+		if a := answers[i]; !a.recorded && a.sameAs < 0 && first[p.key] == i {
 			keys = append(keys, p.key)
 		}
 	}
-	known, err = w.store.Lookup(context.Background(), keys)
+	if len(keys) == 0 {
+		return
+	}
+	known, err := w.store.Lookup(context.Background(), keys)
+	if err != nil {
+		w.log.Error("idempotency lookup failed", "commands", len(keys), "err", err)
+	}
+	for i, p := range batch {
+		if a := answers[i]; a.recorded || a.sameAs >= 0 || first[p.key] != i {
+			continue
+		}
+		if err != nil {
+			answers[i] = errorAnswer(&bus.Error{Code: bus.CodeStorageUnavailable, Detail: "the log cannot be read; retry"})
+		} else if rec, found := known[p.key]; found {
+			answers[i] = w.replay(p, rec)
+		}
+	}
+}
+
+// lookup finds, in one query, every command of the batch that was decided
+// before.
+func (w *Writer) lookup(batch []*pending, first map[eventstore.Key]int) (map[eventstore.Key]eventstore.Recorded, error) {
+	keys := make([]eventstore.Key, 0, len(first))
+	for i, p := range batch {
+		if first[p.key] == i {
+			keys = append(keys, p.key)
+		}
+	}
+	known, err := w.store.Lookup(context.Background(), keys)
 	if err != nil {
 		w.log.Error("idempotency lookup failed", "commands", len(batch), "err", err)
 	}
-	return first, known, err
+	return known, err
 }
 
 // decideOne answers command i of the batch: as a duplicate of an earlier
@@ -264,28 +332,30 @@ func (b *batchWork) changes() []readmodel.Change {
 	return out
 }
 
-// append writes the batch's records in one transaction. If that fails, it
-// puts every stream the batch touched back as the log has it.
-func (w *Writer) append(b *batchWork) bool {
+// append writes the batch's records, if any, in one transaction. If that
+// fails, it puts every stream the batch touched back as the log has it.
+func (w *Writer) append(b *batchWork) error {
+	if len(b.recs) == 0 {
+		return nil
+	}
 	start := time.Now()
 	err := w.store.Append(context.Background(), b.recs)
 	took := time.Since(start)
 	w.stats.appendNanos.Add(int64(took))
-	w.metrics.commit.Observe(took.Seconds())
 	if err != nil {
 		for _, sk := range b.order {
 			b.touched[sk].restore()
 		}
-		w.log.Error("batch not committed", "events", len(b.recs), "err", err)
-		return false
+		return err
 	}
+	w.metrics.commit.Observe(took.Seconds())
 	w.metrics.fsyncs.WithLabelValues("wal").Inc()
 	w.stats.commits.Add(1)
 	w.stats.events.Add(int64(len(b.recs)))
 	if int64(len(b.recs)) > w.stats.maxBatch.Load() {
 		w.stats.maxBatch.Store(int64(len(b.recs)))
 	}
-	return true
+	return nil
 }
 
 // replay answers a command that was decided before with the outcome its

@@ -323,16 +323,20 @@ func (w *Writer) ServingProbe(context.Context) error {
 // counters are the writer's running totals, for /debug/stats.
 type counters struct {
 	commits, commands, events, replayed, maxBatch atomic.Int64
+	redecided                                     atomic.Int64
 	appendNanos, finishNanos, decideNanos         atomic.Int64
 }
 
 // Stats is a snapshot of the writer's totals: each commit is one SQLite
 // transaction and, with synchronous=FULL, one fsync of the WAL.
 type Stats struct {
-	Commits         int64   `json:"commits"`
-	Commands        int64   `json:"commands"`
-	Events          int64   `json:"events"`
-	Replayed        int64   `json:"replayed"`
+	Commits  int64 `json:"commits"`
+	Commands int64 `json:"commands"`
+	Events   int64 `json:"events"`
+	Replayed int64 `json:"replayed"`
+	// Batches decided again because their write met a taken idempotency
+	// key (a retry among them) or stream version.
+	Redecided       int64   `json:"redecided"`
 	MaxBatch        int64   `json:"max_batch"`
 	EventsPerCommit float64 `json:"events_per_commit"`
 	QueueDepth      int     `json:"queue_depth"`
@@ -350,6 +354,7 @@ func (w *Writer) Stats() Stats {
 		Commands:    w.stats.commands.Load(),
 		Events:      w.stats.events.Load(),
 		Replayed:    w.stats.replayed.Load(),
+		Redecided:   w.stats.redecided.Load(),
 		MaxBatch:    w.stats.maxBatch.Load(),
 		QueueDepth:  len(w.queue),
 		RedisBehind: w.dirty.len(),

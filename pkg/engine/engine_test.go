@@ -285,6 +285,67 @@ func TestIdempotentReplay(t *testing.T) {
 	r.verify(t)
 }
 
+// The batch is written without looking its keys up first; a retry among
+// new commands makes the write meet its key, and the batch is decided
+// again. A retry that would now be refused without an event (the tally
+// is full since) meets no key in the write: it is still answered with its
+// first outcome, and nothing is stored for it.
+func TestRetriesFoundWithoutALookupFirst(t *testing.T) {
+	r := newRig(t)
+	r.markComplete(t)
+	first := r.batch(t,
+		r.cmd(t, "alpha", "x", 60, "a"),
+		r.cmd(t, "alpha", "x", 40, "b"), // full
+	)
+	if first[0].err != nil || first[1].err != nil || first[1].result["n"] != 100.0 {
+		t.Fatalf("filling the tally: %+v", first)
+	}
+	if ans := r.batch(t, r.cmd(t, "alpha", "x", 1, "c")); ans[0].err == nil || ans[0].err.Code != codeTallyFull || ans[0].replayed {
+		t.Fatalf("a new addition to a full tally: %+v", ans[0])
+	}
+	redecided := r.w.Stats().Redecided
+	again := r.batch(t,
+		r.cmd(t, "alpha", "x", 40, "b"),
+		r.cmd(t, "alpha", "x", 60, "a"),
+		r.cmd(t, "alpha", "x", 5, "d"),  // a new one: refused, full
+		r.cmd(t, "alpha", "x", 40, "c"), // the key of a refusal with no event is free
+		r.cmd(t, "alpha", "y", 5, "e"),
+	)
+	for i, j := range []int{1, 0} {
+		if !again[i].replayed || !bytes.Equal(again[i].raw, first[j].raw) {
+			t.Fatalf("retry of %d:\n got %s (replayed %v)\nwant %s", j, again[i].raw, again[i].replayed, first[j].raw)
+		}
+	}
+	for _, i := range []int{2, 3} {
+		if again[i].err == nil || again[i].err.Code != codeTallyFull || again[i].replayed {
+			t.Fatalf("new addition %d to a full tally: %+v", i, again[i])
+		}
+	}
+	if again[4].err != nil || again[4].result["n"] != 5.0 {
+		t.Fatalf("a new addition to another tally: %+v", again[4])
+	}
+	if got := r.w.Stats().Redecided - redecided; got != 0 {
+		t.Fatalf("%d batches decided again, want 0: no write met a taken key", got)
+	}
+	if n := len(r.events(t, "alpha", "x")); n != 2 {
+		t.Fatalf("%d events of alpha x, want 2", n)
+	}
+	// A retry that records again meets its key in the write: the batch is
+	// decided again, its new command with it.
+	r.batch(t, r.cmd(t, "alpha", "z", 5, "f"))
+	ans := r.batch(t, r.cmd(t, "alpha", "z", 6, "g"), r.cmd(t, "alpha", "z", 5, "f"), r.cmd(t, "alpha", "z", 7, "h"))
+	if ans[0].err != nil || ans[0].result["version"] != 2.0 || !ans[1].replayed || ans[1].result["version"] != 1.0 || ans[2].result["n"] != 18.0 {
+		t.Fatalf("a retry among new commands: %+v", ans)
+	}
+	if got := r.w.Stats().Redecided - redecided; got != 1 {
+		t.Fatalf("%d batches decided again, want 1", got)
+	}
+	if n := len(r.events(t, "alpha", "z")); n != 4 { // 5, 6, then 7 as 3 and 4
+		t.Fatalf("%d events of alpha z, want 4", n)
+	}
+	r.verify(t)
+}
+
 // A key used again for another request is refused, and nothing is stored.
 func TestReusedKey(t *testing.T) {
 	r := newRig(t)

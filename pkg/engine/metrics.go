@@ -41,7 +41,7 @@ func newWriterMetrics(partition string) *writerMetrics {
 			Help:    "Commands decided together in one batch (one transaction when any of them is recorded).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
-		commit: latency("commit_duration_seconds", "Time to write one batch to the SQLite log, durable (its fsync included)."),
+		commit: latency("commit_duration_seconds", "Time to write one batch to the SQLite log, durable (its fsync included); committed batches only."),
 		queued: latency("queue_wait_seconds", "Time a command waited for the committer: from its arrival until its batch began."),
 		answered: latency("command_duration_seconds",
 			"Time from a command's arrival to its answer: the queue, the decision, the durable commit and the Redis push."),

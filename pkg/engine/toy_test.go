@@ -16,7 +16,8 @@ import (
 // business outcome (an event, like a debit refused for funds); adding
 // nothing is refused as bad input (no event); adding 7 is recorded as two
 // events, 3 then 4, so that a command of several events is exercised.
-// "due" schedules a reset at a time (an alarm): the engine then decides
+// A full tally (at the limit) refuses any addition as a conflict, with no
+// event, as a wallet refuses a hold whose id is taken. "due" schedules a reset at a time (an alarm): the engine then decides
 // the tally's own command, which records "reset" and sets the count to 0.
 // Each addition and reset sets a field of the hash "marks". "undo" takes
 // back an earlier addition, named by its event id (Refers): the engine
@@ -25,6 +26,8 @@ import (
 type tally struct{ name string }
 
 const tallyLimit = 100
+
+const codeTallyFull bus.Code = "tally_full"
 
 type tallyState struct{ N, V, Due int64 }
 
@@ -91,6 +94,8 @@ func (d tally) Decide(s tallyState, c tallyCmd, _ time.Time) ([]tallyEvent, *bus
 		return []tallyEvent{{Type: "scheduled", N: s.N, Due: c.Due}}, nil
 	case c.Add <= 0:
 		return nil, &bus.Error{Code: bus.CodeInvalidAmount, Detail: "add at least 1"}
+	case s.N == tallyLimit:
+		return nil, &bus.Error{Code: codeTallyFull, Detail: "the tally is full"}
 	case s.N+c.Add > tallyLimit:
 		return []tallyEvent{{Type: "refused", Add: c.Add, N: s.N}}, nil
 	case c.Add == 7:
