@@ -41,6 +41,24 @@ class Conservation(unittest.TestCase):
         self.assertEqual(check_conservation({"a": -5}, balances.get), [("a", -5, -5)])
 
 
+class Orders(unittest.TestCase):
+    def test_a_completed_order_moves_money_to_the_shop_and_units_to_sold(self):
+        ledger = Ledger(["w"])
+        ledger.items = {"i": {"price": 5, "stock": 10, "restocked": 0, "sold": 0}}
+        view = {"status": "completed", "shop_wallet_id": "s", "total": 15, "lines": [{"item_id": "i", "quantity": 3}]}
+        ledger.order("w", view)
+        ledger.order("w", dict(view, status="failed"))
+        self.assertEqual((ledger.acked["w"], ledger.paid, ledger.items["i"]["sold"], ledger.shop), (-15, 15, 3, "s"))
+        self.assertEqual(ledger.orders, {"completed": 1, "failed": 1})
+
+    def test_orders_alone_is_half(self):
+        self.assertEqual(parse_args(["--orders"]).orders, 0.5)
+        self.assertEqual(parse_args(["--orders", "0.2"]).orders, 0.2)
+        for argv in (["--orders", "1.5"], ["--orders", "0.6", "--transfer-ratio", "0.6"], ["--orders", "--items", "0"]):
+            with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
+                parse_args(argv)
+
+
 class Args(unittest.TestCase):
     def test_defaults_to_a_duration(self):
         self.assertEqual(parse_args([]).duration, 10.0)

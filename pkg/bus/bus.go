@@ -187,6 +187,23 @@ const (
 	CodeInvalidTransactionID Code = "invalid_transaction_id"
 	CodeTransactionNotFound  Code = "transaction_not_found"
 	CodeNotReversible        Code = "transaction_not_reversible"
+
+	// The warehouse: items and their reservations.
+	CodeInvalidItemID       Code = "invalid_item_id"
+	CodeItemNotFound        Code = "item_not_found"
+	CodeItemExists          Code = "item_exists"
+	CodeInvalidName         Code = "invalid_name"
+	CodeInvalidPrice        Code = "invalid_price"
+	CodeInvalidQuantity     Code = "invalid_quantity"
+	CodeOutOfStock          Code = "out_of_stock"
+	CodeReservationExists   Code = "reservation_exists"
+	CodeReservationNotFound Code = "reservation_not_found"
+
+	// Orders.
+	CodeInvalidOrderID Code = "invalid_order_id"
+	CodeOrderNotFound  Code = "order_not_found"
+	CodeOrderExists    Code = "order_exists"
+	CodeInvalidLines   Code = "invalid_lines"
 )
 
 // DecodeStrict reads data, a command's or a stored event's, into v exactly:

@@ -326,7 +326,7 @@ func (b *batchWork) changes() []readmodel.Change {
 	for _, sk := range b.order {
 		t := b.touched[sk]
 		version, view := t.host.view(sk.id, b.at)
-		out = append(out, readmodel.Change{Domain: sk.domain, ID: sk.id, Lists: t.host.lists(), Hashes: t.host.hashes(),
+		out = append(out, readmodel.Change{Domain: sk.domain, ID: sk.id, Lists: t.host.lists(), Hashes: t.host.hashes(), Indexed: t.host.indexed(),
 			From: t.from, Version: version, State: view, Entries: t.entries, Fields: t.fields})
 	}
 	return out

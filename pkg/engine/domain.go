@@ -54,6 +54,9 @@ type Domain[S, C, E any] interface {
 	// object with a top-level "version" (Version of s). at is when its
 	// newest event happened.
 	View(id string, s S, at time.Time) []byte
+	// Indexed says whether Redis keeps an index of the domain's streams
+	// (readmodel.IndexKey), for a client to list them.
+	Indexed() bool
 	// Lists names the sorted sets beside the state, {<name>.<id>}.<list>.
 	Lists() []string
 	// ListEntry says where e, recorded with eventID at at, is listed: the

@@ -20,6 +20,7 @@ type host interface {
 	actions() []string
 	lists() []string
 	hashes() []string
+	indexed() bool
 	checkID(id string) *bus.Error
 	// decode reads a command for stream id.
 	decode(id, action string, data []byte) (command, *bus.Error)
@@ -98,6 +99,7 @@ func (h *hosted[S, C, E]) name() string                 { return h.d.Name() }
 func (h *hosted[S, C, E]) actions() []string            { return h.d.Actions() }
 func (h *hosted[S, C, E]) lists() []string              { return h.d.Lists() }
 func (h *hosted[S, C, E]) hashes() []string             { return h.d.Hashes() }
+func (h *hosted[S, C, E]) indexed() bool                { return h.d.Indexed() }
 func (h *hosted[S, C, E]) checkID(id string) *bus.Error { return h.d.CheckID(id) }
 
 func (h *hosted[S, C, E]) decode(id, action string, data []byte) (command, *bus.Error) {
@@ -156,7 +158,7 @@ func (h *hosted[S, C, E]) read(rec eventstore.Recorded) (E, S, error) {
 }
 
 func (h *hosted[S, C, E]) fromLog(id string, recs []eventstore.Recorded) (readmodel.Change, error) {
-	c := readmodel.Change{Domain: h.d.Name(), ID: id, Lists: h.d.Lists(), Hashes: h.d.Hashes(), From: recs[0].Event.Version}
+	c := readmodel.Change{Domain: h.d.Name(), ID: id, Lists: h.d.Lists(), Hashes: h.d.Hashes(), Indexed: h.d.Indexed(), From: recs[0].Event.Version}
 	for _, rec := range recs[:len(recs)-1] {
 		env := rec.Event
 		e, err := h.d.DecodeEvent(env.Type, env.Schema, env.Version, env.Time, env.Data)

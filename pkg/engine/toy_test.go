@@ -157,6 +157,8 @@ func (d tally) View(id string, s tallyState, at time.Time) []byte {
 	return b
 }
 
+func (d tally) Indexed() bool { return d.name == "beta" }
+
 func (d tally) Lists() []string { return []string{"log", "refused"} }
 
 func (d tally) ListEntry(_ string, e tallyEvent, eventID string, _ time.Time) (int, []byte, bool) {

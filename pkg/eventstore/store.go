@@ -849,3 +849,28 @@ func (s *Store) LastSeq(ctx context.Context) (int64, error) {
 	}
 	return seq.Int64, nil
 }
+
+// EachEvent calls fn with every event of domain in logs, each log in order
+// (verify's cross-partition checks read them so).
+func EachEvent(ctx context.Context, logs []*Store, domain string, fn func(event.Envelope) error) error {
+	for _, l := range logs {
+		for after := int64(0); ; {
+			page, err := l.EventsAfter(ctx, after, 5000)
+			if err != nil {
+				return err
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, env := range page {
+				if env.Domain == domain {
+					if err := fn(env); err != nil {
+						return err
+					}
+				}
+			}
+			after = page[len(page)-1].Seq
+		}
+	}
+	return nil
+}

@@ -12,16 +12,21 @@ import (
 	"github.com/segmentio/ksuid"
 
 	"coffer/pkg/bus"
+	"coffer/pkg/item"
 	"coffer/pkg/wallet"
 )
 
 // apiCommand is one command of POST /api: the wallet action it runs, the
 // member of its data that names the wallet ("" for those that open one),
-// and the members whose names differ from the REST route's.
+// and the members whose names differ from the REST route's. A command of
+// another domain runs instead with the id its data names under idField
+// (unchecked: run checks it as its route does) and the rest of its data as
+// the REST route's body.
 type apiCommand struct {
 	action  wallet.Action
 	idField string
 	renamed map[string]string // data member -> REST body member
+	run     func(s *server, w http.ResponseWriter, r *http.Request, id, key string, body []byte)
 }
 
 // apiCommands are the commands POST /api runs: event_bank's names, and
@@ -40,6 +45,19 @@ var apiCommands = map[string]apiCommand{
 	"wallet_hold":      {action: wallet.PlaceHold, idField: "wallet_id"},
 	"wallet_capture":   {action: wallet.CaptureHold, idField: "wallet_id"},
 	"wallet_void":      {action: wallet.VoidHold, idField: "wallet_id"},
+	"item_add": {run: func(s *server, w http.ResponseWriter, r *http.Request, _, key string, body []byte) {
+		s.addItemFrom(w, r, key, body)
+	}},
+	"item_restock": {idField: "item_id", run: func(s *server, w http.ResponseWriter, r *http.Request, id, key string, body []byte) {
+		if _, perr := checkItemID(id); perr != nil {
+			writeProblem(w, r, perr)
+			return
+		}
+		s.itemCommandFrom(w, r, item.Restock, id, key, body)
+	}},
+	"order_place": {run: func(s *server, w http.ResponseWriter, r *http.Request, _, key string, body []byte) {
+		s.placeOrderFrom(w, r, key, body)
+	}},
 }
 
 const apiHelp = `expected a JSON body {"command": "...", "data": {...}}`
@@ -65,6 +83,18 @@ func (s *server) api(w http.ResponseWriter, r *http.Request) {
 	name, cmd, data, perr := apiRequest(body)
 	if perr != nil {
 		writeProblem(w, r, perr)
+		return
+	}
+	if cmd.run != nil {
+		id := ""
+		if raw, ok := data[cmd.idField]; ok && cmd.idField != "" {
+			delete(data, cmd.idField)
+			if json.Unmarshal(raw, &id) != nil {
+				id = string(raw) // not a string: run refuses it as an id
+			}
+		}
+		rest, _ := json.Marshal(data)
+		cmd.run(s, w, r, id, key, rest)
 		return
 	}
 	id := ""

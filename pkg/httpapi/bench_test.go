@@ -22,6 +22,9 @@ func (oneState) Ping(context.Context) error { return nil }
 func (oneState) Field(context.Context, string, string, string, string) ([]byte, error) {
 	return nil, nil
 }
+func (oneState) Index(context.Context, string, string, int) (readmodel.IndexPage, error) {
+	return readmodel.IndexPage{}, nil
+}
 
 // BenchmarkBalance is the balance read through the whole handler chain —
 // request id, route, metrics, decoding the stored state, the response —

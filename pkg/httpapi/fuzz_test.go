@@ -47,6 +47,9 @@ func (noReads) Ping(context.Context) error { return nil }
 func (noReads) Field(context.Context, string, string, string, string) ([]byte, error) {
 	return nil, nil
 }
+func (noReads) Index(context.Context, string, string, int) (readmodel.IndexPage, error) {
+	return readmodel.IndexPage{}, nil
+}
 
 // FuzzCommandBody sends arbitrary bodies and Idempotency-Keys to the credit
 // route: the API never answers 500 or panics, refuses with problem+json, and

@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"coffer/pkg/bus"
+	"coffer/pkg/order"
 	"coffer/pkg/wallet"
 )
 
@@ -19,9 +20,11 @@ type Limits struct {
 	HoldExpiresIn time.Duration
 	// HoldMaxExpiresIn is the longest a hold may last.
 	HoldMaxExpiresIn time.Duration
-	// TransferWait is how long POST /transfers waits for the transfer to
-	// end before it answers 202.
+	// TransferWait is how long POST /transfers and POST /orders wait for
+	// the transfer or the order to end before they answer 202.
 	TransferWait time.Duration
+	// ShopWalletID is the wallet orders pay into.
+	ShopWalletID string
 }
 
 // MaxTransferWait bounds TransferWait: a request is not held longer.
@@ -30,7 +33,8 @@ const MaxTransferWait = time.Minute
 // DefaultLimits are the limits of a server given none: holds last 10
 // minutes unless asked otherwise, at most 7 days; a transfer is waited for
 // 5 seconds.
-var DefaultLimits = Limits{HoldExpiresIn: 10 * time.Minute, HoldMaxExpiresIn: 7 * 24 * time.Hour, TransferWait: 5 * time.Second}
+var DefaultLimits = Limits{HoldExpiresIn: 10 * time.Minute, HoldMaxExpiresIn: 7 * 24 * time.Hour, TransferWait: 5 * time.Second,
+	ShopWalletID: order.DefaultShopWalletID}
 
 // Check says what is wrong with l, nil if nothing.
 func (l Limits) Check() error {
@@ -41,6 +45,8 @@ func (l Limits) Check() error {
 		return fmt.Errorf("a hold's default expiry must be whole seconds from 1s to the longest, %s, not %s", l.HoldMaxExpiresIn, l.HoldExpiresIn)
 	case l.TransferWait < 0 || l.TransferWait > MaxTransferWait:
 		return fmt.Errorf("the wait for a transfer must be from 0 to %s, not %s", MaxTransferWait, l.TransferWait)
+	case ksuidInvalid(l.ShopWalletID):
+		return fmt.Errorf("the shop's wallet id %q is not a KSUID", l.ShopWalletID)
 	}
 	return nil
 }

@@ -58,6 +58,19 @@ var problemInfo = map[bus.Code]struct {
 	bus.CodeInvalidTransactionID:  {http.StatusBadRequest, "Invalid transaction id"},
 	bus.CodeTransactionNotFound:   {http.StatusNotFound, "Transaction not found"},
 	bus.CodeNotReversible:         {http.StatusConflict, "Transaction not reversible"},
+	bus.CodeInvalidItemID:         {http.StatusBadRequest, "Invalid item id"},
+	bus.CodeItemNotFound:          {http.StatusNotFound, "Item not found"},
+	bus.CodeItemExists:            {http.StatusConflict, "Item exists"},
+	bus.CodeInvalidName:           {http.StatusBadRequest, "Invalid name"},
+	bus.CodeInvalidPrice:          {http.StatusBadRequest, "Invalid price"},
+	bus.CodeInvalidQuantity:       {http.StatusBadRequest, "Invalid quantity"},
+	bus.CodeOutOfStock:            {http.StatusConflict, "Out of stock"},
+	bus.CodeReservationExists:     {http.StatusConflict, "Reservation exists"},
+	bus.CodeReservationNotFound:   {http.StatusConflict, "Reservation not found"},
+	bus.CodeInvalidOrderID:        {http.StatusBadRequest, "Invalid order id"},
+	bus.CodeOrderNotFound:         {http.StatusNotFound, "Order not found"},
+	bus.CodeOrderExists:           {http.StatusConflict, "Order exists"},
+	bus.CodeInvalidLines:          {http.StatusBadRequest, "Invalid order lines"},
 }
 
 // StatusOf returns the HTTP status of an error code; unknown codes are 500.

@@ -27,6 +27,7 @@ import (
 
 	"coffer/pkg/bus"
 	"coffer/pkg/health"
+	"coffer/pkg/item"
 	"coffer/pkg/metrics"
 	"coffer/pkg/readmodel"
 	"coffer/pkg/wallet"
@@ -49,6 +50,9 @@ type Reader interface {
 	List(ctx context.Context, domain, id string, lists []string, before int64, limit int) (readmodel.Page, error)
 	// Field is one field of one of a stream's hashes, nil if none.
 	Field(ctx context.Context, domain, id, hash, field string) ([]byte, error)
+	// Index is a page of the index of a domain's streams, in id order
+	// after the id after.
+	Index(ctx context.Context, domain, after string, limit int) (readmodel.IndexPage, error)
 	Ping(ctx context.Context) error
 }
 
@@ -134,6 +138,13 @@ func (s *server) router(reg *prometheus.Registry) *mux.Router {
 	route("/transfers", http.HandlerFunc(s.createTransfer), http.MethodPost)
 	route("/transfers/{id}", http.HandlerFunc(s.getTransfer), http.MethodGet, http.MethodHead)
 	route("/transfers/{id}/reverse", http.HandlerFunc(s.reverseTransfer), http.MethodPost)
+	route("/items", http.HandlerFunc(s.addItem), http.MethodPost)
+	route("/items", http.HandlerFunc(s.listItems), http.MethodGet, http.MethodHead)
+	route("/items/{id}", http.HandlerFunc(s.getItem), http.MethodGet, http.MethodHead)
+	route("/items/{id}", s.itemCommand(item.Update), http.MethodPatch)
+	route("/items/{id}/restock", s.itemCommand(item.Restock), http.MethodPost)
+	route("/orders", http.HandlerFunc(s.placeOrder), http.MethodPost)
+	route("/orders/{id}", http.HandlerFunc(s.getOrder), http.MethodGet, http.MethodHead)
 	route("/api", http.HandlerFunc(s.api), http.MethodPost)
 	route("/healthz", http.HandlerFunc(health.Healthz), http.MethodGet, http.MethodHead)
 	// Ready when Redis answers and a wallet writer answers over NATS (which
@@ -524,8 +535,14 @@ func commandTarget(r *http.Request) (id, key string, perr *bus.Error) {
 // send hands a wallet command to the writer and answers with its outcome,
 // status on success.
 func (s *server) send(w http.ResponseWriter, r *http.Request, id string, a wallet.Action, key string, data []byte, status int) {
+	s.sendTo(w, r, wallet.Name, id, string(a), key, data, status)
+}
+
+// sendTo sends action with data to stream id of domain under key, and
+// answers with its result (at status) or its problem.
+func (s *server) sendTo(w http.ResponseWriter, r *http.Request, domain, id, action, key string, data []byte, status int) {
 	cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data, RequestID: requestID(r.Context())}
-	reply, replayed, err := s.cmds.Send(r.Context(), wallet.Name, id, string(a), cmd)
+	reply, replayed, err := s.cmds.Send(r.Context(), domain, id, action, cmd)
 	if err != nil {
 		s.sendFailed(w, r, err)
 		return

@@ -44,13 +44,14 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 			HoldExpiresIn:    env.Duration("HOLD_EXPIRES_IN", DefaultLimits.HoldExpiresIn),
 			HoldMaxExpiresIn: env.Duration("HOLD_MAX_EXPIRES_IN", DefaultLimits.HoldMaxExpiresIn),
 			TransferWait:     env.Duration("TRANSFER_WAIT", DefaultLimits.TransferWait),
+			ShopWalletID:     env.String("SHOP_WALLET_ID", DefaultLimits.ShopWalletID),
 		},
 	}
 	if err := env.Err(); err != nil {
 		return s, err
 	}
 	if err := s.Limits.Check(); err != nil {
-		return s, fmt.Errorf("HOLD_EXPIRES_IN, HOLD_MAX_EXPIRES_IN, TRANSFER_WAIT: %w", err)
+		return s, fmt.Errorf("HOLD_EXPIRES_IN, HOLD_MAX_EXPIRES_IN, TRANSFER_WAIT, SHOP_WALLET_ID: %w", err)
 	}
 	return s, nil
 }

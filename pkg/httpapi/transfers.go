@@ -46,7 +46,7 @@ func (s *server) createTransfer(w http.ResponseWriter, r *http.Request) {
 	}
 	id := transferIDFor(req.From, key)
 	data, _ := json.Marshal(req)
-	events, stop := s.watchTransfer(id)
+	events, stop := s.watch(transfer.Name, id)
 	defer stop()
 	v, replayed, ok := s.transferCommand(w, r, id, transfer.Request, key, data)
 	if !ok {
@@ -56,18 +56,6 @@ func (s *server) createTransfer(w http.ResponseWriter, r *http.Request) {
 	if v, ok = s.awaitTransfer(r, id, v, replayed, events); ok {
 		answerTransfer(w, r, v)
 	}
-}
-
-// watchTransfer signals each new event of transfer id until stop; with no
-// signals (NATS would not subscribe) the wait polls the read model alone.
-// Watch before asking, so that no step is missed.
-func (s *server) watchTransfer(id string) (<-chan struct{}, func()) {
-	events, stop, err := s.cmds.Watch(transfer.Name, id)
-	if err != nil {
-		s.log.Warn("cannot watch a transfer; polling instead", "transfer_id", id, "err", err)
-		return nil, func() {}
-	}
-	return events, stop
 }
 
 // transferCommand sends action with data to transfer id under key and
@@ -94,17 +82,38 @@ func (s *server) transferCommand(w http.ResponseWriter, r *http.Request, id stri
 	return v, replayed, true
 }
 
-// awaitTransfer waits until transfer id, at v, ends or TransferWait passes,
-// looking at the read model on each of its events (and now and then, in
-// case a signal was lost); ok is false once it has answered with a problem.
+// awaitTransfer waits until transfer id, at v, ends or TransferWait
+// passes (awaitEnd); ok is false once it has answered with a problem.
 func (s *server) awaitTransfer(r *http.Request, id string, v transfer.View, replayed bool, events <-chan struct{}) (transfer.View, bool) {
+	b, _ := json.Marshal(v)
+	b, ok := s.awaitEnd(r, transfer.Name, id, b, replayed, events)
+	if ok && json.Unmarshal(b, &v) != nil {
+		return v, true // the newest readable view stands
+	}
+	return v, ok
+}
+
+// progress is what waiting needs of the view of an operation (a transfer,
+// an order): where it stands.
+type progress struct {
+	Status  string `json:"status"`
+	Version int64  `json:"version"`
+}
+
+// awaitEnd waits until the operation id of domain, whose view is v, is no
+// longer pending or TransferWait passes, looking at the read model on each
+// of its events (and now and then, in case a signal was lost), and returns
+// its newest view; ok is false if the client left.
+func (s *server) awaitEnd(r *http.Request, domain, id string, v []byte, replayed bool, events <-chan struct{}) ([]byte, bool) {
+	var at progress
+	json.Unmarshal(v, &at) //nolint:errcheck // an unreadable view is pending at version 0
 	deadline := time.NewTimer(s.limits.TransferWait)
 	defer deadline.Stop()
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
-	// A replayed answer is the transfer as it was first requested: look
+	// A replayed answer is the operation as it was first asked for: look
 	// at once where it stands now.
-	for look := replayed; v.Status == transfer.StatusPending; look = false {
+	for look := replayed; at.Status == "pending" || at.Status == ""; look = false {
 		if !look {
 			select {
 			case <-r.Context().Done():
@@ -115,16 +124,28 @@ func (s *server) awaitTransfer(r *http.Request, id string, v transfer.View, repl
 			case <-poll.C:
 			}
 		}
-		b, err := s.reads.State(r.Context(), transfer.Name, id)
+		b, err := s.reads.State(r.Context(), domain, id)
 		if err != nil || b == nil {
 			continue // the answer says pending, and the request may end so
 		}
-		var now transfer.View
-		if json.Unmarshal(b, &now) == nil && now.Version > v.Version {
-			v = now
+		var now progress
+		if json.Unmarshal(b, &now) == nil && now.Version > at.Version {
+			v, at = b, now
 		}
 	}
 	return v, true
+}
+
+// watch signals each new event of stream id of domain until stop; with no
+// signals (NATS would not subscribe) a wait polls the read model alone.
+// Watch before asking, so that no step is missed.
+func (s *server) watch(domain, id string) (<-chan struct{}, func()) {
+	events, stop, err := s.cmds.Watch(domain, id)
+	if err != nil {
+		s.log.Warn("cannot watch a stream; polling instead", "domain", domain, "id", id, "err", err)
+		return nil, func() {}
+	}
+	return events, stop
 }
 
 // answerTransfer answers with v: 200 completed, 202 pending, and a failure
@@ -267,7 +288,7 @@ func (s *server) reverseTransfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rid := transferIDFor("reversal of "+id, key)
-	events, stop := s.watchTransfer(rid)
+	events, stop := s.watch(transfer.Name, rid)
 	defer stop()
 	data, _ := json.Marshal(transfer.ReverseData{ReversalID: rid})
 	orig, _, ok := s.transferCommand(w, r, id, transfer.Reverse, key, data)

@@ -114,7 +114,7 @@ func (p *Projection) Erase(ctx context.Context, domains []string) (int, error) {
 	var keys []string
 	patterns := []string{RebuildingKey + ".*"}
 	for _, d := range domains {
-		patterns = append(patterns, d+".*", "{"+d+".*")
+		patterns = append(patterns, d+".*", "{"+d+".*", IndexKey(d))
 	}
 	for _, pattern := range patterns {
 		if err := p.scan(ctx, pattern, func(k string) error { keys = append(keys, k); return nil }); err != nil {

@@ -97,6 +97,9 @@ type Change struct {
 	// Lists names the domain's lists, in the order Entry.List counts;
 	// Hashes its hashes, in the order Field.Hash counts.
 	Lists, Hashes []string
+	// Indexed puts the stream in its domain's index (IndexKey), which
+	// lists every stream of the domain.
+	Indexed bool
 	// From is the version of the first event the change carries; Version
 	// the stream's version after the last, the version State shows.
 	From, Version int64
@@ -107,6 +110,11 @@ type Change struct {
 
 // StateKey is the Redis key of a stream's state.
 func StateKey(domain, id string) string { return domain + "." + id }
+
+// IndexKey is the Redis key of the index of a domain's streams: a sorted
+// set whose members, every score 0, are the ids, so that it reads in id
+// order (for KSUIDs, the order they were made in) from any id on.
+func IndexKey(domain string) string { return "index." + domain }
 
 // ListKey is the Redis key of one of a stream's lists, or of one of its
 // hashes. Its braces put it in the same Redis Cluster slot as the state key
@@ -241,6 +249,11 @@ func (p *Projection) pushOnce(ctx context.Context, changes []Change) ([]int, err
 			keys[1+len(c.Lists)+i] = ListKey(c.Domain, c.ID, h)
 		}
 		results[i] = push.EvalSha(ctx, pipe, keys, args...)
+		if c.Indexed {
+			// Apart from the script: the index is another cluster slot.
+			// Adding an id again changes nothing.
+			pipe.ZAdd(ctx, IndexKey(c.Domain), redis.Z{Member: c.ID})
+		}
 	}
 	cmds, err := pipe.Exec(ctx)
 	for _, c := range cmds {
@@ -285,6 +298,53 @@ func (p *Projection) State(ctx context.Context, domain, id string) ([]byte, erro
 		return nil, nil
 	}
 	return []byte(state), nil
+}
+
+// IndexPage is a page of an index: the ids after After in id order, at most limit, and
+// their states (nil for a stream Redis has no state of).
+type IndexPage struct {
+	IDs    []string
+	States [][]byte
+	// More says there are ids after the last of IDs.
+	More bool
+}
+
+// Index reads a page of the index of domain: up to limit ids after the id
+// after ("" for the first page), with their states, in two round trips.
+func (p *Projection) Index(ctx context.Context, domain, after string, limit int) (IndexPage, error) {
+	min := "-"
+	if after != "" {
+		min = "(" + after
+	}
+	ids, err := p.rdb.ZRangeByLex(ctx, IndexKey(domain), &redis.ZRangeBy{Min: min, Max: "+", Count: int64(limit) + 1}).Result()
+	if err != nil {
+		return IndexPage{}, fmt.Errorf("index of %s: %w", domain, err)
+	}
+	var page IndexPage
+	if len(ids) > limit {
+		ids, page.More = ids[:limit], true
+	}
+	page.IDs, page.States = ids, make([][]byte, len(ids))
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = StateKey(domain, id)
+	}
+	if len(keys) == 0 {
+		keys = []string{CompleteKey} // for the marker alone
+	}
+	vals, err := p.fetch(ctx, keys)
+	if err != nil {
+		return IndexPage{}, fmt.Errorf("index of %s: %w", domain, err)
+	}
+	if !complete(vals[0][1]) {
+		return IndexPage{}, ErrIncomplete
+	}
+	for i := range ids {
+		if v, ok := vals[i][0].(string); ok {
+			page.States[i] = []byte(v)
+		}
+	}
+	return page, nil
 }
 
 // BeginRebuild notes that the writer of part starts comparing Redis with

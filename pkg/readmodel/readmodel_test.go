@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -454,5 +455,53 @@ func TestHashFieldsNeverMoveBackwards(t *testing.T) {
 	if _, err := p.Push(ctx, []readmodel.Change{{Domain: wallet.Name, ID: id, Lists: h[0].Lists, From: 4, Version: 4, State: h[2].State,
 		Fields: []readmodel.Field{{Hash: 1, Version: 4, Name: "x"}}}}); err == nil {
 		t.Fatal("a push to a hash the change does not name was taken")
+	}
+}
+
+// An indexed domain's streams are listed in id order a page at a time,
+// each once however often it is pushed, with its state; erasing the
+// domain erases its index.
+func TestIndexPages(t *testing.T) {
+	p, _ := complete(t)
+	ctx := context.Background()
+	ids := []string{"2Qd2Xb6pRRG2d0lLuY5kVV9ZyAc", "2Qd2Xb6pRRG2d0lLuY5kVV9ZyAa", "2Qd2Xb6pRRG2d0lLuY5kVV9ZyAb"}
+	for _, id := range ids {
+		for v := int64(1); v <= 2; v++ { // pushed twice: listed once
+			c := readmodel.Change{Domain: "item", ID: id, Indexed: true, From: v, Version: v, State: fmt.Appendf(nil, `{"version":%d,"id":%q}`, v, id)}
+			if _, err := p.Push(ctx, []readmodel.Change{c}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Not indexed: a domain's stream that is not, and another domain.
+	if _, err := p.Push(ctx, []readmodel.Change{{Domain: "wallet", ID: ids[0], From: 1, Version: 1, State: []byte(`{"version":1}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := p.Index(ctx, "item", "", 2)
+	if err != nil || !slices.Equal(first.IDs, []string{ids[1], ids[2]}) || !first.More ||
+		string(first.States[0]) != fmt.Sprintf(`{"version":2,"id":%q}`, ids[1]) {
+		t.Fatalf("first page: %+v %s, %v", first, first.States, err)
+	}
+	rest, err := p.Index(ctx, "item", first.IDs[1], 2)
+	if err != nil || !slices.Equal(rest.IDs, []string{ids[0]}) || rest.More {
+		t.Fatalf("second page: %+v, %v", rest, err)
+	}
+	if none, err := p.Index(ctx, "wallet", "", 10); err != nil || len(none.IDs) != 0 || none.More {
+		t.Fatalf("a domain with no index: %+v, %v", none, err)
+	}
+	if _, err := p.Erase(ctx, []string{"item"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Index(ctx, "item", "", 10); !errors.Is(err, readmodel.ErrIncomplete) {
+		t.Fatalf("index of an erased read model: %v", err)
+	}
+	if err := p.BeginRebuild(ctx, readmodel.Whole, "again"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := p.FinishRebuild(ctx, readmodel.Whole, "again"); !ok || err != nil {
+		t.Fatalf("FinishRebuild: %v %v", ok, err)
+	}
+	if gone, err := p.Index(ctx, "item", "", 10); err != nil || len(gone.IDs) != 0 {
+		t.Fatalf("the index after the erase: %+v, %v", gone, err)
 	}
 }

@@ -46,6 +46,9 @@ type RequestData struct {
 	Amount     int64  `json:"amount"`
 	Reference  string `json:"reference,omitempty"`
 	ReversalOf string `json:"reversal_of,omitempty"`
+	// OrderID names the order a transfer pays for (package order
+	// requests it).
+	OrderID string `json:"order_id,omitempty"`
 }
 
 // RecordData is the data of a record on the bus: the step taken, a
@@ -72,7 +75,7 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 		if err := bus.DecodeStrict(data, &d); err != nil {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: `request data must be {"from", "to", "amount", "reference"}: ` + err.Error()}
 		}
-		c.From, c.To, c.Amount, c.Reference, c.ReversalOf = d.From, d.To, d.Amount, d.Reference, d.ReversalOf
+		c.From, c.To, c.Amount, c.Reference, c.ReversalOf, c.OrderID = d.From, d.To, d.Amount, d.Reference, d.ReversalOf, d.OrderID
 		if err := c.checkRequest(); err != nil {
 			return Command{}, refusalOf(err)
 		}
@@ -102,7 +105,7 @@ func (Domain) Fingerprint(c Command) string {
 	var b []byte
 	switch c.Action {
 	case Request:
-		b, _ = json.Marshal(RequestData{From: c.From, To: c.To, Amount: c.Amount, Reference: c.Reference, ReversalOf: c.ReversalOf})
+		b, _ = json.Marshal(RequestData{From: c.From, To: c.To, Amount: c.Amount, Reference: c.Reference, ReversalOf: c.ReversalOf, OrderID: c.OrderID})
 	case Reverse:
 		b, _ = json.Marshal(ReverseData{ReversalID: c.ReversalID})
 	default:
@@ -166,6 +169,7 @@ type eventData struct {
 	Amount     int64  `json:"amount"`
 	Reference  string `json:"reference,omitempty"`
 	ReversalOf string `json:"reversal_of,omitempty"`
+	OrderID    string `json:"order_id,omitempty"`
 	Code       string `json:"code,omitempty"`
 	ReversalID string `json:"reversal_id,omitempty"`
 }
@@ -176,7 +180,7 @@ func (Domain) EncodeEvent(e Event) (engine.Encoded, error) {
 		return engine.Encoded{}, fmt.Errorf("encode %q: %w", e.Step, ErrUnknownEvent)
 	}
 	data, err := json.Marshal(eventData{From: e.From, To: e.To, Amount: e.Amount, Reference: e.Reference, ReversalOf: e.ReversalOf,
-		Code: e.Code, ReversalID: e.ReversalID})
+		OrderID: e.OrderID, Code: e.Code, ReversalID: e.ReversalID})
 	return engine.Encoded{Type: string(e.Step), Schema: SchemaVersion, Data: data}, err
 }
 
@@ -192,8 +196,8 @@ func (Domain) DecodeEvent(typ string, schema int, version int64, at time.Time, d
 		return Event{}, fmt.Errorf("decode %q: %w", typ, err)
 	}
 	e := Event{Step: st, Version: version, At: at, From: d.From, To: d.To, Amount: d.Amount, Reference: d.Reference, ReversalOf: d.ReversalOf,
-		Code: d.Code, ReversalID: d.ReversalID}
-	bad := (Command{From: e.From, To: e.To, Amount: e.Amount, Reference: e.Reference}).checkRequest() != nil ||
+		OrderID: d.OrderID, Code: d.Code, ReversalID: d.ReversalID}
+	bad := (Command{From: e.From, To: e.To, Amount: e.Amount, Reference: e.Reference, OrderID: e.OrderID}).checkRequest() != nil ||
 		(st != Requested && e.Reference != "") || refused(st) != (e.Code != "") || (e.Code != "" && CheckCode(e.Code) != nil) ||
 		aboutReversal(st) != (e.ReversalID != "") || (e.ReversalID != "" && CheckID(e.ReversalID) != nil) ||
 		(e.ReversalOf != "" && CheckID(e.ReversalOf) != nil)
@@ -210,6 +214,7 @@ type stateData struct {
 	Amount     int64      `json:"amount"`
 	Reference  string     `json:"reference,omitempty"`
 	ReversalOf string     `json:"reversal_of,omitempty"`
+	OrderID    string     `json:"order_id,omitempty"`
 	Steps      []stepData `json:"steps"`
 }
 
@@ -222,7 +227,7 @@ type stepData struct {
 
 // EncodeState stores s, but its version.
 func (Domain) EncodeState(s State) []byte {
-	d := stateData{From: s.From, To: s.To, Amount: s.Amount, Reference: s.Reference, ReversalOf: s.ReversalOf, Steps: make([]stepData, len(s.Steps))}
+	d := stateData{From: s.From, To: s.To, Amount: s.Amount, Reference: s.Reference, ReversalOf: s.ReversalOf, OrderID: s.OrderID, Steps: make([]stepData, len(s.Steps))}
 	for i, st := range s.Steps {
 		d.Steps[i] = stepData(st)
 	}
@@ -239,7 +244,7 @@ func (Domain) DecodeState(version int64, data []byte) (State, error) {
 	if err := bus.DecodeStrict(data, &d); err != nil || int64(len(d.Steps)) != version || version == 0 {
 		return State{}, fmt.Errorf("%q at v%d: %w", data, version, ErrBadState)
 	}
-	s := State{Version: version, From: d.From, To: d.To, Amount: d.Amount, Reference: d.Reference, ReversalOf: d.ReversalOf, Steps: make([]StepAt, len(d.Steps))}
+	s := State{Version: version, From: d.From, To: d.To, Amount: d.Amount, Reference: d.Reference, ReversalOf: d.ReversalOf, OrderID: d.OrderID, Steps: make([]StepAt, len(d.Steps))}
 	var before State
 	for i, st := range d.Steps {
 		s.Steps[i] = StepAt(st)
@@ -263,6 +268,7 @@ type View struct {
 	Status     Status        `json:"status"`
 	Code       string        `json:"code,omitempty"`
 	ReversalOf string        `json:"reversal_of,omitempty"`
+	OrderID    string        `json:"order_id,omitempty"`
 	Reversal   *ReversalView `json:"reversal,omitempty"`
 	Steps      []StepView    `json:"steps"`
 	Version    int64         `json:"version"`
@@ -288,7 +294,7 @@ type StepView struct {
 // NewView is the view of transfer id at s.
 func NewView(id string, s State) View {
 	v := View{TransferID: id, From: s.From, To: s.To, Amount: s.Amount, Reference: s.Reference, Status: s.Status(), Code: s.Code(),
-		ReversalOf: s.ReversalOf, Steps: make([]StepView, len(s.Steps)), Version: s.Version}
+		ReversalOf: s.ReversalOf, OrderID: s.OrderID, Steps: make([]StepView, len(s.Steps)), Version: s.Version}
 	for i, st := range s.Steps {
 		v.Steps[i] = StepView{Step: st.Step, At: time.Unix(0, st.At).UTC(), Code: st.Code, ReversalID: st.ReversalID}
 	}
@@ -306,6 +312,9 @@ func (Domain) View(id string, s State, _ time.Time) []byte {
 	b, _ := json.Marshal(NewView(id, s))
 	return b
 }
+
+// Indexed: no index; a client knows its ids.
+func (Domain) Indexed() bool { return false }
 
 // Lists: a transfer keeps its steps in its state.
 func (Domain) Lists() []string { return nil }

@@ -138,6 +138,7 @@ type Command struct {
 	Amount     int64
 	Reference  string
 	ReversalOf string
+	OrderID    string
 	Step       Step
 	Code       string
 	ReversalID string
@@ -157,6 +158,7 @@ type Event struct {
 	Amount     int64
 	Reference  string
 	ReversalOf string
+	OrderID    string
 	Code       string
 	ReversalID string
 }
@@ -178,6 +180,7 @@ type State struct {
 	Amount     int64
 	Reference  string
 	ReversalOf string
+	OrderID    string
 	Steps      []StepAt
 }
 
@@ -249,6 +252,8 @@ func (c Command) checkRequest() error {
 		return ErrSameWallet
 	case c.Amount <= 0 || c.Amount > MaxAmount:
 		return ErrInvalidAmount
+	case c.OrderID != "" && (CheckID(c.OrderID) != nil || c.ReversalOf != ""):
+		return fmt.Errorf("order id %q: %w", c.OrderID, ErrInvalidReference)
 	case len(c.Reference) > MaxReferenceLen || !utf8.ValidString(c.Reference):
 		return fmt.Errorf("reference must be UTF-8 of at most %d bytes: %w", MaxReferenceLen, ErrInvalidReference)
 	}
@@ -279,7 +284,7 @@ func aboutReversal(st Step) bool {
 
 // Decide returns the event that records c against s.
 func Decide(s State, c Command) (Event, error) {
-	e := Event{Version: s.Version + 1, At: c.At, From: s.From, To: s.To, Amount: s.Amount, ReversalOf: s.ReversalOf}
+	e := Event{Version: s.Version + 1, At: c.At, From: s.From, To: s.To, Amount: s.Amount, ReversalOf: s.ReversalOf, OrderID: s.OrderID}
 	switch c.Action {
 	case Request:
 		if err := c.checkRequest(); err != nil {
@@ -291,7 +296,7 @@ func Decide(s State, c Command) (Event, error) {
 		if s.Version > 0 {
 			return Event{}, ErrExists
 		}
-		e.Step, e.From, e.To, e.Amount, e.Reference, e.ReversalOf = Requested, c.From, c.To, c.Amount, c.Reference, c.ReversalOf
+		e.Step, e.From, e.To, e.Amount, e.Reference, e.ReversalOf, e.OrderID = Requested, c.From, c.To, c.Amount, c.Reference, c.ReversalOf, c.OrderID
 		return e, nil
 	case Reverse:
 		if CheckID(c.ReversalID) != nil {
@@ -337,7 +342,7 @@ func Decide(s State, c Command) (Event, error) {
 // Evolve returns s with e applied.
 func Evolve(s State, e Event) State {
 	if e.Step == Requested {
-		s.From, s.To, s.Amount, s.Reference, s.ReversalOf = e.From, e.To, e.Amount, e.Reference, e.ReversalOf
+		s.From, s.To, s.Amount, s.Reference, s.ReversalOf, s.OrderID = e.From, e.To, e.Amount, e.Reference, e.ReversalOf, e.OrderID
 	}
 	s.Version = e.Version
 	// A fresh slice: a State is a value, and a copy must not change with it.
@@ -353,7 +358,7 @@ func Check(before State, e Event) error {
 		return fmt.Errorf("%s after %q", e.Step, before.Last().Step)
 	case refused(e.Step) != (e.Code != ""):
 		return fmt.Errorf("%s with code %q", e.Step, e.Code)
-	case e.Step != Requested && (e.From != before.From || e.To != before.To || e.Amount != before.Amount || e.ReversalOf != before.ReversalOf):
+	case e.Step != Requested && (e.From != before.From || e.To != before.To || e.Amount != before.Amount || e.ReversalOf != before.ReversalOf || e.OrderID != before.OrderID):
 		return fmt.Errorf("%s of %d from %s to %s; the transfer is of %d from %s to %s", e.Step, e.Amount, e.From, e.To, before.Amount, before.From, before.To)
 	case aboutReversal(e.Step) != (e.ReversalID != ""):
 		return fmt.Errorf("%s names reversal %q", e.Step, e.ReversalID)
@@ -362,7 +367,7 @@ func Check(before State, e Event) error {
 			return fmt.Errorf("%s of reversal %s; the one under way is %s", e.Step, e.ReversalID, rid)
 		}
 	case e.Step == Requested:
-		return Command{From: e.From, To: e.To, Amount: e.Amount, Reference: e.Reference}.checkRequest()
+		return Command{From: e.From, To: e.To, Amount: e.Amount, Reference: e.Reference, OrderID: e.OrderID}.checkRequest()
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ type legs struct {
 // yet recorded count as in flight.
 func Verify(ctx context.Context, logs []*eventstore.Store, now time.Time, out io.Writer) (int, error) {
 	transfers := map[string]State{}
-	if err := scan(ctx, logs, Name, func(env event.Envelope) error {
+	if err := eventstore.EachEvent(ctx, logs, Name, func(env event.Envelope) error {
 		e, err := Domain{}.DecodeEvent(env.Type, env.Schema, env.Version, env.Time, env.Data)
 		if err != nil {
 			return fmt.Errorf("transfer %s v%d: %w", env.StreamID, env.Version, err)
@@ -58,7 +58,7 @@ func Verify(ctx context.Context, logs []*eventstore.Store, now time.Time, out io
 	}
 	wallets := map[string]wallet.State{}
 	var credits, debits int64
-	if err := scan(ctx, logs, wallet.Name, func(env event.Envelope) error {
+	if err := eventstore.EachEvent(ctx, logs, wallet.Name, func(env event.Envelope) error {
 		e, err := wallet.Domain{}.DecodeEvent(env.Type, env.Schema, env.Version, env.Time, env.Data)
 		if err != nil {
 			return fmt.Errorf("wallet %s v%d: %w", env.StreamID, env.Version, err)
@@ -202,30 +202,6 @@ func checkReversals(id string, s State, transfers map[string]State, now time.Tim
 	if at := time.Unix(0, s.Last().At); now.Sub(at) > Grace {
 		problem(id, "a reversal of %s that ended %s at %s, and the original does not say so", s.ReversalOf, s.Status(), at.Format(time.RFC3339Nano))
 	}
-}
-
-// scan calls fn with every event of domain in the logs, each log in order.
-func scan(ctx context.Context, logs []*eventstore.Store, domain string, fn func(event.Envelope) error) error {
-	for _, l := range logs {
-		for after := int64(0); ; {
-			page, err := l.EventsAfter(ctx, after, 5000)
-			if err != nil {
-				return err
-			}
-			if len(page) == 0 {
-				break
-			}
-			for _, env := range page {
-				if env.Domain == domain {
-					if err := fn(env); err != nil {
-						return err
-					}
-				}
-			}
-			after = page[len(page)-1].Seq
-		}
-	}
-	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

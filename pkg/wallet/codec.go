@@ -74,6 +74,7 @@ type (
 	legData struct {
 		TransferID   string     `json:"transfer_id"`
 		Counterpart  string     `json:"counterpart"`
+		OrderID      string     `json:"order_id,omitempty"`
 		Amount       int64      `json:"amount"`
 		BalanceAfter int64      `json:"balance_after"`
 		HeldAt       *time.Time `json:"held_at,omitempty"`
@@ -179,7 +180,7 @@ func EncodeEvent(e Event) ([]byte, error) {
 		}
 		return json.Marshal(h)
 	case leg:
-		l := legData{TransferID: e.TransferID, Counterpart: e.Counterpart, Amount: e.Amount, BalanceAfter: e.BalanceAfter, Reason: e.Reason}
+		l := legData{TransferID: e.TransferID, Counterpart: e.Counterpart, OrderID: e.OrderID, Amount: e.Amount, BalanceAfter: e.BalanceAfter, Reason: e.Reason}
 		if e.Type == TransferredOut {
 			at := e.HeldAt.UTC()
 			l.HeldAt = &at
@@ -280,12 +281,12 @@ func DecodeEvent(typ EventType, schema int, version int64, data []byte) (Event, 
 		if err := bus.DecodeStrict(data, &l); err != nil {
 			return Event{}, fmt.Errorf("decode %q v%d: %w", typ, schema, err)
 		}
-		c := Command{Action: TransferIn, TransferID: l.TransferID, Counterpart: l.Counterpart, Amount: l.Amount}
+		c := Command{Action: TransferIn, TransferID: l.TransferID, Counterpart: l.Counterpart, Amount: l.Amount, OrderID: l.OrderID}
 		if c.checkLeg() != nil || l.BalanceAfter < -MaxAmount || (l.HeldAt != nil) != (typ == TransferredOut) ||
 			!knownReason(typ, l.Reason) || (typ == TransferInRejected) != (l.Reason != "") {
 			return Event{}, fmt.Errorf("decode %q v%d: %s: %w", typ, schema, data, ErrUnknownEvent)
 		}
-		e.TransferID, e.Counterpart, e.Amount, e.BalanceAfter, e.Reason = l.TransferID, l.Counterpart, l.Amount, l.BalanceAfter, l.Reason
+		e.TransferID, e.Counterpart, e.OrderID, e.Amount, e.BalanceAfter, e.Reason = l.TransferID, l.Counterpart, l.OrderID, l.Amount, l.BalanceAfter, l.Reason
 		if l.HeldAt != nil {
 			e.HoldID, e.HeldAt = TransferHoldID(l.TransferID), l.HeldAt.UTC()
 		}

@@ -230,7 +230,7 @@ func (Domain) DecodeCommand(action string, data []byte) (Command, *bus.Error) {
 		if err := bus.DecodeStrict(data, &d); err != nil {
 			return Command{}, &bus.Error{Code: bus.CodeInvalidBody, Detail: "command data must be {\"transfer_id\", \"counterpart\", \"amount\"}: " + err.Error()}
 		}
-		c.TransferID, c.Counterpart, c.Amount = d.TransferID, d.Counterpart, d.Amount
+		c.TransferID, c.Counterpart, c.Amount, c.OrderID = d.TransferID, d.Counterpart, d.Amount, d.OrderID
 		if err := c.checkLeg(); err != nil {
 			return Command{}, refusalOf(err, State{})
 		}
@@ -267,6 +267,7 @@ type LegData struct {
 	TransferID  string `json:"transfer_id"`
 	Counterpart string `json:"counterpart"`
 	Amount      int64  `json:"amount,omitempty"`
+	OrderID     string `json:"order_id,omitempty"`
 }
 
 // plainCommandData reads exactly what EncodeCommandData writes.
@@ -298,7 +299,7 @@ func (Domain) Fingerprint(c Command) string {
 		b, _ := json.Marshal(HoldData{HoldID: c.HoldID, Amount: c.Amount, ExpiresIn: int64(c.ExpiresIn / time.Second), TransferID: c.TransferID})
 		return string(c.Action) + ":" + string(b)
 	case TransferIn, TransferOut:
-		b, _ := json.Marshal(LegData{TransferID: c.TransferID, Counterpart: c.Counterpart, Amount: c.Amount})
+		b, _ := json.Marshal(LegData{TransferID: c.TransferID, Counterpart: c.Counterpart, Amount: c.Amount, OrderID: c.OrderID})
 		return string(c.Action) + ":" + string(b)
 	case Reverse:
 		return string(c.Action) + ":" + c.Reverses
@@ -520,6 +521,9 @@ func plainASCII(s string) bool {
 // jsonTime reports whether encoding/json writes t as AppendFormat with
 // RFC3339Nano does: a year of four digits.
 func jsonTime(t time.Time) bool { y := t.Year(); return y >= 0 && y <= 9999 }
+
+// Indexed: no index; a client knows its ids.
+func (Domain) Indexed() bool { return false }
 
 // Lists are tx (applied transactions) and rejected (refused debits).
 func (Domain) Lists() []string { return lists }

@@ -19,6 +19,7 @@ type Transaction struct {
 	HoldID       string    `json:"hold_id,omitempty"` // a capture's, or a refused hold's
 	TransferID   string    `json:"transfer_id,omitempty"`
 	Counterpart  string    `json:"counterpart,omitempty"` // the other wallet of a transfer
+	OrderID      string    `json:"order_id,omitempty"`    // the order a transfer pays for
 	Reverses     string    `json:"reverses,omitempty"`    // the transaction a reversal takes back
 }
 
@@ -34,7 +35,7 @@ func NewTransaction(id string, e Event, t time.Time) Transaction {
 		amount = -e.Captured
 	}
 	return Transaction{ID: id, Type: e.Type, Amount: amount, BalanceAfter: e.BalanceAfter, Version: e.Version, Timestamp: t.UTC(), HoldID: e.HoldID,
-		TransferID: e.TransferID, Counterpart: e.Counterpart, Reverses: e.Reverses}
+		TransferID: e.TransferID, Counterpart: e.Counterpart, OrderID: e.OrderID, Reverses: e.Reverses}
 }
 
 // appendJSON appends exactly what encoding/json makes of t (a test holds

@@ -50,6 +50,9 @@ func (c Command) checkLeg() error {
 	if _, err := ksuid.Parse(c.Counterpart); err != nil {
 		return fmt.Errorf("counterpart %q is not a wallet id: %w", c.Counterpart, ErrInvalidTransferID)
 	}
+	if _, err := ksuid.Parse(c.OrderID); c.OrderID != "" && err != nil {
+		return fmt.Errorf("order %q is not an order id: %w", c.OrderID, ErrInvalidTransferID)
+	}
 	if c.Action == TransferIn && (c.Amount <= 0 || c.Amount > MaxAmount) {
 		return ErrInvalidAmount
 	}
@@ -65,7 +68,7 @@ func (c Command) checkLeg() error {
 // recorded, unlike a credit's overflow: the transfer must learn the same
 // outcome each time it asks.
 func decideLeg(s State, c Command, next Event) Event {
-	next.TransferID, next.Counterpart = c.TransferID, c.Counterpart
+	next.TransferID, next.Counterpart, next.OrderID = c.TransferID, c.Counterpart, c.OrderID
 	if c.Action == TransferIn {
 		next.Amount = c.Amount
 		if s.Balance > math.MaxInt64-c.Amount {
@@ -78,7 +81,7 @@ func decideLeg(s State, c Command, next Event) Event {
 	holdID := TransferHoldID(c.TransferID)
 	h, ok := s.Hold(holdID)
 	if !ok {
-		next.TransferID, next.Counterpart = "", ""
+		next.TransferID, next.Counterpart, next.OrderID = "", "", ""
 		next.Type, next.Action, next.Reason, next.HoldID = CommandRejected, c.Action, ReasonHoldNotActive, holdID
 		return next
 	}

@@ -119,7 +119,8 @@ type Profile struct {
 // capture, 0 for all of it), Profile for open and update, HoldID for hold,
 // capture and void, and ExpiresIn for a hold. TransferID names the
 // transfer a hold, a void or a leg is for (its hold is TransferHoldID),
-// Counterpart the other wallet of a leg. At is when it is decided, the
+// Counterpart the other wallet of a leg, OrderID the order a leg pays
+// for, if any. At is when it is decided, the
 // time a first event records as the wallet's creation.
 type Command struct {
 	Action      Action
@@ -129,6 +130,7 @@ type Command struct {
 	ExpiresIn   time.Duration
 	TransferID  string
 	Counterpart string
+	OrderID     string
 	// Reverses is the transaction (event id) a reversal takes back, and
 	// Original that event as the log holds it, nil if the wallet has none
 	// with that id (the engine reads it: Domain.Attach).
@@ -260,7 +262,7 @@ const (
 // carry its HoldID, Amount and ExpiresAt, the events that end it also when
 // it was made (HeldAt) and a capture what it Captured and BalanceAfter, so
 // that each says all there is to know of the hold. A transfer's legs carry
-// its TransferID and the Counterpart wallet.
+// its TransferID and the Counterpart wallet, and the OrderID it pays for.
 type Event struct {
 	Type         EventType
 	Version      int64
@@ -281,6 +283,7 @@ type Event struct {
 
 	TransferID  string
 	Counterpart string
+	OrderID     string
 
 	// A reversal's: the transaction it takes back, its version and type.
 	Reverses        string
@@ -363,7 +366,7 @@ func Decide(s State, c Command) (Event, error) {
 			next.HoldID, next.ExpiresAt = c.HoldID, c.expiresAt()
 			return reject(HoldRejected, ReasonClosed)
 		case TransferIn:
-			next.TransferID, next.Counterpart = c.TransferID, c.Counterpart
+			next.TransferID, next.Counterpart, next.OrderID = c.TransferID, c.Counterpart, c.OrderID
 			return reject(TransferInRejected, ReasonClosed)
 		}
 		return reject(CommandRejected, ReasonClosed)

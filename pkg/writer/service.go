@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/segmentio/ksuid"
 
 	"coffer/pkg/bus"
@@ -23,7 +24,10 @@ import (
 	"coffer/pkg/engine"
 	"coffer/pkg/eventstore"
 	"coffer/pkg/health"
+	"coffer/pkg/item"
 	"coffer/pkg/metrics"
+	"coffer/pkg/order"
+	"coffer/pkg/process"
 	"coffer/pkg/readmodel"
 	"coffer/pkg/transfer"
 	"coffer/pkg/wallet"
@@ -36,6 +40,8 @@ func Domains() (*engine.Domains, error) {
 	if err := errors.Join(
 		engine.Register(&ds, wallet.Domain{}),
 		engine.Register(&ds, transfer.Domain{}),
+		engine.Register(&ds, item.Domain{}),
+		engine.Register(&ds, order.Domain{}),
 	); err != nil {
 		return nil, err
 	}
@@ -67,6 +73,10 @@ type Settings struct {
 	TransferWorkers int
 	// TransferStepTimeout bounds each command of a transfer's step.
 	TransferStepTimeout time.Duration
+	// OrderWorkers and OrderStepTimeout are the same for the orders'
+	// process manager.
+	OrderWorkers     int
+	OrderStepTimeout time.Duration
 }
 
 // SettingsFromEnv reads Settings through getenv, with local defaults.
@@ -82,6 +92,8 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 		RedisMinReplicas:    env.Int("REDIS_MIN_REPLICAS", 0, 0),
 		TransferWorkers:     env.Int("TRANSFER_WORKERS", 64, 0),
 		TransferStepTimeout: env.Duration("TRANSFER_STEP_TIMEOUT", 5*time.Second),
+		OrderWorkers:        env.Int("ORDER_WORKERS", 64, 0),
+		OrderStepTimeout:    env.Duration("ORDER_STEP_TIMEOUT", 5*time.Second),
 		Writer: engine.Config{
 			Partitions:      env.Int("PARTITION_COUNT", 1, 1),
 			Replicas:        env.Int("NATS_REPLICAS", 1, 1),
@@ -218,16 +230,29 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 			health.Check{Name: "sqlite" + suffix, Probe: stores[i].Ping},
 			health.Check{Name: "serving" + suffix, Probe: writers[i].ServingProbe})
 	}
-	var manager *transfer.Manager
-	if set.TransferWorkers > 0 {
-		if manager, err = transfer.NewManager(nc, bus.NewClient(nc, set.TransferStepTimeout, nil), log.With("component", "transfers"),
-			set.TransferWorkers, set.Writer.Replicas); err != nil {
+	// The process managers: each runs here if it has workers.
+	var managers []*process.Manager
+	for _, pm := range []struct {
+		name    string
+		workers int
+		timeout time.Duration
+		make    func(*nats.Conn, process.Sender, *slog.Logger, int, int) (*process.Manager, error)
+	}{
+		{"transfers", set.TransferWorkers, set.TransferStepTimeout, transfer.NewManager},
+		{"orders", set.OrderWorkers, set.OrderStepTimeout, order.NewManager},
+	} {
+		if pm.workers == 0 {
+			continue
+		}
+		m, err := pm.make(nc, bus.NewClient(nc, pm.timeout, nil), log.With("component", pm.name), pm.workers, set.Writer.Replicas)
+		if err != nil {
 			return err
 		}
-		if err := manager.RegisterMetrics(reg); err != nil {
+		if err := m.RegisterMetrics(reg); err != nil {
 			return err
 		}
-		checks = append(checks, health.Check{Name: "transfers", Probe: manager.ConsumingProbe})
+		checks = append(checks, health.Check{Name: pm.name, Probe: m.ConsumingProbe})
+		managers = append(managers, m)
 	}
 	mux := health.Mux(checks...)
 	mux.Handle("GET /debug/stats", health.JSON(func() any {
@@ -246,17 +271,21 @@ func RunService(ctx context.Context, getenv func(string) string, stdout, stderr 
 		return err
 	}
 
-	// The writers outlive the process manager: the steps it has in hand
-	// are commands to them, answered before they stop.
+	// The writers outlive the process managers: the steps they have in
+	// hand are commands to them, answered before they stop.
 	runCtx, stopAll := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAll()
 	managed := make(chan struct{})
 	managerCtx, stopManager := context.WithCancel(runCtx)
 	go func() {
 		defer close(managed)
-		if manager != nil {
-			manager.Run(managerCtx) //nolint:errcheck // it retries every failure until stopped
+		var wg sync.WaitGroup
+		for _, m := range managers {
+			wg.Go(func() {
+				m.Run(managerCtx) //nolint:errcheck // it retries every failure until stopped
+			})
 		}
+		wg.Wait()
 	}()
 	go func() {
 		select {
@@ -362,9 +391,10 @@ func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout
 		}
 		errs = append(errs, engine.Verify(ctx, domains, l.Part, l.Store, proj, stdout, time.Now()))
 	}
-	// Transfers span partitions: they are checked with every log at hand.
+	// Transfers and orders span partitions: they are checked with every
+	// log at hand.
 	if len(logs) < set.Writer.Partitions {
-		fmt.Fprintf(stdout, "transfers: not checked; they span partitions, and this verify reads %d of %d (list them all in WRITER_PARTITIONS)\n",
+		fmt.Fprintf(stdout, "transfers and orders: not checked; they span partitions, and this verify reads %d of %d (list them all in WRITER_PARTITIONS)\n",
 			len(logs), set.Writer.Partitions)
 		return errors.Join(errs...)
 	}
@@ -374,6 +404,9 @@ func runTool(ctx context.Context, cmd string, getenv func(string) string, stdout
 	}
 	if n, err := transfer.Verify(ctx, stores, time.Now(), stdout); err != nil || n > 0 {
 		errs = append(errs, err, fmt.Errorf("%d transfer problems: %w", n, ErrMismatch))
+	}
+	if n, err := order.Verify(ctx, stores, time.Now(), stdout); err != nil || n > 0 {
+		errs = append(errs, err, fmt.Errorf("%d order problems: %w", n, ErrMismatch))
 	}
 	return errors.Join(errs...)
 }

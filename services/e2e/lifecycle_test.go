@@ -223,7 +223,7 @@ func TestAPICommands(t *testing.T) {
 
 	// Bad commands and bad data: the REST route's codes.
 	unknown := decode[httpapi.Problem](t, api("account_steal", map[string]any{}, 400, bus.CodeUnknownCommand))
-	if !strings.Contains(unknown.Detail, "account_deposit, account_open, account_withdraw, wallet_capture, wallet_close") {
+	if !strings.Contains(unknown.Detail, "account_deposit, account_open, account_withdraw, item_add, item_restock, order_place, wallet_capture, wallet_close") {
 		t.Fatalf("unknown_command does not list the commands: %s", unknown.Detail)
 	}
 	other := ksuid.New().String()

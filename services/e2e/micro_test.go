@@ -34,7 +34,7 @@ func TestMicroServiceDescribesTheWriter(t *testing.T) {
 	var info micro.Info
 	ask(micro.InfoVerb, &info)
 	if info.Name != bus.WriterService || info.Version == "" || info.Description == "" ||
-		info.Metadata["partition"] != "0" || info.Metadata["owner"] == "" || info.Metadata["domains"] != "wallet,transfer" {
+		info.Metadata["partition"] != "0" || info.Metadata["owner"] == "" || info.Metadata["domains"] != "wallet,transfer,item,order" {
 		t.Fatalf("$SRV.INFO: %+v", info)
 	}
 	if len(info.Endpoints) != 1 {
@@ -42,7 +42,7 @@ func TestMicroServiceDescribesTheWriter(t *testing.T) {
 	}
 	ep := info.Endpoints[0]
 	if ep.Name != "commands" || ep.Subject != bus.CommandSubjects || ep.QueueGroup != bus.WriterService ||
-		ep.Metadata["actions"] != "wallet.open,wallet.credit,wallet.debit,wallet.update,wallet.freeze,wallet.unfreeze,wallet.close,wallet.hold,wallet.capture,wallet.void,wallet.transfer_in,wallet.transfer_out,wallet.reverse,transfer.request,transfer.record,transfer.reverse" {
+		ep.Metadata["actions"] != "wallet.open,wallet.credit,wallet.debit,wallet.update,wallet.freeze,wallet.unfreeze,wallet.close,wallet.hold,wallet.capture,wallet.void,wallet.transfer_in,wallet.transfer_out,wallet.reverse,transfer.request,transfer.record,transfer.reverse,item.add,item.update,item.restock,item.reserve,item.release,item.sell,order.place,order.record" {
 		t.Fatalf("the commands endpoint: %+v", ep)
 	}
 

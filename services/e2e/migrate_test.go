@@ -91,7 +91,7 @@ func TestAnOldDataDirMigrates(t *testing.T) {
 	if n := queryInt(t, s.historyDB(), `SELECT COUNT(*) FROM events`); n != 1 {
 		t.Fatalf("the history holds %d events; the old log's 5 were published before the migration", n)
 	}
-	if out, err := s.tool(t, "verify"); err != nil || !strings.Contains(out, "verified 2 wallets, 0 transfers, 6 events (outbox at 6 of 6): 0 problems") {
+	if out, err := s.tool(t, "verify"); err != nil || !strings.Contains(out, "verified 2 wallets, 0 transfers, 0 items, 0 orders, 6 events (outbox at 6 of 6): 0 problems") {
 		t.Fatalf("verify of the migrated log: %v\n%s", err, out)
 	}
 }

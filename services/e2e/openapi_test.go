@@ -322,6 +322,50 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	check(call{"POST", "/transfers/" + in.Transactions[0].TransferID + "/reverse", "", nil, 409})
 	check(call{"POST", "/transfers/" + fresh + "/reverse", "", nil, 404})
 
+	// The shop: items, a page of them, orders completed and failed.
+	_, _, body = s.do("POST", "/items", `{"name": "Spec mug", "price": 100, "stock": 1}`, nil)
+	var it struct {
+		ItemID string `json:"item_id"`
+	}
+	if err := json.Unmarshal(body, &it); err != nil || it.ItemID == "" {
+		t.Fatalf("add an item: %s", body)
+	}
+	item := "/items/" + it.ItemID
+	buyer := ksuid.New().String()
+	s.do("POST", "/wallet/"+buyer+"/credit", `{"amount": 150}`, nil)
+	for _, c := range []call{
+		{"POST", "/items", `{"name": "Spec pot", "price": 5}`, map[string]string{"Idempotency-Key": "spec-item"}, 201},
+		{"POST", "/items", `{"name": "Spec pot", "price": 5}`, map[string]string{"Idempotency-Key": "spec-item"}, 201},
+		{"POST", "/items", `{"name": "", "price": 5}`, nil, 400},
+		{"GET", "/items", "", nil, 200},
+		{"GET", "/items?limit=1", "", nil, 200},
+		{"HEAD", "/items", "", nil, 200},
+		{"GET", "/items?limit=0", "", nil, 400},
+		{"GET", item, "", nil, 200},
+		{"HEAD", item, "", nil, 200},
+		{"GET", "/items/" + fresh, "", nil, 404},
+		{"GET", "/items/nope", "", nil, 400},
+		{"PATCH", item, `{"price": 100}`, nil, 200},
+		{"PATCH", item, `{}`, nil, 400},
+		{"POST", item + "/restock", `{"quantity": 1}`, nil, 200},
+		{"POST", "/items/" + fresh + "/restock", `{"quantity": 1}`, nil, 404},
+		{"POST", "/orders", `{"wallet_id": "` + buyer + `", "lines": [{"item_id": "` + it.ItemID + `", "quantity": 1}]}`, nil, 200},
+		{"POST", "/orders", `{"wallet_id": "` + buyer + `", "lines": [{"item_id": "` + it.ItemID + `", "quantity": 1}]}`, nil, 409},
+		{"POST", "/orders", `{"wallet_id": "` + buyer + `", "lines": [{"item_id": "` + it.ItemID + `", "quantity": 5}]}`, nil, 409},
+		{"POST", "/orders", `{"wallet_id": "` + buyer + `", "lines": [{"item_id": "` + fresh + `", "quantity": 1}]}`, nil, 404},
+		{"POST", "/orders", `{"wallet_id": "` + buyer + `", "lines": []}`, nil, 400},
+		{"GET", "/orders/" + fresh, "", nil, 404},
+		{"GET", "/orders/nope", "", nil, 400},
+		{"GET", "/orders", "", nil, 405},
+		{"POST", "/api", `{"command": "item_restock", "data": {"item_id": "` + it.ItemID + `", "quantity": 1}}`, nil, 200},
+		{"POST", "/api", `{"command": "item_add", "data": {"name": "Spec cup", "price": 1}}`, nil, 201},
+	} {
+		check(c)
+	}
+	_, placed, _ := s.do("POST", "/orders", `{"wallet_id": "`+buyer+`", "lines": [{"item_id": "`+it.ItemID+`", "quantity": 1}]}`, nil)
+	check(call{"GET", placed.Get("Location"), "", nil, 200})
+	check(call{"HEAD", placed.Get("Location"), "", nil, 200})
+
 	// A page with a next cursor, and following it.
 	_, _, body = s.do("GET", wallet+"/transactions?limit=2", "", nil)
 	var page struct{ Next *string }

@@ -39,7 +39,7 @@ func TestVerifyAndRebuild(t *testing.T) {
 	}
 
 	out, err := s.tool(t, "verify")
-	if err != nil || !strings.Contains(out, "verified 3 wallets, 0 transfers, 18 events") || !strings.Contains(out, ": 0 problems") {
+	if err != nil || !strings.Contains(out, "verified 3 wallets, 0 transfers, 0 items, 0 orders, 18 events") || !strings.Contains(out, ": 0 problems") {
 		t.Fatalf("verify of a healthy stack: %v\n%s", err, out)
 	}
 

@@ -101,6 +101,15 @@ func TestPythonTools(t *testing.T) {
 		}
 	})
 
+	t.Run("loadtest with orders", func(t *testing.T) {
+		out, code := runPython(t, "loadtest", "--url", s.base, "--wallets", "6", "--workers", "6", "--count", "300", "--seed", "5",
+			"--orders", "--items", "4", "--stock", "30", "--debit-ratio", "0.2", "--max-amount", "300")
+		if code != 0 || !strings.Contains(out, "conservation OK: 6 wallets") || !strings.Contains(out, "units OK: 4 items") ||
+			!regexp.MustCompile(`orders +[1-9][0-9]* completed, [1-9][0-9]* failed`).MatchString(out) {
+			t.Fatalf("loadtest exit %d:\n%s", code, out)
+		}
+	})
+
 	t.Run("curl sends one request like curl", func(t *testing.T) {
 		id := ksuid.New().String()
 		out, code := runPython(t, "curl", "-s", "-X", "POST", "-H", "Content-Type: application/json", "-d", `{"amount": 500}`,

@@ -36,9 +36,14 @@ type transferLoad struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 
+	// With items: the shop's items, and the orders placed and restocks
+	// made among the rest.
+	items []*shopItem
+
 	mu        sync.Mutex
 	external  []op // credits and debits
 	transfers []transferOp
+	orders    []orderOp
 	failures  []string
 
 	lastOK    atomic.Int64
@@ -46,6 +51,13 @@ type transferLoad struct {
 }
 
 func startTransferLoad(t *testing.T, c *cluster, workers, wallets int, funds int64) *transferLoad {
+	l := newTransferLoad(t, c, wallets, funds)
+	l.run(workers)
+	return l
+}
+
+// newTransferLoad funds the wallets of a load that has not started.
+func newTransferLoad(t *testing.T, c *cluster, wallets int, funds int64) *transferLoad {
 	l := &transferLoad{c: c, funds: funds, stop: make(chan struct{})}
 	for range wallets {
 		l.wallets = append(l.wallets, ksuid.New().String())
@@ -63,10 +75,14 @@ func startTransferLoad(t *testing.T, c *cluster, workers, wallets int, funds int
 	if len(l.failures) > 0 {
 		t.Fatal(l.failures)
 	}
+	return l
+}
+
+// run starts the load's workers.
+func (l *transferLoad) run(workers int) {
 	for w := range workers {
 		l.wg.Go(func() { l.worker(uint64(w)) })
 	}
-	return l
 }
 
 func (l *transferLoad) fail(msg string) {
@@ -103,6 +119,12 @@ func (l *transferLoad) worker(seed uint64) {
 			l.mu.Lock()
 			l.external = append(l.external, o)
 			l.mu.Unlock()
+			continue
+		}
+		if len(l.items) > 0 && rng.IntN(100) < 50 {
+			if !l.shop(rng, from) {
+				return
+			}
 			continue
 		}
 		to := l.wallets[rng.IntN(len(l.wallets))]
@@ -165,10 +187,10 @@ func (l *transferLoad) resolve(base, method, path, body, key string) ([]byte, st
 	for {
 		st, _, b, err := request(base, method, path, body, map[string]string{"Idempotency-Key": key})
 		switch {
-		case err == nil && (st == 200 || st == 202):
+		case err == nil && (st == 200 || st == 201 || st == 202):
 			l.lastOK.Store(time.Now().UnixNano())
 			return b, ""
-		case err == nil && st == 409 && (strings.Contains(string(b), `"insufficient_funds"`) || strings.Contains(string(b), `"transfer"`)):
+		case err == nil && st == 409 && (strings.Contains(string(b), `"insufficient_funds"`) || strings.Contains(string(b), `"transfer"`) || strings.Contains(string(b), `"order"`)):
 			l.lastOK.Store(time.Now().UnixNano())
 			return b, ""
 		case err != nil || st == 503 || st == 504:
@@ -252,106 +274,12 @@ func TestTransfersUnderFaults(t *testing.T) {
 		}
 	}
 	l.finish(t)
-	stopped := time.Now()
-
-	// Every transfer ends, those answered 202 too.
-	final := map[string]string{} // transfer id → status
-	codes := map[string]string{}
-	pending := 0
-	eventually(t, 90*time.Second, "every transfer to end", func() bool {
-		pending = 0
-		for _, tr := range l.transfers {
-			if s := final[tr.id]; s == "completed" || s == "failed" {
-				continue
-			}
-			st, _, b, err := request(c.base(), "GET", "/transfers/"+tr.id, "", nil)
-			var v struct{ Status, Code string }
-			if err != nil || st != 200 || json.Unmarshal(b, &v) != nil {
-				pending++
-				continue
-			}
-			final[tr.id], codes[tr.id] = v.Status, v.Code
-			if v.Status == "pending" {
-				pending++
-			}
-		}
-		return pending == 0
-	})
-	ended := time.Since(stopped)
-
-	want := map[string]int64{}
-	var credits, debits int64
-	for _, w := range l.wallets {
-		want[w] = l.funds
-		credits += l.funds
-	}
-	for _, o := range l.external {
-		want[o.wallet] += o.delta
-		if o.delta > 0 {
-			credits += o.delta
-		} else {
-			debits -= o.delta
-		}
-	}
-	tally := map[string]int{}
-	answered := map[string]int{}
-	for _, tr := range l.transfers {
-		s := final[tr.id]
-		tally[s]++
-		answered[tr.status]++
-		if tr.status != "pending" && tr.status != s {
-			t.Fatalf("transfer %s was answered %s, and is %s", tr.id, tr.status, s)
-		}
-		if s == "failed" && codes[tr.id] != "insufficient_funds" {
-			t.Fatalf("transfer %s failed with %q; only insufficient_funds can happen here", tr.id, codes[tr.id])
-		}
-		if s == "completed" {
-			want[tr.from] -= tr.amount
-			want[tr.to] += tr.amount
-		}
-	}
-	var sum int64
-	for _, w := range l.wallets {
-		st, _, b, err := request(c.base(), "GET", "/wallet/"+w+"/balance", "", nil)
-		var v struct{ Balance, Held int64 }
-		if err != nil || st != 200 || json.Unmarshal(b, &v) != nil {
-			t.Fatalf("balance of %s: %d %s %v", w, st, b, err)
-		}
-		if v.Balance != want[w] || v.Held != 0 || v.Balance < 0 {
-			t.Fatalf("wallet %s: balance %d, held %d; its operations and transfers say %d", w, v.Balance, v.Held, want[w])
-		}
-		sum += v.Balance
-	}
-	if sum != credits-debits {
-		t.Fatalf("money: the balances sum to %d, external credits %d − debits %d = %d", sum, credits, debits, credits-debits)
-	}
-
-	// Each operation and each transfer request is in the logs once; every
-	// event is in the history once.
-	logs := c.logs()
-	keys := map[string]int{}
-	var events int64
-	for _, db := range logs {
-		for _, k := range column(t, db, `SELECT stream_id || ' ' || idem_key FROM events WHERE idem_key LIKE 'k:%'`) {
-			keys[k]++
-		}
-		events += count(t, db, `SELECT COUNT(*) FROM events`)
-	}
-	for _, o := range l.external {
-		if keys[o.wallet+" k:"+o.key] != 1 {
-			t.Fatalf("operation %s on %s is in the logs %d times", o.key, o.wallet, keys[o.wallet+" k:"+o.key])
-		}
-	}
-	for _, tr := range l.transfers {
-		if keys[tr.keyOn+" k:"+tr.key] != 1 {
-			t.Fatalf("transfer %s (key %s) is requested in the logs %d times", tr.id, tr.key, keys[tr.keyOn+" k:"+tr.key])
-		}
-	}
+	end := l.settle(t)
 	out, err := c.verify()
-	if err != nil || !strings.Contains(out, fmt.Sprintf("%d transfers: %d completed, %d failed, 0 in flight", len(l.transfers), tally["completed"], tally["failed"])) {
+	if err != nil || !strings.Contains(out, fmt.Sprintf("%d transfers: %d completed, %d failed, 0 in flight", len(l.transfers), end.tally["completed"], end.tally["failed"])) {
 		t.Fatalf("verify: %v\n%s", err, out)
 	}
-	checkHistory(t, c, logs, events)
+	checkHistory(t, c, end.logs, end.events)
 	t.Logf("%d faults %v; the first definite answer after a fault came %s after it at worst; %d retries of 503/504/errors",
 		*cycles, faults, worst.Round(time.Millisecond), l.transient.Load())
 	reversals := 0
@@ -361,5 +289,5 @@ func TestTransfersUnderFaults(t *testing.T) {
 		}
 	}
 	t.Logf("%d transfers, %d of them reversals (%d completed, %d failed; answered %v) and %d credits and debits over %d wallets in %d partitions; every transfer ended within %s of the end of the load; money conserved at %d; %d events, each once in the history",
-		len(l.transfers), reversals, tally["completed"], tally["failed"], answered, len(l.external), len(l.wallets), n, ended.Round(time.Millisecond), sum, events)
+		len(l.transfers), reversals, end.tally["completed"], end.tally["failed"], end.answered, len(l.external), len(l.wallets), n, end.ended.Round(time.Millisecond), end.money, end.events)
 }
