@@ -69,7 +69,7 @@ build() {
 # Minimising a new input is capped at 5 s so that a count cannot stall on it.
 fuzz() {
 	local target pkg name budget
-	for target in ./pkg/httpapi:FuzzCommandBody:100000x ./pkg/httpapi:FuzzTransferBody:50000x ./pkg/wallet:FuzzDecodeEvent:500000x ./pkg/wallet:FuzzViewDecode:100000x; do
+	for target in ./pkg/httpapi:FuzzCommandBody:100000x ./pkg/httpapi:FuzzTransferBody:50000x ./pkg/httpapi:FuzzOrderBody:50000x ./pkg/wallet:FuzzDecodeEvent:500000x ./pkg/wallet:FuzzViewDecode:100000x; do
 		IFS=: read -r pkg name budget <<<"$target"
 		[ "$1" = short ] || budget=$1
 		log "fuzz $name for $budget"

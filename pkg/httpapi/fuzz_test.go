@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"coffer/pkg/bus"
+	"coffer/pkg/order"
 	"coffer/pkg/readmodel"
 	"coffer/pkg/transfer"
 	"coffer/pkg/wallet"
@@ -154,6 +155,45 @@ func FuzzTransferBody(f *testing.F) {
 		}
 		if cmd.From == cmd.To || cmd.Amount < 1 || cmd.Amount > transfer.MaxAmount || cmd.ReversalOf != "" {
 			t.Fatalf("sent %+v for %q", cmd, body)
+		}
+	})
+}
+
+// FuzzOrderBody: POST /orders never crashes and never sends an order the
+// order domain would refuse: one place command, or a problem and nothing
+// sent.
+func FuzzOrderBody(f *testing.F) {
+	const w, i, j = "2pJ1NbW1uTJ3XQw2fQ4G7mVj0aZ", "2pJ1NbW1uTJ3XQw2fQ4G7mVj0aY", "2pJ1NbW1uTJ3XQw2fQ4G7mVj0aX"
+	for _, seed := range []string{
+		`{"wallet_id": "` + w + `", "lines": [{"item_id": "` + i + `", "quantity": 2}]}`,
+		`{"wallet_id": "` + w + `", "lines": [{"item_id": "` + i + `", "quantity": 2}, {"item_id": "` + j + `", "quantity": 1e2}]}`,
+		`{"wallet_id": "` + w + `", "lines": [{"item_id": "` + i + `", "quantity": 1}, {"item_id": "` + i + `", "quantity": 1}]}`,
+		`{"wallet_id": "` + w + `", "lines": [{"item_id": "` + i + `", "quantity": 0.5}]}`,
+		`{"wallet_id": "` + w + `", "lines": []}`, `{"wallet_id": "` + w + `", "lines": [{}]}`, `{"lines": null}`,
+		`{"wallet_id": "` + order.DefaultShopWalletID + `", "lines": [{"item_id": "` + i + `", "quantity": 2}]}`, `{}`, ``, `[]`,
+	} {
+		f.Add([]byte(seed))
+	}
+	rec := &sent{}
+	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now, nil, Limits{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec.calls, rec.actions = rec.calls[:0], rec.actions[:0]
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", "/orders", bytes.NewReader(body)))
+		if w.Code >= 500 {
+			t.Fatalf("status %d for %q: %s", w.Code, body, w.Body)
+		}
+		if len(rec.calls) == 0 {
+			if w.Code < 400 || w.Header().Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("nothing sent but status %d %q for %q", w.Code, w.Header().Get("Content-Type"), body)
+			}
+			return
+		}
+		if len(rec.calls) != 1 || rec.actions[0] != "order.place" {
+			t.Fatalf("sent %v for %q", rec.actions, body)
+		}
+		if _, perr := (order.Domain{}).DecodeCommand("place", rec.calls[0].Data); perr != nil {
+			t.Fatalf("sent data %s the order domain refuses: %v", rec.calls[0].Data, perr)
 		}
 	})
 }

@@ -106,14 +106,14 @@ type progress struct {
 // its newest view; ok is false if the client left.
 func (s *server) awaitEnd(r *http.Request, domain, id string, v []byte, replayed bool, events <-chan struct{}) ([]byte, bool) {
 	var at progress
-	json.Unmarshal(v, &at) //nolint:errcheck // an unreadable view is pending at version 0
+	json.Unmarshal(v, &at) //nolint:errcheck // an unreadable view has no status to wait on
 	deadline := time.NewTimer(s.limits.TransferWait)
 	defer deadline.Stop()
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
 	// A replayed answer is the operation as it was first asked for: look
 	// at once where it stands now.
-	for look := replayed; at.Status == "pending" || at.Status == ""; look = false {
+	for look := replayed; at.Status == "pending"; look = false {
 		if !look {
 			select {
 			case <-r.Context().Done():

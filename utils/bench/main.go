@@ -89,7 +89,7 @@ func run() error {
 	target := flag.String("url", "", "with -rate: the credit URL, e.g. http://127.0.0.1:8080/wallet/$W/credit")
 	conns := flag.Int("c", 64, "with -rate: connections of the open-loop generator")
 	perSecond := flag.Bool("v", false, "with -rate: also print p50, p99 and max of each second")
-	transfers := flag.Bool("transfers", true, "end with the transfer scenario (a stack of two partitions)")
+	transfers := flag.Bool("transfers", true, "end with the transfer and order scenarios (a stack of two partitions)")
 	walletsFile := flag.String("wallets", "", "with -rate: credit the wallets listed in this file (one id a line) in turn instead of -url's; -url gives the server")
 	flag.Parse()
 	if *rate > 0 {
@@ -198,7 +198,7 @@ func (b *bench) writeScripts() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, name := range []string{"get", "post_one", "spread", "transfer"} {
+	for _, name := range []string{"get", "post_one", "spread", "transfer", "order"} {
 		var own []byte
 		if name != "get" {
 			if own, err = os.ReadFile(filepath.Join(b.root, "utils/bench", name+".lua")); err != nil {
@@ -296,7 +296,11 @@ func (b *bench) scenarios() error {
 	if !b.transfersToo {
 		return nil
 	}
-	return b.transfers()
+	wallets, terr := b.transfers()
+	if terr != nil {
+		return terr
+	}
+	return b.orders(wallets)
 }
 
 // transferName is the transfer scenario's.
@@ -307,42 +311,43 @@ const transferName = "POST transfers between random wallets of 1,000 over 2 part
 // (PARTITION_COUNT=2, one wallet_writer process with both, its process
 // manager taking the steps), and checks afterwards that every transfer
 // ended and money was conserved (wallet_writer verify across both logs).
-func (b *bench) transfers() error {
+// It returns the wallets' file, for the orders.
+func (b *bench) transfers() (string, error) {
 	if err := b.runSh("stop"); err != nil {
-		return err
+		return "", err
 	}
 	b.dataDir = filepath.Join(b.dataDir, "transfers") // removed with its parent
 	b.env = append(b.env, "DATA_DIR="+b.dataDir, "PARTITION_COUNT=2", "WRITER_PARTITIONS=0,1")
 	fmt.Println("starting a stack of 2 partitions for transfers ...")
 	if err := b.runSh("--detach"); err != nil {
-		return err
+		return "", err
 	}
 	wallets, err := b.walletFile(1000)
 	if err != nil {
-		return err
+		return "", err
 	}
 	const funds = 1000
 	for _, w := range readLines(wallets) {
 		if _, err := b.post(w, "credit", funds); err != nil {
-			return err
+			return "", err
 		}
 	}
 	b.settle()
 	sBefore, err := b.writerStats()
 	if err != nil {
-		return err
+		return "", err
 	}
 	cpuBefore := b.cpuTimes()
 	url := b.base + "/"
 	w, err := b.wrk(64, b.dur, "transfer.lua", url, wallets)
 	if err != nil {
-		return err
+		return "", err
 	}
 	r := b.record(transferName, b.wrkCommand(64, b.dur, "transfer.lua", url, wallets), w, "")
 	elapsed := time.Duration(w.DurationUS) * time.Microsecond
 	r.cpu = cpuSince(cpuBefore, b.cpuTimes(), elapsed, w.OK+w.Refused)
 	if err := b.groupCommit(r, sBefore, elapsed); err != nil {
-		return err
+		return "", err
 	}
 	// The transfers in flight when wrk stopped end within a moment; verify
 	// then finds each one ended, its legs once, and the money where it was.
@@ -354,7 +359,7 @@ func (b *bench) transfers() error {
 			break
 		}
 	}
-	last := strings.TrimSpace(lastLine(string(out)))
+	last := lineWith(string(out), " transfers: ")
 	want := fmt.Sprintf("balances %d = credits %d − debits 0 + in flight 0: 0 problems", 1000*funds, 1000*funds)
 	switch {
 	case err != nil || !strings.HasSuffix(last, want):
@@ -363,6 +368,74 @@ func (b *bench) transfers() error {
 		r.Check = fmt.Sprintf("FAILED: %d answers neither 200 nor 409 (202: not ended within TRANSFER_WAIT), %d socket errors", w.Other, w.Errors)
 	default:
 		r.Check = fmt.Sprintf("OK: %d transfers completed and %d failed for funds, all ended; verify: %s", w.OK, w.Refused, last)
+	}
+	r.printWrite()
+	return wallets, nil
+}
+
+// orderName is the order scenario's.
+const orderName = "POST orders of 1 item of 100 by random wallets of 1,000 over 2 partitions, 64 connections"
+
+// orders measures orders/s and their latency on the transfers' stack: a
+// random wallet of theirs buys 1 to 3 units of a random item of 100 (stock
+// enough for all, prices 1 to 10), each order reserving, paying by a
+// transfer to the shop's wallet and selling; then it checks that every
+// order ended and units and money were conserved (verify across both
+// logs).
+func (b *bench) orders(wallets string) error {
+	var ids bytes.Buffer
+	for i := range 100 {
+		resp, err := http.Post(b.base+"/items", "application/json", strings.NewReader(fmt.Sprintf(`{"name": "bench item %d", "price": %d, "stock": 1000000000}`, i, 1+i%10)))
+		if err != nil {
+			return err
+		}
+		var v struct {
+			ItemID string `json:"item_id"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("POST /items: %d %v", resp.StatusCode, err)
+		}
+		ids.WriteString(v.ItemID + "\n")
+	}
+	items := filepath.Join(b.scripts, "items-100.txt")
+	if err := os.WriteFile(items, ids.Bytes(), 0o644); err != nil {
+		return err
+	}
+	b.settle()
+	sBefore, err := b.writerStats()
+	if err != nil {
+		return err
+	}
+	cpuBefore := b.cpuTimes()
+	url := b.base + "/"
+	w, err := b.wrk(64, b.dur, "order.lua", url, wallets, items)
+	if err != nil {
+		return err
+	}
+	r := b.record(orderName, b.wrkCommand(64, b.dur, "order.lua", url, wallets, items), w, "")
+	elapsed := time.Duration(w.DurationUS) * time.Microsecond
+	r.cpu = cpuSince(cpuBefore, b.cpuTimes(), elapsed, w.OK+w.Refused)
+	if err := b.groupCommit(r, sBefore, elapsed); err != nil {
+		return err
+	}
+	var out []byte
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		cmd := exec.Command(filepath.Join(b.root, "bin/wallet_writer"), "verify")
+		cmd.Env = b.env
+		if out, err = cmd.CombinedOutput(); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	last := lineWith(string(out), " orders: ")
+	switch {
+	case err != nil || !strings.HasSuffix(last, ": 0 problems") || !strings.Contains(last, " 0 pending"):
+		r.Check = "FAILED: verify: " + last
+	case w.Other > 0 || w.Errors > 0:
+		r.Check = fmt.Sprintf("FAILED: %d answers neither 200 nor 409 (202: not ended within TRANSFER_WAIT), %d socket errors", w.Other, w.Errors)
+	default:
+		r.Check = fmt.Sprintf("OK: %d orders completed and %d failed for funds, all ended; verify: %s", w.OK, w.Refused, last)
 	}
 	r.printWrite()
 	return nil
@@ -737,7 +810,7 @@ func (b *bench) check(before counts, w wrkOut, conns int) string {
 }
 
 // summaries are verify's summary lines (each ends in its count of
-// problems): one per partition, and the transfers'.
+// problems): one per partition, the transfers' and the orders'.
 func summaries(out string) string {
 	var lines []string
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -749,6 +822,18 @@ func summaries(out string) string {
 		return lastLine(out)
 	}
 	return strings.Join(lines, "; ")
+}
+
+// lineWith is the last line of s holding sub, trimmed; the last line of s
+// if none does.
+func lineWith(s, sub string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], sub) {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func lastLine(s string) string {
