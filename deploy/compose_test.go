@@ -277,6 +277,27 @@ func TestNginxUpstreams(t *testing.T) {
 			t.Errorf("nginx.conf lacks %q", want)
 		}
 	}
+	// The event streams pass unbuffered, open past the answers' timeout.
+	streams := regexp.MustCompile(`(?s)location ~ (\S+) \{(.*?)\}`).FindStringSubmatch(string(conf))
+	if streams == nil {
+		t.Fatal("nginx.conf has no location for the event streams")
+	}
+	for _, want := range []string{"proxy_buffering off;", "proxy_read_timeout 1h;", "proxy_pass http://wallet_server;"} {
+		if !strings.Contains(streams[2], want) {
+			t.Errorf("the event streams' location lacks %q", want)
+		}
+	}
+	paths := regexp.MustCompile(streams[1])
+	for _, path := range []string{"/events", "/wallet/2pJ1NbW1uTJ3XQw2fQ4G7mVj0aZ/events", "/transfers/x/events", "/orders/x/events"} {
+		if !paths.MatchString(path) {
+			t.Errorf("the event streams' location %s does not take %s", streams[1], path)
+		}
+	}
+	for _, path := range []string{"/wallet/x/balance", "/events/x", "/wallet/x/events/y"} {
+		if paths.MatchString(path) {
+			t.Errorf("the event streams' location %s takes %s, which is no stream", streams[1], path)
+		}
+	}
 }
 
 // The Dockerfile builds every service directory the compose file runs.

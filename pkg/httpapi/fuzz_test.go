@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -37,6 +38,10 @@ func (s *sent) Send(_ context.Context, domain, id, action string, cmd bus.Comman
 func (s *sent) PingWriter(context.Context) error { return nil }
 
 func (s *sent) Watch(string, string) (<-chan struct{}, func(), error) { return nil, func() {}, nil }
+
+func (s *sent) Follow(context.Context, []string, uint64) (<-chan bus.Delivered, error) {
+	return nil, errors.New("no event stream here")
+}
 
 type noReads struct{}
 

@@ -25,6 +25,11 @@ type Limits struct {
 	TransferWait time.Duration
 	// ShopWalletID is the wallet orders pay into.
 	ShopWalletID string
+	// MaxStreams bounds the event streams (Server-Sent Events) one server
+	// serves at once; StreamHeartbeat is how often an idle one gets a
+	// comment line.
+	MaxStreams      int
+	StreamHeartbeat time.Duration
 }
 
 // MaxTransferWait bounds TransferWait: a request is not held longer.
@@ -34,7 +39,7 @@ const MaxTransferWait = time.Minute
 // minutes unless asked otherwise, at most 7 days; a transfer is waited for
 // 5 seconds.
 var DefaultLimits = Limits{HoldExpiresIn: 10 * time.Minute, HoldMaxExpiresIn: 7 * 24 * time.Hour, TransferWait: 5 * time.Second,
-	ShopWalletID: order.DefaultShopWalletID}
+	ShopWalletID: order.DefaultShopWalletID, MaxStreams: 1000, StreamHeartbeat: 15 * time.Second}
 
 // Check says what is wrong with l, nil if nothing.
 func (l Limits) Check() error {
@@ -47,6 +52,10 @@ func (l Limits) Check() error {
 		return fmt.Errorf("the wait for a transfer must be from 0 to %s, not %s", MaxTransferWait, l.TransferWait)
 	case ksuidInvalid(l.ShopWalletID):
 		return fmt.Errorf("the shop's wallet id %q is not a KSUID", l.ShopWalletID)
+	case l.MaxStreams < 1:
+		return fmt.Errorf("the event streams a server serves must be at least 1, not %d", l.MaxStreams)
+	case l.StreamHeartbeat < 100*time.Millisecond || l.StreamHeartbeat > 5*time.Minute:
+		return fmt.Errorf("the heartbeat of an event stream must be from 100ms to 5m, not %s", l.StreamHeartbeat)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -63,6 +64,10 @@ type Sender interface {
 	// Watch signals each new event of a stream until stop (a transfer's
 	// steps, while its request waits for the outcome).
 	Watch(domain, id string) (events <-chan struct{}, stop func(), err error)
+	// Follow delivers the events of EVENTS on subjects after a stream
+	// sequence, catching up, then live, until ctx ends (the event
+	// streams).
+	Follow(ctx context.Context, subjects []string, after uint64) (<-chan bus.Delivered, error)
 }
 
 type server struct {
@@ -72,6 +77,7 @@ type server struct {
 	now      func() time.Time
 	limits   Limits
 	requests *prometheus.HistogramVec
+	streams  atomic.Int64 // event streams open
 }
 
 // NewServer returns the API with all its routes, /metrics serving reg
@@ -146,6 +152,10 @@ func (s *server) router(reg *prometheus.Registry) *mux.Router {
 	route("/orders", http.HandlerFunc(s.placeOrder), http.MethodPost)
 	route("/orders/{id}", http.HandlerFunc(s.getOrder), http.MethodGet, http.MethodHead)
 	route("/api", http.HandlerFunc(s.api), http.MethodPost)
+	route("/events", http.HandlerFunc(s.allEvents), http.MethodGet)
+	route("/wallet/{id}/events", http.HandlerFunc(s.walletEvents), http.MethodGet)
+	route("/transfers/{id}/events", http.HandlerFunc(s.transferEvents), http.MethodGet)
+	route("/orders/{id}/events", http.HandlerFunc(s.orderEvents), http.MethodGet)
 	route("/healthz", http.HandlerFunc(health.Healthz), http.MethodGet, http.MethodHead)
 	// Ready when Redis answers and a wallet writer answers over NATS (which
 	// also proves NATS is up).

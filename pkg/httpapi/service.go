@@ -45,13 +45,15 @@ func SettingsFromEnv(getenv func(string) string) (Settings, error) {
 			HoldMaxExpiresIn: env.Duration("HOLD_MAX_EXPIRES_IN", DefaultLimits.HoldMaxExpiresIn),
 			TransferWait:     env.Duration("TRANSFER_WAIT", DefaultLimits.TransferWait),
 			ShopWalletID:     env.String("SHOP_WALLET_ID", DefaultLimits.ShopWalletID),
+			MaxStreams:       env.Int("SSE_MAX_STREAMS", DefaultLimits.MaxStreams, 1),
+			StreamHeartbeat:  env.Duration("SSE_HEARTBEAT", DefaultLimits.StreamHeartbeat),
 		},
 	}
 	if err := env.Err(); err != nil {
 		return s, err
 	}
 	if err := s.Limits.Check(); err != nil {
-		return s, fmt.Errorf("HOLD_EXPIRES_IN, HOLD_MAX_EXPIRES_IN, TRANSFER_WAIT, SHOP_WALLET_ID: %w", err)
+		return s, fmt.Errorf("HOLD_EXPIRES_IN, HOLD_MAX_EXPIRES_IN, TRANSFER_WAIT, SHOP_WALLET_ID, SSE_MAX_STREAMS, SSE_HEARTBEAT: %w", err)
 	}
 	return s, nil
 }

@@ -366,6 +366,18 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 	check(call{"GET", placed.Get("Location"), "", nil, 200})
 	check(call{"HEAD", placed.Get("Location"), "", nil, 200})
 
+	// The event streams' refusals (their streams are checked in
+	// TestEventStreams).
+	for _, c := range []call{
+		{"GET", "/events?domain=nope", "", nil, 400},
+		{"GET", "/wallet/nope/events", "", nil, 400},
+		{"GET", "/transfers/nope/events", "", nil, 400},
+		{"GET", "/orders/nope/events", "", nil, 400},
+		{"POST", "/events", "", nil, 405},
+	} {
+		check(c)
+	}
+
 	// A page with a next cursor, and following it.
 	_, _, body = s.do("GET", wallet+"/transactions?limit=2", "", nil)
 	var page struct{ Next *string }
