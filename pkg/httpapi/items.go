@@ -245,8 +245,9 @@ type itemsResponse struct {
 	Timestamp time.Time         `json:"timestamp"`
 }
 
-// listItems is GET /items?limit=N&cursor=C: every item in id order (for ids the server made, the order they were added), a
-// page at a time, from Redis.
+// listItems is GET /items?limit=N&cursor=C: every item in id order (for
+// ids the server made, the order they were added), a page at a time, from
+// Redis.
 func (s *server) listItems(w http.ResponseWriter, r *http.Request) {
 	q, perr := queryParams(r, "limit", "cursor")
 	if perr != nil {
