@@ -9,7 +9,7 @@
 #   ./build.sh bench [-d 10s]  measure this machine (installs wrk) and rewrite BENCHMARKS.md
 #
 # A fresh machine needs only Go and Debian's package tools: this script
-# installs the rest (redis-server; for the tests also python3, docker-compose, sqlite3).
+# installs the rest (redis-server; for the tests also python3, docker-compose, sqlite3, chromium).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -25,7 +25,8 @@ apt_install() {
 
 # deps [test]: what running the suite needs (redis-server); with "test", also
 # what the tests need (python3 for utils/, docker-compose to check the compose
-# file, sqlite3 for the fault suite's lock holders).
+# file, sqlite3 for the fault suite's lock holders, chromium for the
+# console's browser test).
 deps() {
 	command -v go >/dev/null || { echo "Go is required: https://go.dev/dl/" >&2; exit 1; }
 	local missing=()
@@ -34,6 +35,7 @@ deps() {
 		command -v python3 >/dev/null || missing+=(python3)
 		command -v docker-compose >/dev/null || missing+=(docker-compose)
 		command -v sqlite3 >/dev/null || missing+=(sqlite3)
+		command -v chromium >/dev/null || missing+=(chromium)
 	fi
 	[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }

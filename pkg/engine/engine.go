@@ -239,6 +239,9 @@ func (w *Writer) Run(ctx context.Context) error {
 		Description: "decides the commands of " + strings.Join(w.names, ", ") + ", logs their events in SQLite, projects them to Redis",
 		Metadata:    map[string]string{"partition": w.cfg.Partition, "owner": owner, "domains": strings.Join(w.names, ",")},
 		QueueGroup:  bus.WriterService,
+		// $SRV.STATS.wallet_writer answers with how far behind each writer
+		// is, for wallet_server's GET /status.
+		StatsHandler: func(*micro.Endpoint) any { return w.health() },
 	})
 	if err == nil {
 		err = svc.AddEndpoint("commands", micro.HandlerFunc(w.handle),

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"coffer/pkg/bus"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"coffer/pkg/metrics"
@@ -83,4 +84,16 @@ func (w *Writer) RegisterMetrics(reg prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// health is what the writer tells of itself in its service stats.
+func (w *Writer) health() bus.WriterHealth {
+	return bus.WriterHealth{
+		Partition:             w.cfg.Partition,
+		Serving:               w.serving.Load(),
+		QueueDepth:            len(w.queue),
+		ProjectionLagVersions: w.dirty.lagVersions(),
+		ProjectionLagStreams:  w.dirty.len(),
+		OutboxLagEvents:       max(0, w.store.Committed()-w.publishedSeq.Load()),
+	}
 }

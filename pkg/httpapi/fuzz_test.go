@@ -43,6 +43,8 @@ func (s *sent) Follow(context.Context, []string, uint64) (<-chan bus.Delivered, 
 	return nil, errors.New("no event stream here")
 }
 
+func (s *sent) WriterHealth(context.Context, time.Duration) ([]bus.WriterHealth, error) { return nil, nil }
+
 type noReads struct{}
 
 func (noReads) State(context.Context, string, string) ([]byte, error) { return nil, nil }

@@ -68,6 +68,9 @@ type Sender interface {
 	// sequence, catching up, then live, until ctx ends (the event
 	// streams).
 	Follow(ctx context.Context, subjects []string, after uint64) (<-chan bus.Delivered, error)
+	// WriterHealth is each writer's own account of how far behind it is,
+	// as the writers answer within wait.
+	WriterHealth(ctx context.Context, wait time.Duration) ([]bus.WriterHealth, error)
 }
 
 type server struct {
@@ -156,6 +159,10 @@ func (s *server) router(reg *prometheus.Registry) *mux.Router {
 	route("/wallet/{id}/events", http.HandlerFunc(s.walletEvents), http.MethodGet)
 	route("/transfers/{id}/events", http.HandlerFunc(s.transferEvents), http.MethodGet)
 	route("/orders/{id}/events", http.HandlerFunc(s.orderEvents), http.MethodGet)
+	route("/status", http.HandlerFunc(s.status), http.MethodGet, http.MethodHead)
+	route("/", http.HandlerFunc(s.console), http.MethodGet, http.MethodHead)
+	route("/console/", http.HandlerFunc(s.console), http.MethodGet, http.MethodHead)
+	route("/console/{file}", http.HandlerFunc(s.console), http.MethodGet, http.MethodHead)
 	route("/healthz", http.HandlerFunc(health.Healthz), http.MethodGet, http.MethodHead)
 	// Ready when Redis answers and a wallet writer answers over NATS (which
 	// also proves NATS is up).
