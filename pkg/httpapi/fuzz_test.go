@@ -43,7 +43,9 @@ func (s *sent) Follow(context.Context, []string, uint64) (<-chan bus.Delivered, 
 	return nil, errors.New("no event stream here")
 }
 
-func (s *sent) WriterHealth(context.Context, time.Duration) ([]bus.WriterHealth, error) { return nil, nil }
+func (s *sent) WriterHealth(context.Context, time.Duration) ([]bus.WriterHealth, error) {
+	return nil, nil
+}
 
 type noReads struct{}
 
