@@ -238,6 +238,18 @@ func (l *transferLoad) settle(t *testing.T) settled {
 		}
 	}
 
+	if len(l.items) > 0 { // the listing too, rebuilt with the rest after Redis lost it
+		st, _, b, err := request(c.base(), "GET", "/items?limit=1000", "", nil)
+		var page struct {
+			Items []struct {
+				ItemID string `json:"item_id"`
+			}
+		}
+		if err != nil || st != 200 || json.Unmarshal(b, &page) != nil || len(page.Items) != len(l.items) {
+			t.Fatalf("GET /items lists %d items, want %d: %d %.300s %v", len(page.Items), len(l.items), st, b, err)
+		}
+	}
+
 	// Each request is in the logs once; every event is in the history once.
 	end.logs = c.logs()
 	keys := map[string]int{}
