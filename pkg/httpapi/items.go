@@ -218,23 +218,7 @@ func restockData(body []byte) ([]byte, *bus.Error) {
 // getItem is GET /items/{id}: the item, from Redis.
 func (s *server) getItem(w http.ResponseWriter, r *http.Request) {
 	id, perr := itemIDOf(r)
-	if perr == nil {
-		_, perr = queryParams(r)
-	}
-	if perr != nil {
-		writeProblem(w, r, perr)
-		return
-	}
-	b, err := s.reads.State(r.Context(), item.Name, id)
-	if err != nil {
-		s.readFailed(w, r, err)
-		return
-	}
-	if b == nil {
-		writeProblem(w, r, problem(bus.CodeItemNotFound, fmt.Sprintf("no item %s: add one with POST /items", id)))
-		return
-	}
-	writeRawJSON(w, http.StatusOK, b)
+	s.getState(w, r, item.Name, id, perr, problem(bus.CodeItemNotFound, fmt.Sprintf("no item %s: add one with POST /items", id)))
 }
 
 // itemsResponse is a page of GET /items: items in the order they were

@@ -193,26 +193,15 @@ func ksuidInvalid(id string) bool {
 
 // getOrder is GET /orders/{id}: the order, from Redis.
 func (s *server) getOrder(w http.ResponseWriter, r *http.Request) {
+	id, perr := orderIDOf(r)
+	s.getState(w, r, order.Name, id, perr, problem(bus.CodeOrderNotFound, fmt.Sprintf("no order %s", id)))
+}
+
+// orderIDOf returns the {id} of the route if it can name an order.
+func orderIDOf(r *http.Request) (string, *bus.Error) {
 	id := mux.Vars(r)["id"]
-	perr := (order.Domain{}).CheckID(id)
-	if perr != nil {
-		perr = problem(bus.CodeInvalidOrderID, fmt.Sprintf("order id %q is not a KSUID (27 base62 characters, from POST /orders)", truncate(id)))
+	if order.CheckID(id) != nil {
+		return "", problem(bus.CodeInvalidOrderID, fmt.Sprintf("order id %q is not a KSUID (27 base62 characters, from POST /orders)", truncate(id)))
 	}
-	if perr == nil {
-		_, perr = queryParams(r)
-	}
-	if perr != nil {
-		writeProblem(w, r, perr)
-		return
-	}
-	b, err := s.reads.State(r.Context(), order.Name, id)
-	if err != nil {
-		s.readFailed(w, r, err)
-		return
-	}
-	if b == nil {
-		writeProblem(w, r, problem(bus.CodeOrderNotFound, fmt.Sprintf("no order %s", id)))
-		return
-	}
-	writeRawJSON(w, http.StatusOK, b)
+	return id, nil
 }

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/gorilla/mux"
-
 	"coffer/pkg/bus"
 	"coffer/pkg/event"
 	"coffer/pkg/item"
@@ -66,9 +64,9 @@ func (s *server) transferEvents(w http.ResponseWriter, r *http.Request) {
 // orderEvents is GET /orders/{id}/events: as a wallet's, until the order
 // completes or fails.
 func (s *server) orderEvents(w http.ResponseWriter, r *http.Request) {
-	id := mux.Vars(r)["id"]
-	if order.CheckID(id) != nil {
-		writeProblem(w, r, problem(bus.CodeInvalidOrderID, fmt.Sprintf("order id %q is not a KSUID (27 base62 characters, from POST /orders)", truncate(id))))
+	id, perr := orderIDOf(r)
+	if perr != nil {
+		writeProblem(w, r, perr)
 		return
 	}
 	s.streamOf(w, r, order.Name, id, []string{string(order.Completed), string(order.Failed)})

@@ -310,6 +310,13 @@ func (s *server) reverseTransfer(w http.ResponseWriter, r *http.Request) {
 // getTransfer is GET /transfers/{id}: the transfer, from Redis.
 func (s *server) getTransfer(w http.ResponseWriter, r *http.Request) {
 	id, perr := transferIDOf(r)
+	s.getState(w, r, transfer.Name, id, perr, problem(bus.CodeTransferNotFound, fmt.Sprintf("no transfer %s", id)))
+}
+
+// getState answers with the stored state of stream id of domain (a
+// transfer, an order, an item), which takes no query parameter: perr if
+// the id is bad, notFound if Redis holds no such stream.
+func (s *server) getState(w http.ResponseWriter, r *http.Request, domain, id string, perr, notFound *bus.Error) {
 	if perr == nil {
 		_, perr = queryParams(r)
 	}
@@ -317,13 +324,13 @@ func (s *server) getTransfer(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, perr)
 		return
 	}
-	b, err := s.reads.State(r.Context(), transfer.Name, id)
+	b, err := s.reads.State(r.Context(), domain, id)
 	if err != nil {
 		s.readFailed(w, r, err)
 		return
 	}
 	if b == nil {
-		writeProblem(w, r, problem(bus.CodeTransferNotFound, fmt.Sprintf("no transfer %s", id)))
+		writeProblem(w, r, notFound)
 		return
 	}
 	writeRawJSON(w, http.StatusOK, b)

@@ -322,21 +322,9 @@ func TestOrdersUnderFaults(t *testing.T) {
 			c.start(kinds[k])
 			faults["kill -9 "+kinds[k]]++
 		} else {
-			w := []string{"wallet_writer#a", "wallet_writer#b"}[rand.IntN(2)]
-			c.signal(w, syscall.SIGSTOP)
-			time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
-			c.signal(w, syscall.SIGCONT)
-			faults["SIGSTOP "+w]++
+			pause(c, faults)
 		}
-		eventually(t, 60*time.Second, "an operation to succeed after the fault", func() bool {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if len(l.failures) > 0 {
-				t.Fatalf("after %v: %v", faults, l.failures)
-			}
-			return l.lastOK.Load() > at.UnixNano()
-		})
-		worst = max(worst, time.Unix(0, l.lastOK.Load()).Sub(at))
+		worst = max(worst, l.recovered(t, faults, at))
 	}
 	l.finish(t)
 	end := l.settle(t)

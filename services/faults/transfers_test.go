@@ -85,6 +85,31 @@ func (l *transferLoad) run(workers int) {
 	}
 }
 
+// pause freezes one of the two writer processes for 0.5 to 2 s (SIGSTOP,
+// then SIGCONT).
+func pause(c *cluster, faults map[string]int) {
+	w := []string{"wallet_writer#a", "wallet_writer#b"}[rand.IntN(2)]
+	c.signal(w, syscall.SIGSTOP)
+	time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
+	c.signal(w, syscall.SIGCONT)
+	faults["SIGSTOP "+w]++
+}
+
+// recovered waits until an operation of the load succeeds after the fault
+// made at at, and returns how long after it that was.
+func (l *transferLoad) recovered(t *testing.T, faults map[string]int, at time.Time) time.Duration {
+	t.Helper()
+	eventually(t, 60*time.Second, "an operation to succeed after the fault", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if len(l.failures) > 0 {
+			t.Fatalf("after %v: %v", faults, l.failures)
+		}
+		return l.lastOK.Load() > at.UnixNano()
+	})
+	return time.Unix(0, l.lastOK.Load()).Sub(at)
+}
+
 func (l *transferLoad) fail(msg string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -254,21 +279,9 @@ func TestTransfersUnderFaults(t *testing.T) {
 			c.start("nats-server")
 			faults["kill -9 nats-server"]++
 		default:
-			w := []string{"wallet_writer#a", "wallet_writer#b"}[rand.IntN(2)]
-			c.signal(w, syscall.SIGSTOP)
-			time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
-			c.signal(w, syscall.SIGCONT)
-			faults["SIGSTOP "+w]++
+			pause(c, faults)
 		}
-		eventually(t, 60*time.Second, "an operation to succeed after the fault", func() bool {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if len(l.failures) > 0 {
-				t.Fatalf("after %v: %v", faults, l.failures)
-			}
-			return l.lastOK.Load() > at.UnixNano()
-		})
-		worst = max(worst, time.Unix(0, l.lastOK.Load()).Sub(at))
+		worst = max(worst, l.recovered(t, faults, at))
 		if (i+1)%50 == 0 {
 			t.Logf("%d faults so far", i+1)
 		}

@@ -351,15 +351,7 @@ func (b *bench) transfers() (string, error) {
 	}
 	// The transfers in flight when wrk stopped end within a moment; verify
 	// then finds each one ended, its legs once, and the money where it was.
-	var out []byte
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
-		cmd := exec.Command(filepath.Join(b.root, "bin/wallet_writer"), "verify")
-		cmd.Env = b.env
-		if out, err = cmd.CombinedOutput(); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	last := lineWith(string(out), " transfers: ")
+	last, err := b.verifySettled(" transfers: ")
 	want := fmt.Sprintf("balances %d = credits %d − debits 0 + in flight 0: 0 problems", 1000*funds, 1000*funds)
 	switch {
 	case err != nil || !strings.HasSuffix(last, want):
@@ -420,15 +412,7 @@ func (b *bench) orders(wallets string) error {
 	if err := b.groupCommit(r, sBefore, elapsed); err != nil {
 		return err
 	}
-	var out []byte
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
-		cmd := exec.Command(filepath.Join(b.root, "bin/wallet_writer"), "verify")
-		cmd.Env = b.env
-		if out, err = cmd.CombinedOutput(); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	last := lineWith(string(out), " orders: ")
+	last, err := b.verifySettled(" orders: ")
 	switch {
 	case err != nil || !strings.HasSuffix(last, ": 0 problems") || !strings.Contains(last, " 0 pending"):
 		r.Check = "FAILED: verify: " + last
@@ -822,6 +806,21 @@ func summaries(out string) string {
 		return lastLine(out)
 	}
 	return strings.Join(lines, "; ")
+}
+
+// verifySettled runs wallet_writer verify until it passes, at most a
+// minute (the operations in flight when wrk stopped end within a moment),
+// and returns the last line of its output holding sub, and its error.
+func (b *bench) verifySettled(sub string) (string, error) {
+	var out []byte
+	var err error
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		cmd := exec.Command(filepath.Join(b.root, "bin/wallet_writer"), "verify")
+		cmd.Env = b.env
+		if out, err = cmd.CombinedOutput(); err == nil || time.Now().After(deadline) {
+			return lineWith(string(out), sub), err
+		}
+	}
 }
 
 // lineWith is the last line of s holding sub, trimmed; the last line of s
