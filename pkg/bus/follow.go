@@ -19,8 +19,13 @@ type Delivered struct {
 // so a slow reader costs bounded memory and JetStream waits for it.
 const followBuffer = 32
 
+// FollowNew, as Follow's after, starts with the first event published from
+// now on.
+const FollowNew = ^uint64(0)
+
 // Follow delivers, in stream order, the events of EVENTS on subjects whose
-// sequence is after after (0: from the first the stream holds), then every
+// sequence is after after (0: from the first the stream holds; FollowNew:
+// none of those it holds now), then every
 // new one as it comes, on the returned channel, until ctx ends or the
 // stream cannot be read; then the channel is closed. It is an ordered
 // consumer of its own (ephemeral, recreated by the client library across a
@@ -31,7 +36,11 @@ func (c *Client) Follow(ctx context.Context, subjects []string, after uint64) (<
 		return nil, fmt.Errorf("follow: %w", err)
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if after > 0 {
+	switch after {
+	case 0:
+	case FollowNew:
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	default:
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, after+1
 	}
 	cons, err := js.OrderedConsumer(ctx, EventsStream, cfg)

@@ -100,7 +100,9 @@ func (s *server) streamOf(w http.ResponseWriter, r *http.Request, domain, id str
 
 // allEvents is GET /events: every domain's events in the order EVENTS
 // holds them (?domain= and ?type= narrow it); id is the event's sequence
-// in EVENTS; ?from_seq=N or Last-Event-ID: N resumes after it.
+// in EVENTS; ?from_seq=N or Last-Event-ID: N resumes after it, and
+// ?from_seq=now starts with the events published from now on (a live view
+// of a long history).
 func (s *server) allEvents(w http.ResponseWriter, r *http.Request) {
 	q, perr := queryParams(r, "domain", "type", "from_seq")
 	if perr != nil {
@@ -115,7 +117,9 @@ func (s *server) allEvents(w http.ResponseWriter, r *http.Request) {
 		perr = problem(bus.CodeInvalidQuery, fmt.Sprintf("type %q is not an event type (lower-case letters, digits and _)", truncate(typ)))
 	}
 	var after uint64
-	if perr == nil {
+	if perr == nil && q.Get("from_seq") == "now" && r.Header.Get("Last-Event-ID") == "" {
+		after = bus.FollowNew
+	} else if perr == nil {
 		after, perr = resumeAt(r, q.Get("from_seq"), "from_seq")
 	}
 	if perr != nil {
@@ -135,12 +139,14 @@ func orAny(token string) string {
 	return token
 }
 
-// resumeAt is where a stream resumes: the query parameter name if given,
-// else the Last-Event-ID header, else 0 (from the start).
+// resumeAt is where a stream resumes: after the Last-Event-ID header if
+// given (a client reconnecting: EventSource keeps the URL it was opened
+// with, the query included), else after the query parameter name, else 0
+// (from the start).
 func resumeAt(r *http.Request, param, name string) (uint64, *bus.Error) {
-	v, from := param, name
+	v, from := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if v == "" {
-		v, from = r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+		v, from = param, name
 	}
 	if v == "" {
 		return 0, nil

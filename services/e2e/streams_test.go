@@ -166,6 +166,18 @@ func TestEventStreams(t *testing.T) {
 			t.Fatalf("from_version=3: got %s, want %s", e.id, v)
 		}
 	}
+	// A client reconnecting to the URL it was opened with resumes after
+	// its Last-Event-ID, not the URL's position.
+	reconnected, _, _ := openStream(t, s.base, "/wallet/"+w+"/events?from_version=1", "4")
+	if e := reconnected.next(t, 5*time.Second); e.id != "5" {
+		t.Fatalf("from_version=1 with Last-Event-ID 4: got %s, want 5", e.id)
+	}
+	// from_seq=now: only what is published from now on.
+	live, _, _ := openStream(t, s.base, "/events?domain=wallet&from_seq=now", "")
+	step{"POST", "/wallet/" + w + "/credit", `{"amount": 6}`, nil, 200, ""}.run(t, s)
+	if e := live.next(t, 5*time.Second); e.env.StreamID != w || e.env.Version != 6 {
+		t.Fatalf("from_seq=now: the first event is %+v, want version 6 of %s", e.env, w)
+	}
 
 	// The global feed, filtered: credits only, ids the stream sequence.
 	feed, _, _ := openStream(t, s.base, "/events?domain=wallet&type=credited", "")

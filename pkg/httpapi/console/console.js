@@ -94,8 +94,10 @@ function follow(path, onEvent) {
 let walletID = "";
 let stopWallet = () => {};
 
+// showWallet reads the wallet and its newest transactions, and returns its
+// version (-1 if it could not be read).
 async function showWallet() {
-  if (!walletID) return;
+  if (!walletID) return -1;
   let w;
   try {
     w = await api("GET", "/wallet/" + walletID);
@@ -104,7 +106,7 @@ async function showWallet() {
       w = { balance: 0, available: 0, held: 0, status: "unused", version: 0 };
     } else {
       say(e.message, true);
-      return;
+      return -1;
     }
   }
   $("#w-balance").textContent = w.balance;
@@ -124,17 +126,37 @@ async function showWallet() {
     return tr;
   });
   $("#transactions").replaceChildren(...rows);
+  return w.version;
 }
 
-function openWallet(id) {
+// refresh reads the wallet again once per burst of its events: one read
+// at a time, and one more after it if events came meanwhile.
+let reading = false;
+let again = false;
+async function refresh() {
+  if (reading) {
+    again = true;
+    return;
+  }
+  reading = true;
+  do {
+    again = false;
+    await showWallet();
+  } while (again);
+  reading = false;
+}
+
+async function openWallet(id) {
   walletID = id;
   $("#wallet-id").value = id;
   $("#wallet").hidden = false;
   history.replaceState(null, "", "#" + id);
   stopWallet();
-  showWallet();
-  // Every event of the wallet: read it again, at once.
-  stopWallet = follow("/wallet/" + id + "/events", () => showWallet());
+  stopWallet = () => {};
+  const version = await showWallet();
+  if (walletID !== id) return; // another was opened meanwhile
+  // Each event after the version shown: read the wallet again, at once.
+  stopWallet = follow("/wallet/" + id + "/events?from_version=" + Math.max(0, version), () => refresh());
 }
 
 function amountOf(form) {
@@ -248,10 +270,11 @@ let stopFeed = () => {};
 function followFeed(domain, type) {
   stopFeed();
   $("#feed").replaceChildren();
-  const q = new URLSearchParams();
+  // From now on: a long history is not replayed into the page.
+  const q = new URLSearchParams({ from_seq: "now" });
   if (domain) q.set("domain", domain);
   if (type) q.set("type", type);
-  const path = "/events" + (q.toString() ? "?" + q : "");
+  const path = "/events?" + q;
   let pendingItems = false;
   stopFeed = follow(path, (ev) => {
     const e = ev.data;
