@@ -47,6 +47,30 @@ func (s *sent) WriterHealth(context.Context, time.Duration) ([]bus.WriterHealth,
 	return nil, nil
 }
 
+// served serves req, whose body is body, and returns the answer and the one
+// command the server passed on to a writer, nil if it passed none on: then
+// its answer must be a problem, 4xx. It fails on a 5xx, on more than one
+// command, and on one that is not the action want ("domain.action").
+func served(t *testing.T, h http.Handler, rec *sent, req *http.Request, body []byte, want string) (*httptest.ResponseRecorder, *bus.Command) {
+	t.Helper()
+	rec.calls, rec.actions = rec.calls[:0], rec.actions[:0]
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code >= 500 {
+		t.Fatalf("status %d for %q: %s", w.Code, body, w.Body)
+	}
+	if len(rec.calls) == 0 {
+		if w.Code < 400 || w.Header().Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("nothing sent but status %d %q for %q", w.Code, w.Header().Get("Content-Type"), body)
+		}
+		return w, nil
+	}
+	if len(rec.calls) != 1 || rec.actions[0] != want {
+		t.Fatalf("sent %v for %q, want one %s", rec.actions, body, want)
+	}
+	return w, &rec.calls[0]
+}
+
 type noReads struct{}
 
 func (noReads) State(context.Context, string, string) ([]byte, error) { return nil, nil }
@@ -78,32 +102,21 @@ func FuzzCommandBody(f *testing.F) {
 	rec := &sent{}
 	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now, nil, Limits{})
 	f.Fuzz(func(t *testing.T, body []byte, key string) {
-		rec.calls, rec.actions = rec.calls[:0], rec.actions[:0]
 		req := httptest.NewRequest("POST", "/wallet/2pJ1NbW1uTJ3XQw2fQ4G7mVj0aZ/credit", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		if key != "" {
 			req.Header["Idempotency-Key"] = []string{key}
 		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code >= 500 {
-			t.Fatalf("status %d for %q: %s", w.Code, body, w.Body)
-		}
-		if len(rec.calls) == 0 {
-			if w.Code < 400 || w.Header().Get("Content-Type") != "application/problem+json" {
-				t.Fatalf("nothing sent but status %d %q for %q", w.Code, w.Header().Get("Content-Type"), body)
-			}
+		w, sentCmd := served(t, h, rec, req, body, "wallet.credit")
+		if sentCmd == nil {
 			return
 		}
-		if w.Code != http.StatusOK || len(rec.calls) != 1 {
-			t.Fatalf("sent %d commands, status %d, for %q", len(rec.calls), w.Code, body)
+		if w.Code != http.StatusOK {
+			t.Fatalf("sent a credit, status %d, for %q", w.Code, body)
 		}
 		// What was sent, as the wallet domain reads it in the writer, must
 		// be what a strict reader sees in the body.
-		if rec.actions[0] != "wallet.credit" {
-			t.Fatalf("sent %s for a credit", rec.actions[0])
-		}
-		cmd, perr := wallet.Domain{}.DecodeCommand("credit", rec.calls[0].Data)
+		cmd, perr := wallet.Domain{}.DecodeCommand("credit", sentCmd.Data)
 		if perr != nil {
 			t.Fatalf("sent data %s the wallet domain refuses: %v", rec.calls[0].Data, perr)
 		}
@@ -143,24 +156,13 @@ func FuzzTransferBody(f *testing.F) {
 	rec := &sent{}
 	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now, nil, Limits{})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		rec.calls, rec.actions = rec.calls[:0], rec.actions[:0]
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest("POST", "/transfers", bytes.NewReader(body)))
-		if w.Code >= 500 {
-			t.Fatalf("status %d for %q: %s", w.Code, body, w.Body)
-		}
-		if len(rec.calls) == 0 {
-			if w.Code < 400 || w.Header().Get("Content-Type") != "application/problem+json" {
-				t.Fatalf("nothing sent but status %d %q for %q", w.Code, w.Header().Get("Content-Type"), body)
-			}
+		_, sentCmd := served(t, h, rec, httptest.NewRequest("POST", "/transfers", bytes.NewReader(body)), body, "transfer.request")
+		if sentCmd == nil {
 			return
 		}
-		if len(rec.calls) != 1 || rec.actions[0] != "transfer.request" {
-			t.Fatalf("sent %v for %q", rec.actions, body)
-		}
-		cmd, perr := transfer.Domain{}.DecodeCommand("request", rec.calls[0].Data)
+		cmd, perr := transfer.Domain{}.DecodeCommand("request", sentCmd.Data)
 		if perr != nil {
-			t.Fatalf("sent data %s the transfer domain refuses: %v", rec.calls[0].Data, perr)
+			t.Fatalf("sent data %s the transfer domain refuses: %v", sentCmd.Data, perr)
 		}
 		if cmd.From == cmd.To || cmd.Amount < 1 || cmd.Amount > transfer.MaxAmount || cmd.ReversalOf != "" {
 			t.Fatalf("sent %+v for %q", cmd, body)
@@ -186,23 +188,12 @@ func FuzzOrderBody(f *testing.F) {
 	rec := &sent{}
 	h := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), noReads{}, rec, time.Now, nil, Limits{})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		rec.calls, rec.actions = rec.calls[:0], rec.actions[:0]
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, httptest.NewRequest("POST", "/orders", bytes.NewReader(body)))
-		if w.Code >= 500 {
-			t.Fatalf("status %d for %q: %s", w.Code, body, w.Body)
-		}
-		if len(rec.calls) == 0 {
-			if w.Code < 400 || w.Header().Get("Content-Type") != "application/problem+json" {
-				t.Fatalf("nothing sent but status %d %q for %q", w.Code, w.Header().Get("Content-Type"), body)
-			}
+		_, sentCmd := served(t, h, rec, httptest.NewRequest("POST", "/orders", bytes.NewReader(body)), body, "order.place")
+		if sentCmd == nil {
 			return
 		}
-		if len(rec.calls) != 1 || rec.actions[0] != "order.place" {
-			t.Fatalf("sent %v for %q", rec.actions, body)
-		}
-		if _, perr := (order.Domain{}).DecodeCommand("place", rec.calls[0].Data); perr != nil {
-			t.Fatalf("sent data %s the order domain refuses: %v", rec.calls[0].Data, perr)
+		if _, perr := (order.Domain{}).DecodeCommand("place", sentCmd.Data); perr != nil {
+			t.Fatalf("sent data %s the order domain refuses: %v", sentCmd.Data, perr)
 		}
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -24,15 +23,7 @@ const (
 // an Idempotency-Key the item's id is the key's, so that a retry reaches
 // the same item.
 func (s *server) addItem(w http.ResponseWriter, r *http.Request) {
-	_, perr := queryParams(r)
-	var key string
-	if perr == nil {
-		key, perr = idempotencyKey(r)
-	}
-	var body []byte
-	if perr == nil {
-		body, perr = readBody(w, r)
-	}
+	key, body, perr := commandRequest(w, r)
 	if perr != nil {
 		writeProblem(w, r, perr)
 		return
@@ -127,16 +118,10 @@ func checkItemID(id string) (string, *bus.Error) {
 func (s *server) itemCommand(a item.Action) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, perr := itemIDOf(r)
-		if perr == nil {
-			_, perr = queryParams(r)
-		}
 		var key string
-		if perr == nil {
-			key, perr = idempotencyKey(r)
-		}
 		var body []byte
 		if perr == nil {
-			body, perr = readBody(w, r)
+			key, body, perr = commandRequest(w, r)
 		}
 		if perr != nil {
 			writeProblem(w, r, perr)
@@ -238,14 +223,10 @@ func (s *server) listItems(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, perr)
 		return
 	}
-	limit := DefaultLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxLimit {
-			writeProblem(w, r, problem(bus.CodeInvalidQuery, fmt.Sprintf("limit must be a whole number from 1 to %d, not %q", MaxLimit, v)))
-			return
-		}
-		limit = n
+	limit, perr := pageLimit(q)
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
 	}
 	after := q.Get("cursor")
 	if after != "" && (item.CheckID(after) != nil || !utf8.ValidString(after)) {

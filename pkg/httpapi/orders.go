@@ -23,15 +23,7 @@ const orderHelp = `expected a JSON body like {"wallet_id": "<wallet id>", "lines
 // Idempotency-Key the order id is the key's on the buyer's wallet, so that
 // a retry reaches the same order and learns where it stands.
 func (s *server) placeOrder(w http.ResponseWriter, r *http.Request) {
-	_, perr := queryParams(r)
-	var key string
-	if perr == nil {
-		key, perr = idempotencyKey(r)
-	}
-	var body []byte
-	if perr == nil {
-		body, perr = readBody(w, r)
-	}
+	key, body, perr := commandRequest(w, r)
 	if perr != nil {
 		writeProblem(w, r, perr)
 		return
@@ -55,21 +47,12 @@ func (s *server) placeOrderFrom(w http.ResponseWriter, r *http.Request, key stri
 	data, _ := json.Marshal(req)
 	events, stop := s.watch(order.Name, id)
 	defer stop()
-	cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data, RequestID: requestID(r.Context())}
-	reply, replayed, err := s.cmds.Send(r.Context(), order.Name, id, string(order.Place), cmd)
-	if err != nil {
-		s.sendFailed(w, r, err)
-		return
-	}
-	if replayed {
-		w.Header().Set(ReplayedHeader, "true")
-	}
-	if reply.Error != nil {
-		writeProblem(w, r, reply.Error)
+	placed, replayed, ok := s.ask(w, r, order.Name, id, string(order.Place), key, data)
+	if !ok {
 		return
 	}
 	w.Header().Set("Location", "/orders/"+id)
-	v, ok := s.awaitEnd(r, order.Name, id, reply.Result, replayed, events)
+	v, ok := s.awaitEnd(r, order.Name, id, placed, replayed, events)
 	if ok {
 		answerOrder(w, r, v)
 	}

@@ -410,14 +410,10 @@ func (s *server) transactions(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, perr)
 		return
 	}
-	limit := DefaultLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxLimit {
-			writeProblem(w, r, problem(bus.CodeInvalidQuery, fmt.Sprintf("limit must be a whole number from 1 to %d, not %q", MaxLimit, v)))
-			return
-		}
-		limit = n
+	limit, perr := pageLimit(q)
+	if perr != nil {
+		writeProblem(w, r, perr)
+		return
 	}
 	var before int64
 	if v := q.Get("cursor"); v != "" {
@@ -465,6 +461,19 @@ func (s *server) readFailed(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	s.log.Warn("read model unavailable", "path", r.URL.Path, "request_id", requestID(r.Context()), "err", err)
 	writeProblem(w, r, problem(bus.CodeReadModelUnavailable, "the read model (Redis) cannot be reached; retry shortly"))
+}
+
+// pageLimit is a page's ?limit=: 1 to MaxLimit, DefaultLimit if absent.
+func pageLimit(q url.Values) (int, *bus.Error) {
+	v := q.Get("limit")
+	if v == "" {
+		return DefaultLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > MaxLimit {
+		return 0, problem(bus.CodeInvalidQuery, fmt.Sprintf("limit must be a whole number from 1 to %d, not %q", MaxLimit, v))
+	}
+	return n, nil
 }
 
 // ReplayedHeader marks a response that repeats the stored outcome of an
@@ -558,20 +567,44 @@ func (s *server) send(w http.ResponseWriter, r *http.Request, id string, a walle
 // sendTo sends action with data to stream id of domain under key, and
 // answers with its result (at status) or its problem.
 func (s *server) sendTo(w http.ResponseWriter, r *http.Request, domain, id, action, key string, data []byte, status int) {
+	if res, _, ok := s.ask(w, r, domain, id, action, key, data); ok {
+		writeRawJSON(w, status, res)
+	}
+}
+
+// ask sends action with data to stream id of domain under key and returns
+// the result, and whether it was a replay (then marked so in the answer's
+// headers); ok is false once it has answered with the command's problem,
+// or the bus's.
+func (s *server) ask(w http.ResponseWriter, r *http.Request, domain, id, action, key string, data []byte) (result []byte, replayed, ok bool) {
 	cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data, RequestID: requestID(r.Context())}
 	reply, replayed, err := s.cmds.Send(r.Context(), domain, id, action, cmd)
 	if err != nil {
 		s.sendFailed(w, r, err)
-		return
+		return nil, false, false
 	}
 	if replayed {
 		w.Header().Set(ReplayedHeader, "true")
 	}
 	if reply.Error != nil {
 		writeProblem(w, r, reply.Error)
-		return
+		return nil, replayed, false
 	}
-	writeRawJSON(w, status, reply.Result)
+	return reply.Result, replayed, true
+}
+
+// commandRequest reads what every command route that creates or changes
+// something takes: no query parameter, an optional Idempotency-Key, and
+// the body.
+func commandRequest(w http.ResponseWriter, r *http.Request) (key string, body []byte, perr *bus.Error) {
+	if _, perr = queryParams(r); perr != nil {
+		return "", nil, perr
+	}
+	if key, perr = idempotencyKey(r); perr != nil {
+		return "", nil, perr
+	}
+	body, perr = readBody(w, r)
+	return key, body, perr
 }
 
 // sendFailed answers for a command that was not decided: the bus's

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -225,12 +226,15 @@ func (s *server) stream(w http.ResponseWriter, r *http.Request, subjects []strin
 	}
 }
 
-// compact returns data on one line.
+// compact returns data, which has been read as JSON, on one line. The
+// writers publish compact JSON, so this is nearly always data as it is.
 func compact(data []byte) []byte {
-	var v json.RawMessage = data
-	out, err := json.Marshal(v)
-	if err != nil {
+	if !bytes.ContainsAny(data, "\r\n") {
+		return data
+	}
+	var out bytes.Buffer
+	if json.Compact(&out, data) != nil {
 		return []byte("{}")
 	}
-	return out
+	return out.Bytes()
 }

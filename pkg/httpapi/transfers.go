@@ -27,15 +27,7 @@ const transferHelp = `expected a JSON body like {"from": "<wallet id>", "to": "<
 // money leaves, so that a retry reaches the same transfer and learns where
 // it stands.
 func (s *server) createTransfer(w http.ResponseWriter, r *http.Request) {
-	_, perr := queryParams(r)
-	var key string
-	if perr == nil {
-		key, perr = idempotencyKey(r)
-	}
-	var body []byte
-	if perr == nil {
-		body, perr = readBody(w, r)
-	}
+	key, body, perr := commandRequest(w, r)
 	var req transfer.RequestData
 	if perr == nil {
 		req, perr = transferRequest(body)
@@ -62,21 +54,12 @@ func (s *server) createTransfer(w http.ResponseWriter, r *http.Request) {
 // returns the transfer it answered with, and whether that was a replay;
 // ok is false once it has answered with a problem.
 func (s *server) transferCommand(w http.ResponseWriter, r *http.Request, id string, action transfer.Action, key string, data []byte) (v transfer.View, replayed, ok bool) {
-	cmd := bus.Command{CommandID: ksuid.New().String(), IdempotencyKey: key, Data: data, RequestID: requestID(r.Context())}
-	reply, replayed, err := s.cmds.Send(r.Context(), transfer.Name, id, string(action), cmd)
-	if err != nil {
-		s.sendFailed(w, r, err)
-		return v, false, false
-	}
-	if replayed {
-		w.Header().Set(ReplayedHeader, "true")
-	}
-	if reply.Error != nil {
-		writeProblem(w, r, reply.Error)
+	res, replayed, ok := s.ask(w, r, transfer.Name, id, string(action), key, data)
+	if !ok {
 		return v, replayed, false
 	}
-	if err := json.Unmarshal(reply.Result, &v); err != nil {
-		s.readFailed(w, r, fmt.Errorf("answer to %s of transfer %s %q: %w", action, id, reply.Result, err))
+	if err := json.Unmarshal(res, &v); err != nil {
+		s.readFailed(w, r, fmt.Errorf("answer to %s of transfer %s %q: %w", action, id, res, err))
 		return v, replayed, false
 	}
 	return v, replayed, true
