@@ -169,7 +169,7 @@ func TestConsole(t *testing.T) {
 	var overflow bool
 	within(t, ctx, 5*time.Second, "a narrow screen",
 		chromedp.EmulateViewport(390, 844),
-		chromedp.Sleep(100*time.Millisecond), // a layout pass
+		chromedp.Poll(`window.innerWidth === 390`, nil, chromedp.WithPollingInterval(20*time.Millisecond)),
 		chromedp.Evaluate(`document.documentElement.scrollWidth > window.innerWidth`, &overflow),
 	)
 	if overflow {

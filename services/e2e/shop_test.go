@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -196,37 +194,9 @@ func TestConcurrentOrders(t *testing.T) {
 		buyers[i] = ksuid.New().String()
 		step{"POST", "/wallet/" + buyers[i] + "/credit", `{"amount": 100000}`, nil, 200, ""}.run(t, s)
 	}
-	ids := make([]string, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			status, hdr, body, err := s.request("POST", "/orders", orderBody(buyers[i%len(buyers)], line(it.ItemID, 1)), nil)
-			switch {
-			case err != nil:
-				errs <- err
-			case status != http.StatusOK && status != http.StatusAccepted && status != http.StatusConflict:
-				errs <- fmt.Errorf("order %d: %d %s", i, status, body)
-			default:
-				ids[i] = strings.TrimPrefix(hdr.Get("Location"), "/orders/")
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	counts := map[order.Status]int{}
-	eventually(t, 90*time.Second, "every order to end", func() bool {
-		clear(counts)
-		for _, id := range ids {
-			_, _, body := s.do("GET", "/orders/"+id, "", nil)
-			counts[decodeQuiet[order.View](body).Status]++
-		}
-		return counts[order.StatusPending] == 0 && counts[""] == 0
-	})
-	if counts[order.StatusCompleted] != stock || counts[order.StatusFailed] != n-stock {
+	ids := s.rush(t, n, "/orders", func(i int) string { return orderBody(buyers[i%len(buyers)], line(it.ItemID, 1)) })
+	counts := s.ends(t, 90*time.Second, "/orders/", ids)
+	if counts["completed"] != stock || counts["failed"] != n-stock {
 		t.Fatalf("%v, want %d completed", counts, stock)
 	}
 	if got := s.item(t, it.ItemID); got.Stock != 0 || got.Reserved != 0 || got.Sold != stock {

@@ -158,6 +158,52 @@ func TestTransfers(t *testing.T) {
 	}
 }
 
+// rush posts n bodies (body(i) the i-th) to path at once, and returns the
+// id each answer's Location names after path; every answer must be 200,
+// 202 or 409.
+func (s *stack) rush(t *testing.T, n int, path string, body func(i int) string) []string {
+	t.Helper()
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			status, hdr, b, err := s.request("POST", path, body(i), nil)
+			switch {
+			case err != nil:
+				errs <- err
+			case status != http.StatusOK && status != http.StatusAccepted && status != http.StatusConflict:
+				errs <- fmt.Errorf("POST %s %d: %d %s", path, i, status, b)
+			default:
+				ids[i] = strings.TrimPrefix(hdr.Get("Location"), path+"/")
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// ends waits, at most within, until every operation at prefix+id (a
+// transfer, an order) has a status other than pending, and counts them by
+// status.
+func (s *stack) ends(t *testing.T, within time.Duration, prefix string, ids []string) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	eventually(t, within, "every "+prefix+" to end", func() bool {
+		clear(counts)
+		for _, id := range ids {
+			_, _, body := s.do("GET", prefix+id, "", nil)
+			counts[decodeQuiet[struct{ Status string }](body).Status]++
+		}
+		return counts["pending"] == 0 && counts[""] == 0
+	})
+	return counts
+}
+
 // TestConcurrentTransfers: 1,000 transfers of 1 at once out of a wallet
 // holding 400 → exactly 400 complete, 600 fail for funds, and the money
 // is all there.
@@ -171,37 +217,9 @@ func TestConcurrentTransfers(t *testing.T) {
 	}
 	step{"POST", "/wallet/" + from + "/credit", fmt.Sprintf(`{"amount": %d}`, funds), nil, 200, ""}.run(t, s)
 
-	ids := make([]string, n)
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			status, hdr, body, err := s.request("POST", "/transfers", transferBody(from, to[i%len(to)], 1, ""), nil)
-			switch {
-			case err != nil:
-				errs <- err
-			case status != 200 && status != 202 && status != 409:
-				errs <- fmt.Errorf("transfer %d: %d %s", i, status, body)
-			default:
-				ids[i] = strings.TrimPrefix(hdr.Get("Location"), "/transfers/")
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	counts := map[transfer.Status]int{}
-	eventually(t, 60*time.Second, "every transfer to end", func() bool {
-		clear(counts)
-		for _, id := range ids {
-			_, _, body := s.do("GET", "/transfers/"+id, "", nil)
-			counts[decodeQuiet[transfer.View](body).Status]++
-		}
-		return counts[transfer.StatusPending] == 0 && counts[""] == 0
-	})
-	if counts[transfer.StatusCompleted] != funds || counts[transfer.StatusFailed] != n-funds {
+	ids := s.rush(t, n, "/transfers", func(i int) string { return transferBody(from, to[i%len(to)], 1, "") })
+	counts := s.ends(t, 60*time.Second, "/transfers/", ids)
+	if counts["completed"] != funds || counts["failed"] != n-funds {
 		t.Fatalf("%v, want %d completed", counts, funds)
 	}
 	var sum int64
